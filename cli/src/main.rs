@@ -1,0 +1,4 @@
+//! `citizencard`: a thin clap layer over host-lib.
+fn main() {
+    println!("citizencard {}", env!("CARGO_PKG_VERSION"));
+}

@@ -1,0 +1,16 @@
+//! # host-lib — the host side of the citizen card
+//!
+//! Transports ([`transport`]: PC/SC and the in-process simulated card, with T=0 and tracing
+//! middleware), issuer keys ([`keys`]), the e-purse terminal ([`terminal`]), applicant data
+//! ([`holder`]), the declarative card layout ([`profile`]), personalization ([`personalize`]) and the
+//! issuance registry ([`registry`]).
+//!
+//! The APDU codec, status words and crypto come from `card-os`, so host and card cannot drift apart.
+
+pub mod holder;
+pub mod keys;
+pub mod personalize;
+pub mod profile;
+pub mod registry;
+pub mod terminal;
+pub mod transport;
