@@ -9,7 +9,8 @@
 //!
 //! Card-side rules (enforced by lints below and by tests): no heap, no `unsafe`, no panic reachable
 //! from any APDU, every persistent change of a command inside one NVM transaction.
-#![no_std]
+// Tests run with std (proptest, hex); the library itself is always no_std.
+#![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 #![cfg_attr(
     not(test),
@@ -24,7 +25,7 @@
     )
 )]
 
-#[cfg(feature = "std")]
+#[cfg(all(feature = "std", not(test)))]
 extern crate std;
 
 pub mod apdu;
