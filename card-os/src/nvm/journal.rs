@@ -151,7 +151,10 @@ impl<N: Nvm> Storage<N> {
             return Ok(());
         }
         let end = addr.checked_add(data.len()).ok_or(NvmError::OutOfRange)?;
-        if end > self.geometry.capacity || addr < self.geometry.journal_start() {
+        // Journaled writes go to the system area or the file system, never into the ring itself.
+        let in_system_area = end <= super::SYSTEM_AREA_SIZE;
+        let in_file_system = addr >= self.geometry.fs_start() && end <= self.geometry.capacity;
+        if !in_system_area && !in_file_system {
             return Err(NvmError::OutOfRange);
         }
         // A write inside an earlier entry patches that entry: the journal stays small and a replay

@@ -1,1 +1,18 @@
-//! (placeholder)
+//! The simulator (feature `sim`, std): the real card OS over simulated memory.
+//!
+//! * [`nvm::MemoryNvm`] — RAM NVM, optionally mirrored into an image file, with power-cut injection
+//!   at any byte of any page write and write counters;
+//! * [`image`] — the versioned card image file format;
+//! * [`card::SimCard`] — a card in a simulated reader: power on/off, reset, transmit;
+//! * [`inspect`] — the file tree and a canonical dump of a card's contents;
+//! * [`tear`] — power-cut sweeps over a command.
+#![allow(clippy::indexing_slicing)]
+
+pub mod card;
+pub mod image;
+pub mod inspect;
+pub mod nvm;
+pub mod tear;
+
+pub use card::SimCard;
+pub use nvm::{MemoryNvm, NvmCounters, PowerCut};
