@@ -21,15 +21,51 @@ pub struct CommandInfo {
 
 /// Every command the card handles.
 pub const COMMANDS: &[CommandInfo] = &[
-    CommandInfo { name: "SELECT", cla: &[0x00], ins: 0xA4 },
-    CommandInfo { name: "READ BINARY", cla: &[0x00], ins: 0xB0 },
-    CommandInfo { name: "UPDATE BINARY", cla: &[0x00, 0x04], ins: 0xD6 },
-    CommandInfo { name: "READ RECORD", cla: &[0x00], ins: 0xB2 },
-    CommandInfo { name: "UPDATE RECORD", cla: &[0x00, 0x04], ins: 0xDC },
-    CommandInfo { name: "APPEND RECORD", cla: &[0x00, 0x04], ins: 0xE2 },
-    CommandInfo { name: "GET RESPONSE", cla: &[0x00], ins: 0xC0 },
-    CommandInfo { name: "CREATE FILE", cla: &[0x80], ins: 0xE0 },
-    CommandInfo { name: "ERASE DF", cla: &[0x80], ins: 0x0E },
+    CommandInfo {
+        name: "SELECT",
+        cla: &[0x00],
+        ins: 0xA4,
+    },
+    CommandInfo {
+        name: "READ BINARY",
+        cla: &[0x00],
+        ins: 0xB0,
+    },
+    CommandInfo {
+        name: "UPDATE BINARY",
+        cla: &[0x00, 0x04],
+        ins: 0xD6,
+    },
+    CommandInfo {
+        name: "READ RECORD",
+        cla: &[0x00],
+        ins: 0xB2,
+    },
+    CommandInfo {
+        name: "UPDATE RECORD",
+        cla: &[0x00, 0x04],
+        ins: 0xDC,
+    },
+    CommandInfo {
+        name: "APPEND RECORD",
+        cla: &[0x00, 0x04],
+        ins: 0xE2,
+    },
+    CommandInfo {
+        name: "GET RESPONSE",
+        cla: &[0x00],
+        ins: 0xC0,
+    },
+    CommandInfo {
+        name: "CREATE FILE",
+        cla: &[0x80],
+        ins: 0xE0,
+    },
+    CommandInfo {
+        name: "ERASE DF",
+        cla: &[0x80],
+        ins: 0x0E,
+    },
 ];
 
 /// The classes the card knows at all (ISO 7816-4 `00`/`04`, proprietary `80`/`84`).
@@ -130,9 +166,10 @@ impl<'a> WriteData<'a> {
             return Ok(WriteData { data, mac: None });
         }
         match data.len().checked_sub(4).map(|n| data.split_at(n)) {
-            Some((data, [m0, m1, m2, m3])) => {
-                Ok(WriteData { data, mac: Some([*m0, *m1, *m2, *m3]) })
-            }
+            Some((data, [m0, m1, m2, m3])) => Ok(WriteData {
+                data,
+                mac: Some([*m0, *m1, *m2, *m3]),
+            }),
             _ => Err(Reject::WrongLength),
         }
     }
@@ -146,13 +183,27 @@ pub enum Instruction<'a> {
     /// READ BINARY `00 B0`.
     ReadBinary { ef: EfSelector, offset: usize },
     /// UPDATE BINARY `00/04 D6`.
-    UpdateBinary { ef: EfSelector, offset: usize, write: WriteData<'a> },
+    UpdateBinary {
+        ef: EfSelector,
+        offset: usize,
+        write: WriteData<'a>,
+    },
     /// READ RECORD `00 B2`.
-    ReadRecord { ef: EfSelector, address: RecordAddress },
+    ReadRecord {
+        ef: EfSelector,
+        address: RecordAddress,
+    },
     /// UPDATE RECORD `00/04 DC` (on a cyclic file only `P1 00 P2 xxxxx011`, an append).
-    UpdateRecord { ef: EfSelector, address: RecordAddress, write: WriteData<'a> },
+    UpdateRecord {
+        ef: EfSelector,
+        address: RecordAddress,
+        write: WriteData<'a>,
+    },
     /// APPEND RECORD `00/04 E2`.
-    AppendRecord { ef: EfSelector, write: WriteData<'a> },
+    AppendRecord {
+        ef: EfSelector,
+        write: WriteData<'a>,
+    },
     /// GET RESPONSE `00 C0`.
     GetResponse,
     /// CREATE FILE `80 E0`.
@@ -205,7 +256,10 @@ pub fn parse<'a>(cmd: &Command<'a>) -> Result<Instruction<'a>, Reject> {
                 return Err(Reject::WrongParameters);
             }
             let write = WriteData::parse(cmd.cla, data)?;
-            Ok(Instruction::AppendRecord { ef: ef_from_sfi(p2 >> 3), write })
+            Ok(Instruction::AppendRecord {
+                ef: ef_from_sfi(p2 >> 3),
+                write,
+            })
         }
         0xC0 => {
             if p1 != 0 || p2 != 0 {
@@ -216,7 +270,9 @@ pub fn parse<'a>(cmd: &Command<'a>) -> Result<Instruction<'a>, Reject> {
         }
         0xE0 => {
             let fid = u16::from_be_bytes([p1, p2]);
-            FileSpec::parse(fid, data).map(Instruction::CreateFile).map_err(Reject::Status)
+            FileSpec::parse(fid, data)
+                .map(Instruction::CreateFile)
+                .map_err(Reject::Status)
         }
         0x0E => {
             // FMCOS 2.0 §7.11: `80 0E 00 00 00`; the `00` arrives as a case-2 Le.
@@ -259,7 +315,10 @@ fn binary_address(p1: u8, p2: u8) -> Result<(EfSelector, usize), Reject> {
         }
         Ok((EfSelector::Sfi(sfi), usize::from(p2)))
     } else {
-        Ok((EfSelector::Current, usize::from(u16::from_be_bytes([p1, p2]))))
+        Ok((
+            EfSelector::Current,
+            usize::from(u16::from_be_bytes([p1, p2])),
+        ))
     }
 }
 
@@ -327,16 +386,30 @@ mod tests {
 
     #[test]
     fn select_forms() {
-        assert_eq!(p("00A40000").unwrap(), Instruction::Select { target: SelectTarget::Mf, fci: true });
+        assert_eq!(
+            p("00A40000").unwrap(),
+            Instruction::Select {
+                target: SelectTarget::Mf,
+                fci: true
+            }
+        );
         assert_eq!(
             p("00A40000023F00").unwrap(),
-            Instruction::Select { target: SelectTarget::Mf, fci: true }
+            Instruction::Select {
+                target: SelectTarget::Mf,
+                fci: true
+            }
         );
         assert_eq!(
             p("00A4000C02DDF1").unwrap(),
-            Instruction::Select { target: SelectTarget::Fid(0xDDF1), fci: false }
+            Instruction::Select {
+                target: SelectTarget::Fid(0xDDF1),
+                fci: false
+            }
         );
-        assert!(matches!(p("00A4040005A000000003").unwrap(), Instruction::Select { target: SelectTarget::Name(n), .. } if n.len() == 5));
+        assert!(
+            matches!(p("00A4040005A000000003").unwrap(), Instruction::Select { target: SelectTarget::Name(n), .. } if n.len() == 5)
+        );
         assert_eq!(p("00A4000001AA").unwrap_err().status(), Sw::WRONG_LENGTH);
         assert_eq!(p("00A4050000").unwrap_err().status(), Sw::WRONG_P1_P2);
     }
@@ -345,7 +418,10 @@ mod tests {
     fn record_and_binary_addressing() {
         assert_eq!(
             p("00B2010C00").unwrap(),
-            Instruction::ReadRecord { ef: EfSelector::Sfi(1), address: RecordAddress::Number(1) }
+            Instruction::ReadRecord {
+                ef: EfSelector::Sfi(1),
+                address: RecordAddress::Number(1)
+            }
         );
         // Social-security readers: READ RECORD by tag, SFI 6, tag 4E.
         assert_eq!(
@@ -357,11 +433,17 @@ mod tests {
         );
         assert_eq!(
             p("00B0951000").unwrap(),
-            Instruction::ReadBinary { ef: EfSelector::Sfi(0x15), offset: 0x10 }
+            Instruction::ReadBinary {
+                ef: EfSelector::Sfi(0x15),
+                offset: 0x10
+            }
         );
         assert_eq!(
             p("00B0012300").unwrap(),
-            Instruction::ReadBinary { ef: EfSelector::Current, offset: 0x123 }
+            Instruction::ReadBinary {
+                ef: EfSelector::Current,
+                offset: 0x123
+            }
         );
         assert_eq!(p("00B2010D00").unwrap_err().status(), Sw::WRONG_P1_P2);
     }
@@ -375,6 +457,9 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        assert_eq!(p("04D6850003 112233").unwrap_err().status(), Sw::WRONG_LENGTH);
+        assert_eq!(
+            p("04D6850003 112233").unwrap_err().status(),
+            Sw::WRONG_LENGTH
+        );
     }
 }

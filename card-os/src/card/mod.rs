@@ -61,7 +61,11 @@ struct Reply {
 }
 
 impl Reply {
-    const EMPTY: Reply = Reply { buf: [0; MAX_RESPONSE_DATA], len: 0, sent: 0 };
+    const EMPTY: Reply = Reply {
+        buf: [0; MAX_RESPONSE_DATA],
+        len: 0,
+        sent: 0,
+    };
 
     fn clear(&mut self) {
         self.len = 0;
@@ -83,8 +87,14 @@ impl Response<'_> {
     /// Appends `data` to the response data. A handler never produces more than
     /// [`MAX_RESPONSE_DATA`] bytes, so overflow is an internal error (`6F00`).
     pub fn push(&mut self, data: &[u8]) -> Result<(), Sw> {
-        let end = self.len.checked_add(data.len()).ok_or(Sw::NO_PRECISE_DIAGNOSIS)?;
-        let dst = self.buf.get_mut(*self.len..end).ok_or(Sw::NO_PRECISE_DIAGNOSIS)?;
+        let end = self
+            .len
+            .checked_add(data.len())
+            .ok_or(Sw::NO_PRECISE_DIAGNOSIS)?;
+        let dst = self
+            .buf
+            .get_mut(*self.len..end)
+            .ok_or(Sw::NO_PRECISE_DIAGNOSIS)?;
         dst.copy_from_slice(data);
         *self.len = end;
         Ok(())
@@ -145,7 +155,10 @@ impl<N: Nvm> Card<N> {
             Err((nvm, e)) => return Err((nvm, PowerUpError::Memory(e))),
         };
         if system::format(&mut storage, historical).is_err() {
-            return Err((storage.into_nvm(), PowerUpError::Memory(NvmError::OutOfRange)));
+            return Err((
+                storage.into_nvm(),
+                PowerUpError::Memory(NvmError::OutOfRange),
+            ));
         }
         Card::power_up(storage.into_nvm())
     }
@@ -248,8 +261,15 @@ impl<N: Nvm> Card<N> {
         }
         self.reply.clear();
         let result = {
-            let mut response = Response { buf: &mut self.reply.buf, len: &mut self.reply.len };
-            let mut ctx = files::Ctx { storage: &mut self.storage, ram: &mut self.ram, ne: cmd.ne };
+            let mut response = Response {
+                buf: &mut self.reply.buf,
+                len: &mut self.reply.len,
+            };
+            let mut ctx = files::Ctx {
+                storage: &mut self.storage,
+                ram: &mut self.ram,
+                ne: cmd.ne,
+            };
             files::execute(&mut ctx, instruction, &mut response)
         };
         let result = match result {

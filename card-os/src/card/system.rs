@@ -154,7 +154,10 @@ pub fn read<N: Nvm>(storage: &Storage<N>) -> Result<SystemArea, NvmError> {
     {
         return Err(NvmError::NotFormatted);
     }
-    Ok(SystemArea { historical: HistoricalBytes::from_bytes(hist), life_cycle })
+    Ok(SystemArea {
+        historical: HistoricalBytes::from_bytes(hist),
+        life_cycle,
+    })
 }
 
 /// Queues the card life-cycle byte (CARD BLOCK).
@@ -173,8 +176,15 @@ mod tests {
         let atr = atr(&h);
         assert_eq!(&atr[..4], &[0x3B, 0x8D, 0x80, 0x01]);
         assert_eq!(&atr[4 + 7..4 + 9], &[0x33, 0x03]);
-        assert_eq!(atr[1..].iter().fold(0, |a, b| a ^ b), 0, "TCK makes the XOR of T0..TCK zero");
+        assert_eq!(
+            atr[1..].iter().fold(0, |a, b| a ^ b),
+            0,
+            "TCK makes the XOR of T0..TCK zero"
+        );
         assert_eq!(HistoricalBytes::from_bytes(h.to_bytes()), h);
-        assert_eq!(h.diversification_factor(), [0, 1, 0x33, 0x03, 0x12, 0x34, 0x56, 0x78]);
+        assert_eq!(
+            h.diversification_factor(),
+            [0, 1, 0x33, 0x03, 0x12, 0x34, 0x56, 0x78]
+        );
     }
 }

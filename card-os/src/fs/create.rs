@@ -40,8 +40,23 @@ impl<'a> FileSpec<'a> {
                 return Err(Sw::WRONG_DATA);
             }
             let [s0, s1, create, erase, fci] = fixed;
-            let raw = [type_byte, f0, f1, s0, s1, create, erase, fci, name.len() as u8, 0, 0];
-            return Ok(FileSpec { header: Header::new(raw, kind), name });
+            let raw = [
+                type_byte,
+                f0,
+                f1,
+                s0,
+                s1,
+                create,
+                erase,
+                fci,
+                name.len() as u8,
+                0,
+                0,
+            ];
+            return Ok(FileSpec {
+                header: Header::new(raw, kind),
+                name,
+            });
         }
         let [_, b1, b2, b3, b4, b5, b6] = match data {
             [a, b, c, d, e, f, g] => [*a, *b, *c, *d, *e, *f, *g],
@@ -51,7 +66,11 @@ impl<'a> FileSpec<'a> {
             FileKind::Binary => [type_byte, f0, f1, b1, b2, b3, b4, b6, 0, 0, 0],
             FileKind::FixedRecord | FileKind::VariableRecord | FileKind::CyclicRecord => {
                 let (count, len) = (usize::from(b1), usize::from(b2));
-                let min_len = if kind == FileKind::VariableRecord { 2 } else { 1 };
+                let min_len = if kind == FileKind::VariableRecord {
+                    2
+                } else {
+                    1
+                };
                 if count == 0 || !(min_len..=MAX_RECORD_LEN).contains(&len) {
                     return Err(Sw::WRONG_DATA);
                 }
@@ -66,7 +85,10 @@ impl<'a> FileSpec<'a> {
             }
             FileKind::Df => return Err(Sw::WRONG_DATA),
         };
-        Ok(FileSpec { header: Header::new(raw, kind), name: &[] })
+        Ok(FileSpec {
+            header: Header::new(raw, kind),
+            name: &[],
+        })
     }
 }
 

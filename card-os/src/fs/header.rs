@@ -77,7 +77,10 @@ impl FileKind {
 
     /// Whether this kind holds records.
     pub fn is_record(self) -> bool {
-        matches!(self, FileKind::FixedRecord | FileKind::VariableRecord | FileKind::CyclicRecord)
+        matches!(
+            self,
+            FileKind::FixedRecord | FileKind::VariableRecord | FileKind::CyclicRecord
+        )
     }
 }
 
@@ -300,13 +303,20 @@ mod tests {
         assert_eq!(FileKind::from_type_byte(0x2F), Some(FileKind::Purse));
         assert_eq!(FileKind::from_type_byte(0x38), Some(FileKind::Df));
         assert_eq!(FileKind::from_type_byte(0x3F), Some(FileKind::KeyFile));
-        assert_eq!(FileKind::from_type_byte(0xB8), None, "no protection bits on a DF");
+        assert_eq!(
+            FileKind::from_type_byte(0xB8),
+            None,
+            "no protection bits on a DF"
+        );
         assert_eq!(FileKind::from_type_byte(0x29), None);
     }
 
     #[test]
     fn record_file_footprint_follows_fmcos() {
-        let h = Header::new([0x2E, 0x00, 0x18, 10, 23, 0xF0, 0xEF, 0xFF, 0, 0, 0], FileKind::CyclicRecord);
+        let h = Header::new(
+            [0x2E, 0x00, 0x18, 10, 23, 0xF0, 0xEF, 0xFF, 0, 0, 0],
+            FileKind::CyclicRecord,
+        );
         assert_eq!(h.footprint(), 11 + 10 * 24);
         assert_eq!(h.sfi(), Some(0x18));
     }

@@ -62,7 +62,10 @@ pub struct DfPath {
 impl DfPath {
     /// The path holding only the MF.
     pub fn mf(mf_addr: usize) -> DfPath {
-        DfPath { levels: [mf_addr as u16, 0, 0], depth: 1 }
+        DfPath {
+            levels: [mf_addr as u16, 0, 0],
+            depth: 1,
+        }
     }
 
     /// The addresses from the MF down.
@@ -83,7 +86,11 @@ impl DfPath {
     /// The parent of the current DF, if the current DF is not the MF.
     pub fn parent(&self) -> Option<usize> {
         let levels = self.levels();
-        levels.len().checked_sub(2).and_then(|i| levels.get(i)).map(|&a| usize::from(a))
+        levels
+            .len()
+            .checked_sub(2)
+            .and_then(|i| levels.get(i))
+            .map(|&a| usize::from(a))
     }
 
     /// The path one level down, into `df_addr`; `None` below [`MAX_DEPTH`].
@@ -111,7 +118,10 @@ impl DfPath {
 /// Reads the header of the file at `addr`.
 pub fn file_at<N: Nvm>(storage: &Storage<N>, addr: usize) -> Result<FileRef, Sw> {
     let raw = storage.read_array::<HEADER_LEN>(addr)?;
-    Ok(FileRef { addr, header: Header::decode(raw)? })
+    Ok(FileRef {
+        addr,
+        header: Header::decode(raw)?,
+    })
 }
 
 /// The MF's address.
@@ -122,7 +132,12 @@ pub fn mf_addr<N: Nvm>(storage: &Storage<N>) -> usize {
 /// The children of a DF, in creation order.
 pub fn children<'s, N: Nvm>(storage: &'s Storage<N>, df: &FileRef) -> Children<'s, N> {
     let start = df.addr + df.header.children_offset();
-    Children { storage, next: start, end: start + df.header.used(), failed: false }
+    Children {
+        storage,
+        next: start,
+        end: start + df.header.used(),
+        failed: false,
+    }
 }
 
 /// Iterator over a DF's children; yields an error once if the chain is corrupt.
@@ -145,7 +160,13 @@ impl<N: Nvm> Iterator for Children<'_, N> {
             Ok(f) if f.header.footprint() > 0 => self.next += f.header.footprint(),
             _ => self.failed = true,
         }
-        Some(file.and_then(|f| if self.failed { Err(Sw::MEMORY_FAILURE) } else { Ok(f) }))
+        Some(file.and_then(|f| {
+            if self.failed {
+                Err(Sw::MEMORY_FAILURE)
+            } else {
+                Ok(f)
+            }
+        }))
     }
 }
 
@@ -226,7 +247,9 @@ fn search_below<N: Nvm>(
         if child.header.kind() != FileKind::Df {
             continue;
         }
-        let Some(child_path) = path.child(child.addr) else { continue };
+        let Some(child_path) = path.child(child.addr) else {
+            continue;
+        };
         if name_matches(storage, &child, name)? {
             return Ok(Some(child_path));
         }

@@ -143,7 +143,9 @@ fn write_slot<N: Nvm>(
     let mut buf = [0u8; super::header::MAX_RECORD_LEN + 1];
     let (head, body) = buf.split_at_mut(1);
     head.copy_from_slice(&[len]);
-    body.get_mut(..data.len()).ok_or(Sw::WRONG_LENGTH)?.copy_from_slice(data);
+    body.get_mut(..data.len())
+        .ok_or(Sw::WRONG_LENGTH)?
+        .copy_from_slice(data);
     storage.write(addr, buf.get(..data.len() + 1).ok_or(Sw::WRONG_LENGTH)?)?;
     Ok(())
 }
@@ -160,7 +162,11 @@ pub fn append_record<N: Nvm>(
     let present = ef.header.records_present();
     let max = ef.header.record_count_max();
     if ef.header.kind() == FileKind::CyclicRecord {
-        let slot = if present == 0 { 0 } else { (ef.header.newest_slot() + 1) % max };
+        let slot = if present == 0 {
+            0
+        } else {
+            (ef.header.newest_slot() + 1) % max
+        };
         write_slot(storage, ef, slot, data)?;
         let count = (present + 1).min(max) as u8;
         storage.write(ef.addr + field::RECORDS_PRESENT, &[count, slot as u8])?;

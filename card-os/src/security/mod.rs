@@ -62,7 +62,11 @@ mod tests {
         assert!(!AccessRight(0x05).allows(&st(4, 0xF)));
         // XY: current-DF register within Y..=X (FMCOS 2.0 §5.2 example: 53 means 3, 4 or 5).
         for df in 0..=15 {
-            assert_eq!(AccessRight(0x53).allows(&st(0, df)), (3..=5).contains(&df), "{df}");
+            assert_eq!(
+                AccessRight(0x53).allows(&st(0, df)),
+                (3..=5).contains(&df),
+                "{df}"
+            );
         }
         // X = Y: exactly X.
         assert!(AccessRight(0x11).allows(&st(0, 1)));

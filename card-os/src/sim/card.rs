@@ -30,14 +30,20 @@ impl SimCard {
     pub fn blank(geometry: Geometry, historical: &HistoricalBytes) -> Result<Self, PowerUpError> {
         let nvm = MemoryNvm::new(geometry.capacity, geometry.page_size);
         let card = Card::format(nvm, historical).map_err(|(_, e)| e)?;
-        Ok(SimCard { atr: card.atr().to_vec(), power: Power::On(Box::new(card)) })
+        Ok(SimCard {
+            atr: card.atr().to_vec(),
+            power: Power::On(Box::new(card)),
+        })
     }
 
     /// A card over existing memory (an image), powered on; on failure the memory comes back.
     #[allow(clippy::result_large_err)]
     pub fn from_nvm(nvm: MemoryNvm) -> Result<Self, (MemoryNvm, PowerUpError)> {
         let card = Card::power_up(nvm)?;
-        Ok(SimCard { atr: card.atr().to_vec(), power: Power::On(Box::new(card)) })
+        Ok(SimCard {
+            atr: card.atr().to_vec(),
+            power: Power::On(Box::new(card)),
+        })
     }
 
     /// The answer to reset.
@@ -142,4 +148,3 @@ impl SimCard {
         }
     }
 }
-

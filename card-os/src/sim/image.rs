@@ -117,7 +117,9 @@ impl core::fmt::Display for ImageError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             ImageError::Io(e) => write!(f, "{e}"),
-            ImageError::NotAnImage => write!(f, "not a citizencard card image (bad magic or header)"),
+            ImageError::NotAnImage => {
+                write!(f, "not a citizencard card image (bad magic or header)")
+            }
             ImageError::Truncated => write!(f, "the card image is truncated"),
         }
     }
@@ -141,12 +143,20 @@ pub fn load(path: &Path) -> Result<(ImageHeader, MemoryNvm), ImageError> {
 /// Parses an image held in memory.
 pub fn from_bytes(bytes: &[u8]) -> Result<(ImageHeader, MemoryNvm), ImageError> {
     let header = ImageHeader::decode(bytes)?;
-    let end = header.header_len.checked_add(header.capacity).ok_or(ImageError::NotAnImage)?;
-    let nvm = bytes.get(header.header_len..end).ok_or(ImageError::Truncated)?;
+    let end = header
+        .header_len
+        .checked_add(header.capacity)
+        .ok_or(ImageError::NotAnImage)?;
+    let nvm = bytes
+        .get(header.header_len..end)
+        .ok_or(ImageError::Truncated)?;
     if header.page_size == 0 {
         return Err(ImageError::NotAnImage);
     }
-    Ok((header, MemoryNvm::from_bytes(nvm.to_vec(), header.page_size)))
+    Ok((
+        header,
+        MemoryNvm::from_bytes(nvm.to_vec(), header.page_size),
+    ))
 }
 
 /// The image bytes of `nvm` with `header`.
@@ -184,7 +194,11 @@ pub fn open_live(path: &Path) -> Result<(ImageHeader, MemoryNvm), ImageError> {
 pub fn describe(header: &ImageHeader) -> String {
     std::format!(
         "image format v{} (header {} bytes), NVM {} bytes in {}-byte pages, created {} (unix)",
-        header.version, header.header_len, header.capacity, header.page_size, header.created
+        header.version,
+        header.header_len,
+        header.capacity,
+        header.page_size,
+        header.created
     )
 }
 
@@ -205,7 +219,13 @@ mod tests {
         let (hdr, nvm) = from_bytes(&later).unwrap();
         assert_eq!((hdr.version, hdr.header_len), (2, 80));
         assert!(nvm.bytes().iter().all(|&b| b == 0x5A));
-        assert!(matches!(from_bytes(b"garbage"), Err(ImageError::NotAnImage)));
-        assert!(matches!(from_bytes(&h.encode()), Err(ImageError::Truncated)));
+        assert!(matches!(
+            from_bytes(b"garbage"),
+            Err(ImageError::NotAnImage)
+        ));
+        assert!(matches!(
+            from_bytes(&h.encode()),
+            Err(ImageError::Truncated)
+        ));
     }
 }

@@ -54,7 +54,11 @@ fn visit<N: Nvm>(
 ) -> Result<(), Sw> {
     let h = &file.header;
     let mut name = [0u8; MAX_DF_NAME];
-    let name_len = if h.kind() == FileKind::Df { fs::df_name(storage, file, &mut name)? } else { 0 };
+    let name_len = if h.kind() == FileKind::Df {
+        fs::df_name(storage, file, &mut name)?
+    } else {
+        0
+    };
     let (used, capacity) = match h.kind() {
         FileKind::Df => (h.used(), h.children_capacity()),
         FileKind::KeyFile => (h.used(), h.size()),

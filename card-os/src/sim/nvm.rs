@@ -205,7 +205,13 @@ mod tests {
         nvm.restore_power();
         nvm.read(0, &mut b).unwrap();
         assert_eq!(b, [1]);
-        assert_eq!(nvm.counters(), NvmCounters { page_writes: 2, bytes_written: 11 });
+        assert_eq!(
+            nvm.counters(),
+            NvmCounters {
+                page_writes: 2,
+                bytes_written: 11
+            }
+        );
         assert_eq!(nvm.write_page(60, &[0; 8]), Err(NvmError::CrossesPage));
     }
 }

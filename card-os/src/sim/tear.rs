@@ -33,7 +33,9 @@ pub struct SweepReport {
 pub struct Sweep<'a> {
     /// The card's memory before the command (powered off).
     pub image: &'a MemoryNvm,
-    /// Commands sent after power-up and before the cut is armed (selection, authentication).
+    /// Commands sent after power-up and before the cut is armed (selection, authentication; they
+    /// may change persistent state too: "before" is the state after them). `observe` must not
+    /// rely on the volatile state they leave: it runs on a freshly powered card.
     pub setup: &'a [&'a [u8]],
     /// The state-changing command.
     pub command: &'a [u8],
@@ -68,7 +70,11 @@ where
     };
     let mut report = SweepReport::default();
 
+    // The state before: after the setup commands (which may change persistent state too),
+    // seen from a fresh power-up.
     let mut card = power_up(s.image.snapshot())?;
+    run(&mut card);
+    let mut card = power_up(card.into_nvm())?;
     let before = observe(&mut card)?;
 
     // The reference run: record the writes.
@@ -83,7 +89,10 @@ where
 
     for (write, &len) in lengths.iter().enumerate() {
         for bytes in offsets_within(len) {
-            let cut = PowerCut { write: write as u64, bytes };
+            let cut = PowerCut {
+                write: write as u64,
+                bytes,
+            };
             let mut card = power_up(s.image.snapshot())?;
             run(&mut card);
             card.nvm_mut().arm_cut(cut);
@@ -100,7 +109,10 @@ where
                 for (rw, &rlen) in recovery_writes.iter().enumerate() {
                     for rbytes in offsets_within(rlen) {
                         let mut twice = torn.snapshot();
-                        twice.arm_cut(PowerCut { write: rw as u64, bytes: rbytes });
+                        twice.arm_cut(PowerCut {
+                            write: rw as u64,
+                            bytes: rbytes,
+                        });
                         let mut twice = match SimCard::from_nvm(twice) {
                             Ok(card) => card.into_nvm(),
                             Err((nvm, _)) => nvm,
@@ -109,7 +121,9 @@ where
                         let mut card = power_up(twice)?;
                         let seen = observe(&mut card)?;
                         judge(&before, &after, &seen, &mut check, &mut report).map_err(|e| {
-                            format!("cut {cut:?}, then recovery cut at write {rw} byte {rbytes}: {e}")
+                            format!(
+                                "cut {cut:?}, then recovery cut at write {rw} byte {rbytes}: {e}"
+                            )
                         })?;
                         report.recovery_cut_points += 1;
                     }
@@ -140,7 +154,9 @@ where
     } else if seen == before {
         report.saw_before += 1;
     } else {
-        return Err(String::from("the card shows neither the state before nor the state after"));
+        return Err(String::from(
+            "the card shows neither the state before nor the state after",
+        ));
     }
     check(before, after, seen)
 }

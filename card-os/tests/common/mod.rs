@@ -22,17 +22,30 @@ pub fn factory_card() -> SimCard {
 pub enum Step {
     Reset,
     /// An APDU, the expected response (`None` = any byte, from `xx`), and the 1-based line.
-    Apdu { apdu: Vec<u8>, expect: Option<Vec<Option<u8>>>, line: usize },
+    Apdu {
+        apdu: Vec<u8>,
+        expect: Option<Vec<Option<u8>>>,
+        line: usize,
+    },
 }
 
 fn hex_bytes(s: &str, line: usize) -> Vec<u8> {
-    let clean: String = s.chars().filter(|c| !c.is_whitespace() && *c != ':').collect();
+    let clean: String = s
+        .chars()
+        .filter(|c| !c.is_whitespace() && *c != ':')
+        .collect();
     hex::decode(&clean).unwrap_or_else(|e| panic!("line {line}: bad hex {s:?}: {e}"))
 }
 
 fn pattern(s: &str, line: usize) -> Vec<Option<u8>> {
-    let clean: String = s.chars().filter(|c| !c.is_whitespace() && *c != ':').collect();
-    assert!(clean.len() % 2 == 0, "line {line}: odd number of hex digits in {s:?}");
+    let clean: String = s
+        .chars()
+        .filter(|c| !c.is_whitespace() && *c != ':')
+        .collect();
+    assert!(
+        clean.len() % 2 == 0,
+        "line {line}: odd number of hex digits in {s:?}"
+    );
     (0..clean.len())
         .step_by(2)
         .map(|i| match &clean[i..i + 2] {
@@ -59,7 +72,11 @@ pub fn parse(text: &str) -> Vec<Step> {
             Some((a, e)) => (a, Some(pattern(e, line))),
             None => (content, None),
         };
-        steps.push(Step::Apdu { apdu: hex_bytes(apdu, line), expect, line });
+        steps.push(Step::Apdu {
+            apdu: hex_bytes(apdu, line),
+            expect,
+            line,
+        });
     }
     steps
 }
@@ -74,12 +91,18 @@ pub fn run(card: &mut SimCard, text: &str) -> Vec<(Vec<u8>, Vec<u8>)> {
                 let response = card.transmit(&apdu);
                 if let Some(expect) = expect {
                     let ok = expect.len() == response.len()
-                        && expect.iter().zip(&response).all(|(e, r)| e.is_none_or(|e| e == *r));
+                        && expect
+                            .iter()
+                            .zip(&response)
+                            .all(|(e, r)| e.is_none_or(|e| e == *r));
                     assert!(
                         ok,
                         "line {line}: {}\n expected {}\n      got {}",
                         hex::encode_upper(&apdu),
-                        expect.iter().map(|b| b.map_or("xx".into(), |b| format!("{b:02X}"))).collect::<String>(),
+                        expect
+                            .iter()
+                            .map(|b| b.map_or("xx".into(), |b| format!("{b:02X}")))
+                            .collect::<String>(),
                         hex::encode_upper(&response)
                     );
                 }
