@@ -43,7 +43,7 @@ fn pattern(s: &str, line: usize) -> Vec<Option<u8>> {
         .filter(|c| !c.is_whitespace() && *c != ':')
         .collect();
     assert!(
-        clean.len() % 2 == 0,
+        clean.len().is_multiple_of(2),
         "line {line}: odd number of hex digits in {s:?}"
     );
     (0..clean.len())
