@@ -9,9 +9,10 @@
 //!   the same seed answers the same challenges (reproducible transcripts);
 //! * [`FixedRng`]: replays bytes given by a test, so a test can fix the challenge it expects.
 
-use super::algorithm::Key;
+use cipher::{BlockCipherEncrypt, KeyInit};
+use sm4::Sm4;
+
 use super::block::MAX_BLOCK_SIZE;
-use super::cipher::BlockCipher;
 
 /// A source of random bytes.
 pub trait Rng {
@@ -31,7 +32,9 @@ impl<R: Rng + ?Sized> Rng for &mut R {
 /// anyone who knows the seed knows every challenge.
 #[derive(Clone)]
 pub struct CounterRng {
-    cipher: BlockCipher,
+    // SM4 directly rather than a `BlockCipher`: the generator lives in the card's RAM for good, and
+    // an SM4 key schedule is half the size of the largest `BlockCipher` variant.
+    cipher: Sm4,
     counter: u128,
     block: [u8; MAX_BLOCK_SIZE],
     used: usize,
@@ -41,7 +44,7 @@ impl CounterRng {
     /// A generator whose stream is determined by `seed`.
     pub fn from_seed(seed: [u8; 16]) -> CounterRng {
         CounterRng {
-            cipher: BlockCipher::new(&Key::Sm4(seed)),
+            cipher: Sm4::new((&seed).into()),
             counter: 0,
             block: [0; MAX_BLOCK_SIZE],
             used: MAX_BLOCK_SIZE,
@@ -54,7 +57,7 @@ impl Rng for CounterRng {
         for byte in out {
             if self.used >= MAX_BLOCK_SIZE {
                 self.block = self.counter.to_be_bytes();
-                self.cipher.encrypt_blocks(&mut self.block);
+                self.cipher.encrypt_block((&mut self.block).into());
                 self.counter = self.counter.wrapping_add(1);
                 self.used = 0;
             }
@@ -114,6 +117,7 @@ impl Rng for FixedRng<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crypto::{BlockCipher, Key};
 
     #[test]
     fn counter_rng_is_sm4_of_the_counter() {
