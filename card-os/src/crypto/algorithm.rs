@@ -93,7 +93,8 @@ impl Algorithm {
 /// A secret key together with its algorithm. The variants make invalid pairs (a 16-byte DES key,
 /// an 8-byte SM4 key) unrepresentable; [`Key::from_id`] builds one from a stored key record.
 ///
-/// `Debug` prints the algorithm only, never the key bytes.
+/// `Debug` prints the algorithm only, never the key bytes. `==` is for tests and is not constant
+/// time: never compare secrets with it (use [`crate::crypto::ct_eq`]).
 #[derive(Clone, PartialEq, Eq)]
 pub enum Key {
     /// Single-DES key.
@@ -157,8 +158,8 @@ impl Key {
     }
 
     /// The single-DES key `K_L ⊕ K_R` of a 2-key 3DES key. PBOC uses it as the TAC key
-    /// `DTK' = DTK_L ⊕ DTK_R` (card-specs §3.2) and FMCOS as the RELOAD PIN MAC key (FMCOS 2.0
-    /// §7.16). Other algorithms give [`CryptoError::WrongKeyType`].
+    /// `DTK' = DTK_L ⊕ DTK_R` (card-specs §3.2) and FMCOS 2.0 RELOAD PIN as its MAC key
+    /// (card-specs §2.5). Other algorithms give [`CryptoError::WrongKeyType`].
     pub fn halves_xor(&self) -> Result<Key, CryptoError> {
         match self {
             Key::TripleDes(k) => {
