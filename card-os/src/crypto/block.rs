@@ -32,7 +32,7 @@ impl CipherBlock {
         self.len
     }
 
-    /// Always false: a block is never empty. (Present because clippy pairs it with `len`.)
+    /// False for every block the crypto code returns (they hold 8 or 16 bytes).
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }

@@ -18,6 +18,7 @@
 //! `apdu-specs/crypto.md`).
 
 use aes::Aes128;
+use cipher::KeyInit;
 use cmac::Cmac;
 use cmac::Mac as _;
 use des::Des;
@@ -27,7 +28,6 @@ use super::block::{first8, halves, leading, leading_mut, xor_into, zero_padded, 
 use super::cipher::{des_decrypt_block, des_key_schedule, BlockCipher};
 use super::compare::ct_eq;
 use super::CryptoError;
-use cipher::KeyInit;
 
 /// Length of every MAC the card sends or checks.
 pub const MAC_LEN: usize = 4;
