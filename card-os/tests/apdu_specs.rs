@@ -33,7 +33,9 @@ fn heading_commands(line: &str) -> Vec<(u8, u8)> {
         if i % 2 == 0 {
             continue;
         }
-        let Some((clas, ins)) = part.split_once(' ') else { continue };
+        let Some((clas, ins)) = part.split_once(' ') else {
+            continue;
+        };
         let is_hex = |s: &str| s.len() == 2 && s.chars().all(|c| c.is_ascii_hexdigit());
         if !is_hex(ins) || !clas.split('/').all(is_hex) {
             continue;
@@ -52,16 +54,28 @@ fn documented_commands_are_the_dispatch_table() {
     for (path, text) in spec_pages() {
         for line in text.lines().filter(|l| l.starts_with('#')) {
             for pair in heading_commands(line) {
-                assert!(documented.insert(pair), "{}: {pair:02X?} documented twice", path.display());
+                assert!(
+                    documented.insert(pair),
+                    "{}: {pair:02X?} documented twice",
+                    path.display()
+                );
             }
         }
     }
-    let handled: BTreeSet<(u8, u8)> =
-        COMMANDS.iter().flat_map(|c| c.cla.iter().map(move |&cla| (cla, c.ins))).collect();
+    let handled: BTreeSet<(u8, u8)> = COMMANDS
+        .iter()
+        .flat_map(|c| c.cla.iter().map(move |&cla| (cla, c.ins)))
+        .collect();
     let undocumented: Vec<_> = handled.difference(&documented).collect();
     let unhandled: Vec<_> = documented.difference(&handled).collect();
-    assert!(undocumented.is_empty(), "handled but not documented in apdu-specs: {undocumented:02X?}");
-    assert!(unhandled.is_empty(), "documented in apdu-specs but not handled: {unhandled:02X?}");
+    assert!(
+        undocumented.is_empty(),
+        "handled but not documented in apdu-specs: {undocumented:02X?}"
+    );
+    assert!(
+        unhandled.is_empty(),
+        "documented in apdu-specs but not handled: {unhandled:02X?}"
+    );
 }
 
 #[test]
@@ -97,7 +111,11 @@ fn every_apdu_example_runs() {
                 let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                     common::run(&mut card, &block);
                 }));
-                assert!(result.is_ok(), "example in {} failed (see above)", path.display());
+                assert!(
+                    result.is_ok(),
+                    "example in {} failed (see above)",
+                    path.display()
+                );
                 blocks += 1;
             } else if in_block {
                 block.push_str(line);

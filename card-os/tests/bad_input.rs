@@ -18,7 +18,9 @@ fn personalized() -> SimCard {
 
 /// Whether a response ends in a status word the card documents (apdu-specs/status-words.md).
 fn documented_sw(response: &[u8]) -> bool {
-    let [.., sw1, sw2] = response else { return false };
+    let [.., sw1, sw2] = response else {
+        return false;
+    };
     let sw = Sw::from_bytes(*sw1, *sw2);
     let family = match sw.sw1() {
         0x61 | 0x6C => Sw::from_bytes(sw.sw1(), 0),
