@@ -14,5 +14,5 @@ pub mod inspect;
 pub mod nvm;
 pub mod tear;
 
-pub use card::SimCard;
+pub use card::{SimCard, SimRng, SimulatedCard};
 pub use nvm::{MemoryNvm, NvmCounters, PowerCut};
