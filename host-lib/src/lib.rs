@@ -7,10 +7,12 @@
 //!
 //! The APDU codec, status words and crypto come from `card-os`, so host and card cannot drift apart.
 
+pub mod hexfmt;
 pub mod holder;
 pub mod keys;
 pub mod personalize;
 pub mod profile;
 pub mod registry;
+pub mod script;
 pub mod terminal;
 pub mod transport;
