@@ -15,4 +15,6 @@ pub mod profile;
 pub mod registry;
 pub mod script;
 pub mod terminal;
+#[cfg(any(test, feature = "test-support"))]
+pub mod testing;
 pub mod transport;

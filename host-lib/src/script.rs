@@ -433,9 +433,9 @@ impl Exchange {
 }
 
 impl Outcome {
-    /// The outcome as text: scriptor-like `>`/`<` lines, and what was expected when it was not met.
-    pub fn to_text(&self, unit: &str) -> String {
-        let mut s = match &self.exchange {
+    /// The exchange as text, scriptor-like: `> command` and `< response : SW meaning` lines.
+    pub fn to_text(&self) -> String {
+        match &self.exchange {
             Exchange::Apdu {
                 command,
                 response,
@@ -448,19 +448,23 @@ impl Outcome {
                 spaced(response)
             ),
             Exchange::Reset { atr, .. } => format!("> RESET\n< ATR {}\n", spaced(atr)),
-        };
-        if !self.ok {
-            let (what, actual) = match &self.exchange {
-                Exchange::Apdu { response, .. } => ("response", spaced(response)),
-                Exchange::Reset { atr, .. } => ("ATR", spaced(atr)),
-            };
-            s.push_str(&format!(
-                "{unit} {}: unexpected {what}\n  expected: {}\n  actual:   {actual}\n",
-                self.line,
-                self.expected.as_deref().unwrap_or("?"),
-            ));
         }
-        s
+    }
+
+    /// For an unmet expectation: where, what was expected and what came (`None` when met).
+    pub fn unmet_text(&self, unit: &str) -> Option<String> {
+        if self.ok {
+            return None;
+        }
+        let (what, actual) = match &self.exchange {
+            Exchange::Apdu { response, .. } => ("response", spaced(response)),
+            Exchange::Reset { atr, .. } => ("ATR", spaced(atr)),
+        };
+        Some(format!(
+            "{unit} {}: unexpected {what}\n  expected: {}\n  actual:   {actual}\n",
+            self.line,
+            self.expected.as_deref().unwrap_or("?"),
+        ))
     }
 }
 
@@ -698,11 +702,14 @@ mod tests {
         assert_eq!(summary, Summary { steps: 2, unmet: 1 });
         assert!(!summary.ok());
         assert!(seen[0].ok && !seen[1].ok);
-        let text = seen[1].to_text("line");
         assert_eq!(
-            text,
-            "> 00 B0 00 00\n< 6A 82 : 6A82 file not found\n\
-             line 2: unexpected response\n  expected: 9000\n  actual:   6A 82\n"
+            seen[1].to_text(),
+            "> 00 B0 00 00\n< 6A 82 : 6A82 file not found\n"
+        );
+        assert_eq!(seen[0].unmet_text("line"), None);
+        assert_eq!(
+            seen[1].unmet_text("line").unwrap(),
+            "line 2: unexpected response\n  expected: 9000\n  actual:   6A 82\n"
         );
     }
 
@@ -738,8 +745,9 @@ mod tests {
         let summary = run(&mut t, &s, options, |o| seen.push(o.clone())).unwrap();
         assert_eq!(summary, Summary { steps: 3, unmet: 1 });
         assert!(seen[2]
-            .to_text("argument")
-            .contains("argument 3: unexpected response"));
+            .unmet_text("argument")
+            .unwrap()
+            .starts_with("argument 3: unexpected response"));
     }
 
     #[test]

@@ -163,8 +163,12 @@ pub enum Error {
         /// The reader's name.
         reader: String,
     },
-    /// The card does not answer (`SCARD_W_UNRESPONSIVE_CARD`, `SCARD_W_UNPOWERED_CARD`).
-    #[error("the card in `{reader}` does not respond ({source}): remove it and insert it again")]
+    /// The card does not answer (`SCARD_W_UNRESPONSIVE_CARD`, `SCARD_W_UNPOWERED_CARD`,
+    /// `SCARD_E_NOT_TRANSACTED`).
+    #[error(
+        "the card in `{reader}` does not respond ({source}): it may have been removed; check it, \
+         insert it again and retry"
+    )]
     Unresponsive {
         /// The reader's name.
         reader: String,

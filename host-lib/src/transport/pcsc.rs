@@ -31,7 +31,10 @@ pub fn map_error(e: ::pcsc::Error, op: &'static str, reader: &str) -> Error {
         E::RemovedCard => Error::CardRemoved { reader },
         E::SharingViolation => Error::SharingViolation { reader },
         E::ResetCard => Error::CardReset { reader },
-        E::UnresponsiveCard | E::UnpoweredCard => Error::Unresponsive { reader, source: e },
+        // vpcd (and some readers) answer a transmit to a card that went away with NOT_TRANSACTED.
+        E::UnresponsiveCard | E::UnpoweredCard | E::NotTransacted => {
+            Error::Unresponsive { reader, source: e }
+        }
         source => Error::Pcsc { op, reader, source },
     }
 }
@@ -335,6 +338,7 @@ mod tests {
         ));
         assert!(matches!(m(E::ResetCard), Error::CardReset { .. }));
         assert!(matches!(m(E::UnresponsiveCard), Error::Unresponsive { .. }));
+        assert!(matches!(m(E::NotTransacted), Error::Unresponsive { .. }));
         let other = m(E::CommError);
         assert!(matches!(
             other,

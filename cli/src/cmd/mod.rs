@@ -1,0 +1,4 @@
+//! One module per subcommand group.
+
+pub mod apdu;
+pub mod readers;
