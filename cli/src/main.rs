@@ -93,6 +93,14 @@ enum Command {
     /// Send APDUs given on the command line, e.g. `citizencard apdu "00A4040006F043495A5401 => 9000"`.
     Apdu(cmd::apdu::ApduArgs),
     /// Run an APDU script (scriptor-compatible, with optional `=> expectations`).
+    #[command(
+        long_about = "Run an APDU script: one APDU per line in hex (spaces or colons \
+    optional), `#` comments, `reset`, `exit`, a trailing `\\` to continue an APDU on the next line, \
+    and an optional expectation after an APDU: `=> 9000` (status word only), `=> 61xx` (`x` = any \
+    hex digit), or a whole response such as `=> 6F xx 84 * 90 00` (`*` = any number of bytes). \
+    scriptor scripts run unchanged. The run stops at the first unmet expectation (exit status 1) \
+    unless --keep-going."
+    )]
     Script(cmd::apdu::ScriptArgs),
 }
 

@@ -25,14 +25,6 @@ pub struct ApduArgs {
 
 /// Arguments of `citizencard script`.
 #[derive(Args, Debug)]
-#[command(
-    long_about = "Run an APDU script: one APDU per line in hex (spaces or colons \
-    optional), `#` comments, `reset`, `exit`, a trailing `\\` to continue an APDU on the next line, \
-    and an optional expectation after an APDU: `=> 9000` (status word only), `=> 61xx` (`x` = any \
-    hex digit), or a whole response such as `=> 6F xx 84 * 90 00` (`*` = any number of bytes). \
-    scriptor scripts run unchanged. The run stops at the first unmet expectation (exit status 1) \
-    unless --keep-going."
-)]
 pub struct ScriptArgs {
     /// Go on after an unmet expectation (the exit status is still 1).
     #[arg(long)]
