@@ -330,10 +330,7 @@ fn reader_errors_are_reported_and_survived() {
     ServedCard::<ToyCard>::wait_gone(&ctx, 0, &atr, VISIBLE);
     let err = t.transmit(&h("80CA000101")).unwrap_err();
     assert!(
-        matches!(
-            err,
-            transport::Error::CardRemoved { .. } | transport::Error::NoCard { .. }
-        ),
+        matches!(err, transport::Error::CardRemoved { .. }),
         "{err:?}"
     );
     // And an explicitly chosen empty reader says so.
@@ -533,4 +530,43 @@ fn wait_blocks_until_a_card_arrives() {
     );
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(out.stderr.contains("no card appeared"), "{}", out.stderr);
+}
+
+/// The toy card, except that INS `EE` pulls it out of the reader while the command runs: the
+/// bridge thread unwinds, so the connection closes with no reply.
+struct Yanked(ToyCard);
+
+impl card_os::sim::vpcd::VirtualCard for Yanked {
+    fn atr(&self) -> Vec<u8> {
+        self.0.atr_bytes().to_vec()
+    }
+    fn power_on(&mut self) {}
+    fn power_off(&mut self) {}
+    fn reset(&mut self) {}
+    fn process(&mut self, apdu: &[u8]) -> Vec<u8> {
+        if apdu.get(1) == Some(&0xEE) {
+            panic!("simulated card removal in the middle of a command (this panic is expected)");
+        }
+        self.0.process(apdu)
+    }
+}
+
+#[test]
+fn card_removed_during_a_command() {
+    let Some(ctx) = e2e_context("card_removed_during_a_command") else {
+        return;
+    };
+    let served = ServedCard::start(Yanked(ToyCard::new()), 0);
+    let reader = served.wait_visible(&ctx, VISIBLE);
+    let mut t = PcscTransport::open(Some(&reader.name), None).unwrap();
+    assert_eq!(hx(&t.transmit(&h("80CA000101")).unwrap()), "5A9000");
+    let err = t.transmit(&h("80EE0000")).unwrap_err();
+    assert!(
+        matches!(err, transport::Error::CardRemoved { .. }),
+        "{err:?}"
+    );
+    assert!(err
+        .to_string()
+        .contains("may or may not have been carried out"));
+    drop(served);
 }

@@ -20,6 +20,9 @@ use ::pcsc::{
 use super::reader::{self, CardState, ReaderInfo};
 use super::{Error, Transport};
 
+/// How long a failed exchange waits for pcscd to confirm that the card was removed.
+const REMOVAL_GRACE: Duration = Duration::from_secs(2);
+
 /// Maps a PC/SC error of operation `op` on `reader` to a readable [`Error`].
 pub fn map_error(e: ::pcsc::Error, op: &'static str, reader: &str) -> Error {
     use ::pcsc::Error as E;
@@ -186,6 +189,7 @@ pub struct PcscTransport {
     // Declared before `ctx`, so the card is disconnected before the context is released.
     card: Option<Card>,
     ctx: Context,
+    reader: CString,
     name: String,
     atr: Vec<u8>,
     protocol: Option<Protocol>,
@@ -211,6 +215,7 @@ impl PcscTransport {
         let mut t = PcscTransport {
             card: Some(card),
             ctx,
+            reader: reader.to_owned(),
             name,
             atr: Vec::new(),
             protocol: None,
@@ -259,6 +264,31 @@ impl PcscTransport {
         self.refresh_status()
     }
 
+    /// After a failed exchange: whether pcscd reports the card gone within `limit` (it notices
+    /// a removal at its next presence poll, a few hundred milliseconds later). Waits with
+    /// `SCardGetStatusChange`, so it returns as soon as the reader changes.
+    fn removed_within(&self, limit: Duration) -> bool {
+        let gone = |s: State| !s.contains(State::PRESENT) || s.contains(State::EMPTY);
+        let mut rs = [ReaderState::new(self.reader.clone(), State::UNAWARE)];
+        if self.ctx.get_status_change(Duration::ZERO, &mut rs).is_err() {
+            return false;
+        }
+        let end = Instant::now() + limit;
+        loop {
+            if gone(rs[0].event_state()) {
+                return true;
+            }
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            rs[0].sync_current_state();
+            if self.ctx.get_status_change(left, &mut rs).is_err() {
+                return false;
+            }
+        }
+    }
+
     fn transmit_once(&mut self, command: &[u8]) -> Result<Vec<u8>, ::pcsc::Error> {
         let card = self.card.as_ref().ok_or(::pcsc::Error::InvalidHandle)?;
         let r = card.transmit(command, &mut self.buf)?;
@@ -281,14 +311,26 @@ impl Transport for PcscTransport {
                 self.transmit_once(command)
                     .map_err(|e| map_error(e, "SCardTransmit", &self.name))?
             }
+            Err(::pcsc::Error::NotTransacted) if self.removed_within(REMOVAL_GRACE) => {
+                return Err(Error::CardRemoved {
+                    reader: self.name.clone(),
+                })
+            }
             Err(e) => return Err(map_error(e, "SCardTransmit", &self.name)),
         };
         self.fresh = false;
         if response.len() < 2 {
+            // pcscd passes an empty answer through when the card vanishes mid-command.
+            if self.removed_within(REMOVAL_GRACE) {
+                return Err(Error::CardRemoved {
+                    reader: self.name.clone(),
+                });
+            }
             return Err(Error::Protocol {
                 reader: self.name.clone(),
                 detail: format!(
-                    "the card answered {} byte(s), less than a status word",
+                    "the card answered {} byte(s), less than a status word; was it removed or \
+                     reset during the command?",
                     response.len()
                 ),
             });
