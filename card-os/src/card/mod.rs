@@ -1,1 +1,351 @@
-//! (placeholder: filled by the card-os foundation work)
+//! The engine: [`Card::process`] takes a command APDU and writes the response APDU. It is the only
+//! entry point, and it never panics.
+//!
+//! For every command: parse ([`command::parse`]) → execute → commit the command's NVM transaction
+//! if it succeeded, drop it if it failed → shape the response:
+//!
+//! * response data and no Le (how T=0 readers send a case-4 command): `61xx`, the data waits for
+//!   GET RESPONSE (`6100` when 256 bytes wait);
+//! * response data and an Le smaller than the data: `6Cxx` with the exact length;
+//! * otherwise the data and the status word.
+//!
+//! Any command other than GET RESPONSE discards data still waiting.
+
+pub mod command;
+mod files;
+pub mod system;
+
+use crate::apdu::{Command, Sw, MAX_RESPONSE_DATA};
+use crate::fs::DfPath;
+use crate::nvm::{Nvm, NvmError, Storage};
+use crate::security::SecurityState;
+use command::{Instruction, Reject};
+use core::ops::Range;
+
+pub use system::{HistoricalBytes, ATR_LEN};
+
+/// Everything a reset or power-off clears (ISO 7816-3 §6.2.2; FMCOS 2.0 §5.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Volatile {
+    /// The directories from the MF to the current DF.
+    pub path: DfPath,
+    /// The current EF (its header address).
+    pub current_ef: Option<usize>,
+    /// The current record of the current EF (ISO 7816-4 record pointer).
+    pub record_pointer: Option<usize>,
+    /// The current DF was entered while it had no key file: FMCOS lets everything happen in it
+    /// until it is left (FMCOS 2.0 §4.3).
+    pub entered_without_keys: bool,
+    /// The two security-state registers.
+    pub security: SecurityState,
+}
+
+impl Volatile {
+    fn at_power_up(mf: usize) -> Self {
+        Volatile {
+            path: DfPath::mf(mf),
+            current_ef: None,
+            record_pointer: None,
+            entered_without_keys: false,
+            security: SecurityState::CLEAR,
+        }
+    }
+}
+
+/// Response data of the last command, kept for GET RESPONSE.
+struct Reply {
+    buf: [u8; MAX_RESPONSE_DATA],
+    len: usize,
+    /// Bytes already handed out by GET RESPONSE.
+    sent: usize,
+}
+
+impl Reply {
+    const EMPTY: Reply = Reply {
+        buf: [0; MAX_RESPONSE_DATA],
+        len: 0,
+        sent: 0,
+    };
+
+    fn clear(&mut self) {
+        self.len = 0;
+        self.sent = 0;
+    }
+
+    fn waiting(&self) -> &[u8] {
+        self.buf.get(self.sent..self.len).unwrap_or(&[])
+    }
+}
+
+/// The response being built by a command handler.
+pub struct Response<'r> {
+    buf: &'r mut [u8; MAX_RESPONSE_DATA],
+    len: &'r mut usize,
+}
+
+impl Response<'_> {
+    /// Appends `data` to the response data. A handler never produces more than
+    /// [`MAX_RESPONSE_DATA`] bytes, so overflow is an internal error (`6F00`).
+    pub fn push(&mut self, data: &[u8]) -> Result<(), Sw> {
+        let end = self
+            .len
+            .checked_add(data.len())
+            .ok_or(Sw::NO_PRECISE_DIAGNOSIS)?;
+        let dst = self
+            .buf
+            .get_mut(*self.len..end)
+            .ok_or(Sw::NO_PRECISE_DIAGNOSIS)?;
+        dst.copy_from_slice(data);
+        *self.len = end;
+        Ok(())
+    }
+
+    /// A writable region of `n` bytes at the end of the response data (for handlers that read
+    /// straight into the response).
+    pub fn extend(&mut self, n: usize) -> Result<&mut [u8], Sw> {
+        let start = *self.len;
+        let end = start.checked_add(n).ok_or(Sw::NO_PRECISE_DIAGNOSIS)?;
+        if end > MAX_RESPONSE_DATA {
+            return Err(Sw::NO_PRECISE_DIAGNOSIS);
+        }
+        *self.len = end;
+        self.buf.get_mut(start..end).ok_or(Sw::NO_PRECISE_DIAGNOSIS)
+    }
+
+    /// Drops bytes after `len` (a handler that read more than it returns).
+    pub fn truncate(&mut self, len: usize) {
+        *self.len = (*self.len).min(len);
+    }
+
+    /// Bytes in the response so far.
+    pub fn len(&self) -> usize {
+        *self.len
+    }
+
+    /// Whether the response is empty.
+    pub fn is_empty(&self) -> bool {
+        *self.len == 0
+    }
+}
+
+/// Why a card could not power up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PowerUpError {
+    /// The NVM is not a formatted card image of this layout.
+    NotFormatted,
+    /// The NVM failed (or the power was cut again) during recovery.
+    Memory(NvmError),
+}
+
+/// The card: persistent storage, volatile state, and the command engine.
+pub struct Card<N: Nvm> {
+    storage: Storage<N>,
+    system: system::SystemArea,
+    ram: Volatile,
+    reply: Reply,
+}
+
+impl<N: Nvm> Card<N> {
+    /// Formats `nvm` as a factory-fresh card (system area, MF `3F00` named `1PAY.SYS.DDF01`, no key
+    /// file) and powers it up.
+    pub fn format(nvm: N, historical: &HistoricalBytes) -> Result<Self, (N, PowerUpError)> {
+        let mut storage = match Storage::open(nvm) {
+            Ok(s) => s,
+            Err((nvm, NvmError::NotFormatted)) => return Err((nvm, PowerUpError::NotFormatted)),
+            Err((nvm, e)) => return Err((nvm, PowerUpError::Memory(e))),
+        };
+        if system::format(&mut storage, historical).is_err() {
+            return Err((
+                storage.into_nvm(),
+                PowerUpError::Memory(NvmError::OutOfRange),
+            ));
+        }
+        Card::power_up(storage.into_nvm())
+    }
+
+    /// Powers the card up: journal recovery, then the volatile state of a reset (MF selected,
+    /// security state cleared).
+    pub fn power_up(nvm: N) -> Result<Self, (N, PowerUpError)> {
+        let storage = match Storage::open(nvm) {
+            Ok(s) => s,
+            Err((nvm, NvmError::NotFormatted)) => return Err((nvm, PowerUpError::NotFormatted)),
+            Err((nvm, e)) => return Err((nvm, PowerUpError::Memory(e))),
+        };
+        let system = match system::read(&storage) {
+            Ok(s) => s,
+            Err(NvmError::NotFormatted) => {
+                return Err((storage.into_nvm(), PowerUpError::NotFormatted))
+            }
+            Err(e) => return Err((storage.into_nvm(), PowerUpError::Memory(e))),
+        };
+        let mut card = Card {
+            ram: Volatile::at_power_up(crate::fs::mf_addr(&storage)),
+            storage,
+            system,
+            reply: Reply::EMPTY,
+        };
+        card.reset();
+        Ok(card)
+    }
+
+    /// Warm reset: volatile state back to power-up (MF selected, security state cleared).
+    pub fn reset(&mut self) {
+        self.ram = Volatile::at_power_up(crate::fs::mf_addr(&self.storage));
+        self.ram.entered_without_keys = self.mf_has_no_key_file();
+        self.reply.clear();
+        self.storage.abort();
+    }
+
+    fn mf_has_no_key_file(&self) -> bool {
+        crate::fs::file_at(&self.storage, crate::fs::mf_addr(&self.storage))
+            .and_then(|mf| crate::fs::find_key_file(&self.storage, &mf))
+            .is_ok_and(|k| k.is_none())
+    }
+
+    /// The answer to reset.
+    pub fn atr(&self) -> [u8; ATR_LEN] {
+        system::atr(&self.system.historical)
+    }
+
+    /// The factory data (ATR historical bytes).
+    pub fn historical_bytes(&self) -> HistoricalBytes {
+        self.system.historical
+    }
+
+    /// The volatile state (for tests and the simulator's inspection).
+    pub fn volatile(&self) -> &Volatile {
+        &self.ram
+    }
+
+    /// The persistent storage (for the simulator's inspection and tests).
+    pub fn storage(&self) -> &Storage<N> {
+        &self.storage
+    }
+
+    /// The NVM (the simulator arms power cuts and reads counters through it).
+    pub fn nvm_mut(&mut self) -> &mut N {
+        self.storage.nvm_mut()
+    }
+
+    /// Powers the card off and gives its NVM back.
+    pub fn into_nvm(self) -> N {
+        self.storage.into_nvm()
+    }
+
+    /// Processes one command APDU and writes the response APDU (data and `SW1 SW2`) into
+    /// `response`, returning its length. `response` should hold [`crate::apdu::RESPONSE_BUFFER_SIZE`]
+    /// bytes; with less room, data that does not fit waits for GET RESPONSE (`61xx`). Only a
+    /// buffer under two bytes gets nothing (0 is returned).
+    pub fn process(&mut self, command: &[u8], response: &mut [u8]) -> usize {
+        let room = response.len().saturating_sub(2);
+        let (sw, data) = self.run(command, room);
+        let data = self.reply.buf.get(data).unwrap_or(&[]);
+        write_response(response, data, sw)
+    }
+
+    /// Runs a command. Returns the status word and the part of the reply buffer to send with it.
+    fn run(&mut self, raw: &[u8], room: usize) -> (Sw, Range<usize>) {
+        let cmd = match Command::parse(raw) {
+            Ok(cmd) => cmd,
+            Err(e) => return self.fail(Reject::from(e).status()),
+        };
+        if self.system.life_cycle == system::LIFE_CYCLE_BLOCKED {
+            return self.fail(Sw::FUNCTION_NOT_SUPPORTED);
+        }
+        let instruction = match command::parse(&cmd) {
+            Ok(i) => i,
+            Err(reject) => return self.fail(reject.status()),
+        };
+        if instruction == Instruction::GetResponse {
+            return self.get_response(cmd.ne, room);
+        }
+        self.reply.clear();
+        let result = {
+            let mut response = Response {
+                buf: &mut self.reply.buf,
+                len: &mut self.reply.len,
+            };
+            let mut ctx = files::Ctx {
+                storage: &mut self.storage,
+                ram: &mut self.ram,
+                ne: cmd.ne,
+            };
+            files::execute(&mut ctx, instruction, &mut response)
+        };
+        let result = match result {
+            Ok(()) => self.storage.commit().map_err(Sw::from),
+            Err(sw) => {
+                self.storage.abort();
+                Err(sw)
+            }
+        };
+        match result {
+            Ok(()) => self.shape(cmd.ne, room),
+            Err(sw) => self.fail(sw),
+        }
+    }
+
+    fn fail(&mut self, sw: Sw) -> (Sw, Range<usize>) {
+        self.reply.clear();
+        (sw, 0..0)
+    }
+
+    /// Decides how the reply goes out (see the module docs).
+    fn shape(&mut self, ne: Option<usize>, room: usize) -> (Sw, Range<usize>) {
+        let len = self.reply.len;
+        match ne {
+            _ if len == 0 => (Sw::SUCCESS, 0..0),
+            Some(ne) if ne < len => self.fail(Sw::wrong_le(len)),
+            Some(_) if len <= room => {
+                self.reply.clear();
+                (Sw::SUCCESS, 0..len)
+            }
+            _ => (Sw::more_data(len), 0..0),
+        }
+    }
+
+    /// GET RESPONSE (ISO 7816-4 §7.6.1): up to Le bytes of the waiting data; `61xx` while more
+    /// waits, `6Cxx` when Le asks for more than waits (a short `Le = 00` asks for up to 256).
+    fn get_response(&mut self, ne: Option<usize>, room: usize) -> (Sw, Range<usize>) {
+        let waiting = self.reply.waiting().len();
+        if waiting == 0 {
+            return self.fail(Sw::CONDITIONS_NOT_SATISFIED);
+        }
+        let asked = ne.unwrap_or(256);
+        if asked != 256 && asked > waiting {
+            return (Sw::wrong_le(waiting), 0..0);
+        }
+        let give = asked.min(waiting).min(room);
+        let start = self.reply.sent;
+        self.reply.sent += give;
+        let rest = self.reply.waiting().len();
+        if rest == 0 {
+            // The bytes stay in the buffer until the next command; only the bookkeeping resets.
+            self.reply.len = 0;
+            self.reply.sent = 0;
+            (Sw::SUCCESS, start..start + give)
+        } else {
+            (Sw::more_data(rest), start..start + give)
+        }
+    }
+}
+
+/// Writes `data ‖ SW1 SW2` into `out` and returns the length (0 if `out` is under two bytes).
+fn write_response(out: &mut [u8], data: &[u8], sw: Sw) -> usize {
+    let total = data.len() + 2;
+    match out.get_mut(..total) {
+        Some(dst) => {
+            let (d, s) = dst.split_at_mut(data.len());
+            d.copy_from_slice(data);
+            s.copy_from_slice(&sw.to_bytes());
+            total
+        }
+        None => match out.get_mut(..2) {
+            Some(s) => {
+                s.copy_from_slice(&Sw::NO_PRECISE_DIAGNOSIS.to_bytes());
+                2
+            }
+            None => 0,
+        },
+    }
+}

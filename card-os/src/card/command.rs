@@ -1,0 +1,465 @@
+//! Parse, then execute: raw command → [`Instruction`] (or a [`Reject`]) → execution.
+//!
+//! [`COMMANDS`] is the dispatch table: every CLA/INS the card handles. `apdu-specs/` documents
+//! exactly these (a test compares the two). [`Reject::status`] is the one place where a command
+//! that could not be parsed becomes a status word.
+
+use crate::apdu::{Command, ParseError, Sw};
+use crate::fs::records::Occurrence;
+use crate::fs::FileSpec;
+
+/// One supported instruction: its name, the classes it accepts, its INS byte.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CommandInfo {
+    /// Name as apdu-specs uses it.
+    pub name: &'static str,
+    /// Accepted CLA bytes (`x4` = with secure messaging).
+    pub cla: &'static [u8],
+    /// The INS byte.
+    pub ins: u8,
+}
+
+/// Every command the card handles.
+pub const COMMANDS: &[CommandInfo] = &[
+    CommandInfo {
+        name: "SELECT",
+        cla: &[0x00],
+        ins: 0xA4,
+    },
+    CommandInfo {
+        name: "READ BINARY",
+        cla: &[0x00],
+        ins: 0xB0,
+    },
+    CommandInfo {
+        name: "UPDATE BINARY",
+        cla: &[0x00, 0x04],
+        ins: 0xD6,
+    },
+    CommandInfo {
+        name: "READ RECORD",
+        cla: &[0x00],
+        ins: 0xB2,
+    },
+    CommandInfo {
+        name: "UPDATE RECORD",
+        cla: &[0x00, 0x04],
+        ins: 0xDC,
+    },
+    CommandInfo {
+        name: "APPEND RECORD",
+        cla: &[0x00, 0x04],
+        ins: 0xE2,
+    },
+    CommandInfo {
+        name: "GET RESPONSE",
+        cla: &[0x00],
+        ins: 0xC0,
+    },
+    CommandInfo {
+        name: "CREATE FILE",
+        cla: &[0x80],
+        ins: 0xE0,
+    },
+    CommandInfo {
+        name: "ERASE DF",
+        cla: &[0x80],
+        ins: 0x0E,
+    },
+];
+
+/// The classes the card knows at all (ISO 7816-4 `00`/`04`, proprietary `80`/`84`).
+const KNOWN_CLASSES: [u8; 4] = [0x00, 0x04, 0x80, 0x84];
+
+/// Why a command was refused before execution. [`Reject::status`] maps each to its status word.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reject {
+    /// The bytes are not a well-formed APDU.
+    Malformed(ParseError),
+    /// Lc or Le does not fit the command.
+    WrongLength,
+    /// CLA unknown, or not valid with this INS.
+    ClassNotSupported,
+    /// INS unknown.
+    InstructionNotSupported,
+    /// P1-P2 invalid for the command.
+    WrongParameters,
+    /// P1-P2 give an offset out of range.
+    WrongOffset,
+    /// A field of the data is invalid.
+    WrongData,
+    /// A mode the card does not support (e.g. SELECT next occurrence).
+    FunctionNotSupported,
+    /// A command-specific status word found while parsing the data (e.g. CREATE FILE's 6A80).
+    Status(Sw),
+}
+
+impl Reject {
+    /// The status word the card answers (the one place parse errors become status words).
+    pub fn status(self) -> Sw {
+        match self {
+            Reject::Malformed(_) | Reject::WrongLength => Sw::WRONG_LENGTH,
+            Reject::ClassNotSupported => Sw::CLA_NOT_SUPPORTED,
+            Reject::InstructionNotSupported => Sw::INS_NOT_SUPPORTED,
+            Reject::WrongParameters => Sw::WRONG_P1_P2,
+            Reject::WrongOffset => Sw::WRONG_OFFSET,
+            Reject::WrongData => Sw::WRONG_DATA,
+            Reject::FunctionNotSupported => Sw::FUNCTION_NOT_SUPPORTED,
+            Reject::Status(sw) => sw,
+        }
+    }
+}
+
+impl From<ParseError> for Reject {
+    fn from(e: ParseError) -> Self {
+        Reject::Malformed(e)
+    }
+}
+
+/// Which EF a command works on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EfSelector {
+    /// The current EF.
+    Current,
+    /// The EF with this short identifier in the current DF (it becomes the current EF).
+    Sfi(u8),
+}
+
+/// What SELECT selects (ISO 7816-4 §7.1.1 P1 coding, FMCOS 2.0 §7.4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SelectTarget<'a> {
+    /// The MF (`P1 00` with `3F00` or no data).
+    Mf,
+    /// A file by FID: a child of the current DF, the current DF, its parent or a sibling DF.
+    Fid(u16),
+    /// A child DF of the current DF by FID (`P1 01`).
+    ChildDf(u16),
+    /// An EF of the current DF by FID (`P1 02`).
+    ChildEf(u16),
+    /// The parent of the current DF (`P1 03`).
+    Parent,
+    /// A DF by name (`P1 04`).
+    Name(&'a [u8]),
+}
+
+/// How a record command addresses its record (ISO 7816-4 §7.3.3, P2 bits 3..1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecordAddress {
+    /// `100`: record number P1 (`00` = the current record).
+    Number(u8),
+    /// `000`/`001`/`010`/`011`: a record whose identifier (first byte, the TLV tag) is P1.
+    Identifier(u8, Occurrence),
+}
+
+/// Data of a write that may carry secure messaging (CLA `x4`): the MAC is the last 4 bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WriteData<'a> {
+    /// The data field without the MAC (still encrypted if the file wants encryption).
+    pub data: &'a [u8],
+    /// The 4-byte MAC when CLA has the secure-messaging bit.
+    pub mac: Option<[u8; 4]>,
+}
+
+impl<'a> WriteData<'a> {
+    fn parse(cla: u8, data: &'a [u8]) -> Result<Self, Reject> {
+        if cla & 0x04 == 0 {
+            return Ok(WriteData { data, mac: None });
+        }
+        match data.len().checked_sub(4).map(|n| data.split_at(n)) {
+            Some((data, [m0, m1, m2, m3])) => Ok(WriteData {
+                data,
+                mac: Some([*m0, *m1, *m2, *m3]),
+            }),
+            _ => Err(Reject::WrongLength),
+        }
+    }
+}
+
+/// A parsed command, ready to execute.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Instruction<'a> {
+    /// SELECT `00 A4`; `fci` is false for `P2 0C` (no response data).
+    Select { target: SelectTarget<'a>, fci: bool },
+    /// READ BINARY `00 B0`.
+    ReadBinary { ef: EfSelector, offset: usize },
+    /// UPDATE BINARY `00/04 D6`.
+    UpdateBinary {
+        ef: EfSelector,
+        offset: usize,
+        write: WriteData<'a>,
+    },
+    /// READ RECORD `00 B2`.
+    ReadRecord {
+        ef: EfSelector,
+        address: RecordAddress,
+    },
+    /// UPDATE RECORD `00/04 DC` (on a cyclic file only `P1 00 P2 xxxxx011`, an append).
+    UpdateRecord {
+        ef: EfSelector,
+        address: RecordAddress,
+        write: WriteData<'a>,
+    },
+    /// APPEND RECORD `00/04 E2`.
+    AppendRecord {
+        ef: EfSelector,
+        write: WriteData<'a>,
+    },
+    /// GET RESPONSE `00 C0`.
+    GetResponse,
+    /// CREATE FILE `80 E0`.
+    CreateFile(FileSpec<'a>),
+    /// ERASE DF `80 0E`.
+    EraseDf,
+}
+
+/// Parses a command APDU into an [`Instruction`].
+pub fn parse<'a>(cmd: &Command<'a>) -> Result<Instruction<'a>, Reject> {
+    if !KNOWN_CLASSES.contains(&cmd.cla) {
+        return Err(Reject::ClassNotSupported);
+    }
+    let info = COMMANDS
+        .iter()
+        .find(|c| c.ins == cmd.ins)
+        .ok_or(Reject::InstructionNotSupported)?;
+    if !info.cla.contains(&cmd.cla) {
+        return Err(Reject::ClassNotSupported);
+    }
+    let (p1, p2, data) = (cmd.p1, cmd.p2, cmd.data);
+    match cmd.ins {
+        0xA4 => parse_select(p1, p2, data),
+        0xB0 => {
+            no_data(data)?;
+            let (ef, offset) = binary_address(p1, p2)?;
+            Ok(Instruction::ReadBinary { ef, offset })
+        }
+        0xD6 => {
+            let write = WriteData::parse(cmd.cla, data)?;
+            if write.data.is_empty() {
+                return Err(Reject::WrongLength);
+            }
+            let (ef, offset) = binary_address(p1, p2)?;
+            Ok(Instruction::UpdateBinary { ef, offset, write })
+        }
+        0xB2 => {
+            no_data(data)?;
+            let (ef, address) = record_address(p1, p2)?;
+            Ok(Instruction::ReadRecord { ef, address })
+        }
+        0xDC => {
+            let write = WriteData::parse(cmd.cla, data)?;
+            let (ef, address) = record_address(p1, p2)?;
+            Ok(Instruction::UpdateRecord { ef, address, write })
+        }
+        0xE2 => {
+            // ISO 7816-4 §7.3.7: P1 = 00, P2 = SFI << 3 (low bits 000).
+            if p1 != 0 || p2 & 0x07 != 0 {
+                return Err(Reject::WrongParameters);
+            }
+            let write = WriteData::parse(cmd.cla, data)?;
+            Ok(Instruction::AppendRecord {
+                ef: ef_from_sfi(p2 >> 3),
+                write,
+            })
+        }
+        0xC0 => {
+            if p1 != 0 || p2 != 0 {
+                return Err(Reject::WrongParameters);
+            }
+            no_data(data)?;
+            Ok(Instruction::GetResponse)
+        }
+        0xE0 => {
+            let fid = u16::from_be_bytes([p1, p2]);
+            FileSpec::parse(fid, data)
+                .map(Instruction::CreateFile)
+                .map_err(Reject::Status)
+        }
+        0x0E => {
+            // FMCOS 2.0 §7.11: `80 0E 00 00 00`; the `00` arrives as a case-2 Le.
+            if p1 != 0 || p2 != 0 {
+                return Err(Reject::WrongParameters);
+            }
+            no_data(data)?;
+            Ok(Instruction::EraseDf)
+        }
+        _ => Err(Reject::InstructionNotSupported),
+    }
+}
+
+fn no_data(data: &[u8]) -> Result<(), Reject> {
+    if data.is_empty() {
+        Ok(())
+    } else {
+        Err(Reject::WrongLength)
+    }
+}
+
+fn ef_from_sfi(sfi: u8) -> EfSelector {
+    if sfi == 0 {
+        EfSelector::Current
+    } else {
+        EfSelector::Sfi(sfi)
+    }
+}
+
+/// READ/UPDATE BINARY P1-P2 (FMCOS 2.0 §4.5): `100xxxxx` → SFI with offset P2, else a 15-bit
+/// offset in the current EF.
+fn binary_address(p1: u8, p2: u8) -> Result<(EfSelector, usize), Reject> {
+    if p1 & 0x80 != 0 {
+        if p1 & 0x60 != 0 {
+            return Err(Reject::WrongParameters);
+        }
+        let sfi = p1 & 0x1F;
+        if sfi == 0 {
+            return Err(Reject::WrongParameters);
+        }
+        Ok((EfSelector::Sfi(sfi), usize::from(p2)))
+    } else {
+        Ok((
+            EfSelector::Current,
+            usize::from(u16::from_be_bytes([p1, p2])),
+        ))
+    }
+}
+
+/// READ/UPDATE RECORD P1-P2 (ISO 7816-4 §7.3.3): P2 = SFI << 3 ‖ mode.
+fn record_address(p1: u8, p2: u8) -> Result<(EfSelector, RecordAddress), Reject> {
+    let ef = ef_from_sfi(p2 >> 3);
+    let address = match p2 & 0x07 {
+        0b100 => RecordAddress::Number(p1),
+        0b000 => RecordAddress::Identifier(p1, Occurrence::First),
+        0b001 => RecordAddress::Identifier(p1, Occurrence::Last),
+        0b010 => RecordAddress::Identifier(p1, Occurrence::Next),
+        0b011 => RecordAddress::Identifier(p1, Occurrence::Previous),
+        // 101/110 (several records at once) are not supported; 111 is RFU.
+        _ => return Err(Reject::WrongParameters),
+    };
+    Ok((ef, address))
+}
+
+fn parse_select(p1: u8, p2: u8, data: &[u8]) -> Result<Instruction<'_>, Reject> {
+    let fci = match p2 {
+        0x00 => true,
+        0x0C => false,
+        0x02 => return Err(Reject::FunctionNotSupported),
+        _ => return Err(Reject::WrongParameters),
+    };
+    let fid = || match data {
+        [hi, lo] => Ok(u16::from_be_bytes([*hi, *lo])),
+        _ => Err(Reject::WrongLength),
+    };
+    let target = match p1 {
+        0x00 if data.is_empty() => SelectTarget::Mf,
+        0x00 => match fid()? {
+            crate::fs::MF_FID => SelectTarget::Mf,
+            f => SelectTarget::Fid(f),
+        },
+        0x01 => SelectTarget::ChildDf(fid()?),
+        0x02 => SelectTarget::ChildEf(fid()?),
+        0x03 if data.is_empty() => SelectTarget::Parent,
+        0x03 => return Err(Reject::WrongLength),
+        0x04 if (1..=crate::fs::header::MAX_DF_NAME).contains(&data.len()) => {
+            SelectTarget::Name(data)
+        }
+        0x04 => return Err(Reject::WrongLength),
+        _ => return Err(Reject::WrongParameters),
+    };
+    Ok(Instruction::Select { target, fci })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(hex: &str) -> Result<Instruction<'static>, Reject> {
+        let raw: &'static [u8] = Box::leak(hex::decode(hex.replace(' ', "")).unwrap().into());
+        parse(&Command::parse(raw)?)
+    }
+
+    #[test]
+    fn class_and_instruction_errors() {
+        assert_eq!(p("FFA4000000").unwrap_err().status(), Sw::CLA_NOT_SUPPORTED);
+        assert_eq!(p("0099000000").unwrap_err().status(), Sw::INS_NOT_SUPPORTED);
+        assert_eq!(p("80A4000000").unwrap_err().status(), Sw::CLA_NOT_SUPPORTED);
+        assert_eq!(p("00A400").unwrap_err().status(), Sw::WRONG_LENGTH);
+    }
+
+    #[test]
+    fn select_forms() {
+        assert_eq!(
+            p("00A40000").unwrap(),
+            Instruction::Select {
+                target: SelectTarget::Mf,
+                fci: true
+            }
+        );
+        assert_eq!(
+            p("00A40000023F00").unwrap(),
+            Instruction::Select {
+                target: SelectTarget::Mf,
+                fci: true
+            }
+        );
+        assert_eq!(
+            p("00A4000C02DDF1").unwrap(),
+            Instruction::Select {
+                target: SelectTarget::Fid(0xDDF1),
+                fci: false
+            }
+        );
+        assert!(
+            matches!(p("00A4040005A000000003").unwrap(), Instruction::Select { target: SelectTarget::Name(n), .. } if n.len() == 5)
+        );
+        assert_eq!(p("00A4000001AA").unwrap_err().status(), Sw::WRONG_LENGTH);
+        assert_eq!(p("00A4050000").unwrap_err().status(), Sw::WRONG_P1_P2);
+    }
+
+    #[test]
+    fn record_and_binary_addressing() {
+        assert_eq!(
+            p("00B2010C00").unwrap(),
+            Instruction::ReadRecord {
+                ef: EfSelector::Sfi(1),
+                address: RecordAddress::Number(1)
+            }
+        );
+        // Social-security readers: READ RECORD by tag, SFI 6, tag 4E.
+        assert_eq!(
+            p("00B24E3016").unwrap(),
+            Instruction::ReadRecord {
+                ef: EfSelector::Sfi(6),
+                address: RecordAddress::Identifier(0x4E, Occurrence::First)
+            }
+        );
+        assert_eq!(
+            p("00B0951000").unwrap(),
+            Instruction::ReadBinary {
+                ef: EfSelector::Sfi(0x15),
+                offset: 0x10
+            }
+        );
+        assert_eq!(
+            p("00B0012300").unwrap(),
+            Instruction::ReadBinary {
+                ef: EfSelector::Current,
+                offset: 0x123
+            }
+        );
+        assert_eq!(p("00B2010D00").unwrap_err().status(), Sw::WRONG_P1_P2);
+    }
+
+    #[test]
+    fn secure_messaging_splits_the_mac() {
+        match p("04D6850006 1122 160AC8C5").unwrap() {
+            Instruction::UpdateBinary { write, .. } => {
+                assert_eq!(write.data, &[0x11, 0x22]);
+                assert_eq!(write.mac, Some([0x16, 0x0A, 0xC8, 0xC5]));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            p("04D6850003 112233").unwrap_err().status(),
+            Sw::WRONG_LENGTH
+        );
+    }
+}
