@@ -570,3 +570,52 @@ fn card_removed_during_a_command() {
         .contains("may or may not have been carried out"));
     drop(served);
 }
+
+/// The real card OS (a blank simulated card) served the same way: PC/SC shows exactly what the
+/// same card answers in process.
+#[test]
+fn the_simulated_card_os_through_pcscd() {
+    use card_os::card::HistoricalBytes;
+    use card_os::nvm::Geometry;
+    use card_os::sim::SimCard;
+
+    let Some(ctx) = e2e_context("the_simulated_card_os_through_pcscd") else {
+        return;
+    };
+    let serial = ToyCard::new().atr_bytes()[8..12].try_into().unwrap();
+    let blank = || SimCard::blank(Geometry::DEFAULT, &HistoricalBytes::wenzhou(serial)).unwrap();
+    let mut twin = blank();
+    let served = ServedCard::start(blank(), 0);
+    let reader = served.wait_visible(&ctx, VISIBLE);
+    let mut t = PcscTransport::open(Some(&reader.name), None).unwrap();
+    assert_eq!(t.atr(), twin.atr());
+    for c in [
+        "00A40000023F00",
+        "00A4000C023F00",
+        "00A40000020015",
+        "00B0000004",
+        "00B2010C00",
+        "00CA000000",
+        "80CA000000",
+        "00A4",
+        "B0A40000023F00",
+    ] {
+        let c = h(c);
+        let got = hx(&t.transmit(&c).unwrap());
+        assert_eq!(got, hx(&twin.transmit(&c)), "{}", hx(&c));
+    }
+    // SELECT MF answers 61xx; GET RESPONSE by hand, then by the T=0 layer.
+    let select_mf = h("00A40000023F00");
+    let first = t.transmit(&select_mf).unwrap();
+    assert_eq!(hx(&first), hx(&twin.transmit(&select_mf)));
+    if let [0x61, n] = first[..] {
+        let gr = [0x00, 0xC0, 0x00, 0x00, n];
+        assert_eq!(hx(&t.transmit(&gr).unwrap()), hx(&twin.transmit(&gr)));
+    }
+    let mut auto = AutoGetResponse::new(t);
+    let fci = auto.transmit(&select_mf).unwrap();
+    assert_eq!(fci.first(), Some(&0x6F), "an FCI template: {}", hx(&fci));
+    assert_eq!(fci.last_chunk::<2>(), Some(&[0x90, 0x00]));
+    drop(auto);
+    drop(served);
+}

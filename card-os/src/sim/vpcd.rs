@@ -77,6 +77,27 @@ impl<C: VirtualCard + ?Sized> VirtualCard for &mut C {
     }
 }
 
+/// The simulated card behind vpcd: power and reset go to the card OS, APDUs to
+/// [`SimCard::transmit`](super::card::SimCard::transmit). A card whose power-up fails stays off and
+/// answers APDUs with nothing, which pcscd reports as a mute card.
+impl VirtualCard for super::card::SimCard {
+    fn atr(&self) -> Vec<u8> {
+        super::card::SimCard::atr(self).to_vec()
+    }
+    fn power_on(&mut self) {
+        let _ = super::card::SimCard::power_on(self);
+    }
+    fn power_off(&mut self) {
+        super::card::SimCard::power_off(self)
+    }
+    fn reset(&mut self) {
+        super::card::SimCard::reset(self)
+    }
+    fn process(&mut self, apdu: &[u8]) -> Vec<u8> {
+        self.transmit(apdu)
+    }
+}
+
 /// Where and how the bridge connects.
 #[derive(Clone, Debug)]
 pub struct Config {
