@@ -213,10 +213,18 @@ fn third_party_tools_see_exactly_what_the_card_answers() {
         out.stdout
     );
 
-    // scriptor reads a script on stdin; it neither resolves 61xx nor 6Cxx, so it sees them raw.
+    // scriptor runs a script file; it resolves neither 61xx nor 6Cxx, so it sees them raw. Half
+    // the lines spaced, half not, as scriptor scripts come.
     let mut all = plain.clone();
     all.extend(t0_commands());
-    let script: String = all.iter().map(|c| format!("{}\n", hx(c))).collect();
+    let script: String = all
+        .iter()
+        .enumerate()
+        .map(|(i, c)| match i % 2 {
+            0 => format!("{}\n", hx(c)),
+            _ => format!("{}\n", crate_spaced(c)),
+        })
+        .collect();
     let path = std::env::temp_dir().join(format!("citizencard-e2e-{}.scr", std::process::id()));
     std::fs::write(&path, format!("# written by the e2e test\nreset\n{script}")).unwrap();
     let out = run_tool(
@@ -225,7 +233,28 @@ fn third_party_tools_see_exactly_what_the_card_answers() {
             .arg(&path),
         TOOL,
     );
+    // The very same scriptor script through `citizencard script` (raw, like scriptor).
+    let ours = run_tool(
+        citizencard()
+            .args([
+                "-r",
+                &reader.name,
+                "--no-auto-get-response",
+                "--json",
+                "script",
+            ])
+            .arg(&path),
+        TOOL,
+    );
     let _ = std::fs::remove_file(&path);
+    assert!(ours.status.success(), "citizencard script failed: {ours:?}");
+    let responses: Vec<String> = ours
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter_map(|v| v["response"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(responses, answers(&twin, &all));
     assert!(out.status.success(), "scriptor failed: {out:?}");
     assert!(
         out.stdout.contains("< OK: "),
