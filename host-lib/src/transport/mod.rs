@@ -179,7 +179,7 @@ pub enum Error {
     #[error("no card appeared within {0:?}")]
     WaitTimeout(Duration),
     /// Any other PC/SC failure.
-    #[error("{op} on `{reader}` failed: {source} (0x{:08X})", *.source as u32)]
+    #[error("{op}{} failed: {source} (0x{:08X})", on_reader(.reader), *.source as u32)]
     Pcsc {
         /// The PC/SC call, e.g. `SCardTransmit`.
         op: &'static str,
@@ -196,6 +196,15 @@ pub enum Error {
         /// What was wrong.
         detail: String,
     },
+}
+
+/// ` on `NAME`` for messages, or nothing when there is no reader yet (`-`).
+fn on_reader(reader: &str) -> String {
+    if reader == "-" {
+        String::new()
+    } else {
+        format!(" on `{reader}`")
+    }
 }
 
 impl Error {

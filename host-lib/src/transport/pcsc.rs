@@ -396,6 +396,11 @@ mod tests {
         );
         assert!(text.contains("0x80100013"), "{text}");
         assert!(m(E::NoService).to_string().contains("pcscd"));
+        let no_reader = map_error(E::CommError, "SCardListReaders", "-").to_string();
+        assert!(
+            no_reader.starts_with("SCardListReaders failed: "),
+            "{no_reader}"
+        );
         assert!(m(E::SharingViolation)
             .to_string()
             .contains("another process"));
