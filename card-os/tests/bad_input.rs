@@ -3,6 +3,7 @@
 
 mod common;
 
+use card_os::apdu::Sw;
 use card_os::card::command::COMMANDS;
 use card_os::sim::SimCard;
 use proptest::prelude::*;
@@ -13,6 +14,20 @@ fn personalized() -> SimCard {
     let mut card = common::factory_card();
     common::run(&mut card, &text);
     card
+}
+
+/// Whether a response ends in a status word the card documents (apdu-specs/status-words.md).
+fn documented_sw(response: &[u8]) -> bool {
+    let [.., sw1, sw2] = response else {
+        return false;
+    };
+    let sw = Sw::from_bytes(*sw1, *sw2);
+    let family = match sw.sw1() {
+        0x61 | 0x6C => Sw::from_bytes(sw.sw1(), 0),
+        0x63 if sw.sw2() & 0xF0 == 0xC0 => Sw::TRIES_LEFT,
+        _ => sw,
+    };
+    Sw::DOCUMENTED.contains(&family)
 }
 
 fn still_answers(card: &mut SimCard) {
@@ -76,6 +91,7 @@ proptest! {
         for apdu in &apdus {
             let r = card.transmit(apdu);
             prop_assert!(r.len() >= 2, "no status word for {}", hex::encode(apdu));
+            prop_assert!(documented_sw(&r), "undocumented SW {} for {}", hex::encode(&r), hex::encode(apdu));
         }
         still_answers(&mut card);
     }
@@ -87,6 +103,7 @@ proptest! {
             let r = card.transmit(apdu);
             prop_assert!(r.len() >= 2, "no status word for {}", hex::encode(apdu));
             prop_assert!(r.len() <= 258);
+            prop_assert!(documented_sw(&r), "undocumented SW {} for {}", hex::encode(&r), hex::encode(apdu));
         }
         // The random commands may have written anything the layout allows (every right is F0),
         // so only check that the card still parses and answers a plain SELECT.
