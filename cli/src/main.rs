@@ -65,6 +65,10 @@ pub struct Global {
     /// Machine-readable output: one JSON object per line.
     #[arg(long, global = true)]
     pub json: bool,
+    /// Talk to the simulated card in this image file instead of a reader (no pcscd needed; make
+    /// one with `citizencard sim new`).
+    #[arg(long, global = true, value_name = "IMAGE", conflicts_with_all = ["reader", "wait"])]
+    pub sim: Option<std::path::PathBuf>,
 }
 
 impl Global {
@@ -76,6 +80,7 @@ impl Global {
             wait_timeout: self.wait_timeout,
             trace: self.trace,
             auto_get_response: !self.no_auto_get_response,
+            sim: self.sim.clone(),
         }
     }
 }
@@ -102,6 +107,9 @@ enum Command {
     unless --keep-going."
     )]
     Script(cmd::apdu::ScriptArgs),
+    /// The simulated card: make a blank card image, serve it to pcscd as a real reader, inspect it.
+    #[command(subcommand)]
+    Sim(cmd::sim::SimCommand),
 }
 
 fn run(cli: Cli) -> Result<(), Failure> {
@@ -109,6 +117,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Readers(args) => cmd::readers::run(&cli.global, args),
         Command::Apdu(args) => cmd::apdu::run_apdu(&cli.global, args),
         Command::Script(args) => cmd::apdu::run_script(&cli.global, args),
+        Command::Sim(command) => cmd::sim::run(&cli.global, command),
     }
 }
 

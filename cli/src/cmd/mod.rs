@@ -2,3 +2,4 @@
 
 pub mod apdu;
 pub mod readers;
+pub mod sim;
