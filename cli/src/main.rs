@@ -110,6 +110,9 @@ enum Command {
     /// The simulated card: make a blank card image, serve it to pcscd as a real reader, inspect it.
     #[command(subcommand)]
     Sim(cmd::sim::SimCommand),
+    /// Measure APDU throughput (in process, through PC/SC); see scripts/bench.py.
+    #[command(subcommand)]
+    Bench(cmd::bench::BenchCommand),
 }
 
 fn run(cli: Cli) -> Result<(), Failure> {
@@ -118,6 +121,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Apdu(args) => cmd::apdu::run_apdu(&cli.global, args),
         Command::Script(args) => cmd::apdu::run_script(&cli.global, args),
         Command::Sim(command) => cmd::sim::run(&cli.global, command),
+        Command::Bench(command) => cmd::bench::run(&cli.global, command),
     }
 }
 

@@ -1,5 +1,6 @@
 //! One module per subcommand group.
 
 pub mod apdu;
+pub mod bench;
 pub mod readers;
 pub mod sim;
