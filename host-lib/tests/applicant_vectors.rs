@@ -97,6 +97,11 @@ fn bad_rows_fail_on_the_expected_field() {
         .collect();
     let rows = load_csv(&dir().join("bad.csv"), &validator()).unwrap();
     assert_eq!(rows.len(), expected.len());
+    // The example of host-lib/docs/applicants.md is what operators see.
+    assert_eq!(
+        rows[2].to_string(),
+        "line 4: sex: 2 (女) does not match id_number 330302199002285078, whose 17th digit says 1 (男)"
+    );
     for (row, (line, field, fault)) in rows.iter().zip(&expected) {
         assert_eq!(row.line, *line);
         let fields = match &row.result {
