@@ -84,14 +84,24 @@ impl fmt::Display for Sex {
 }
 
 impl Serialize for Sex {
+    /// `{"code": "1", "name": "男"}`.
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(match self {
-            Sex::Unknown => "unknown",
-            Sex::Male => "male",
-            Sex::Female => "female",
-            Sex::Unspecified => "unspecified",
-        })
+        serialize_code_name(s, &(self.code() as char).to_string(), self.name_zh())
     }
+}
+
+/// Serializes a coded value as `{"code": …, "name": …}`, so JSON output carries both the code on
+/// the card and its meaning.
+pub(crate) fn serialize_code_name<S: Serializer>(
+    s: S,
+    code: &str,
+    name: &str,
+) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeStruct;
+    let mut st = s.serialize_struct("Coded", 2)?;
+    st.serialize_field("code", code)?;
+    st.serialize_field("name", name)?;
+    st.end()
 }
 
 /// Card class (卡的类别), EF05 item `02`, one ASCII digit.
@@ -166,8 +176,9 @@ impl fmt::Display for CardClass {
 }
 
 impl Serialize for CardClass {
+    /// `{"code": "3", "name": "成年人"}`.
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.as_str())
+        serialize_code_name(s, &(self.code() as char).to_string(), self.name_zh())
     }
 }
 

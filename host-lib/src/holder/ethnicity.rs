@@ -164,8 +164,9 @@ impl fmt::Display for Ethnicity {
 }
 
 impl Serialize for Ethnicity {
+    /// `{"code": "01", "name": "汉族"}`.
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&format!("{:02}", self.0))
+        super::codes::serialize_code_name(s, &format!("{:02}", self.0), self.name_zh())
     }
 }
 

@@ -1072,6 +1072,34 @@ mod tests {
     }
 
     #[test]
+    fn json_for_info() {
+        let items = CardholderItems::from_applicant(&applicant("测试李二"));
+        let v = serde_json::to_value(&items).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({
+                "id_number": "11010519491231002X",
+                "name": "测试李二",
+                "sex": {"code": "2", "name": "女"},
+                "ethnicity": {"code": "22", "name": "畲族"},
+                "birthplace": {"code": "330302", "name": "浙江省温州市鹿城区"},
+                "birth_date": "1949-12-31",
+            })
+        );
+        let v = serde_json::to_value(issuer()).unwrap();
+        assert_eq!(v["card_number"], "W00012346");
+        assert_eq!(
+            v["card_class"],
+            serde_json::json!({"code": "3", "name": "成年人"})
+        );
+        assert_eq!(v["issue_date"], "2026-01-10");
+        assert_eq!(v["expiry_date"], "2036-01-10");
+        assert_eq!(v["spec_version"], "3.00");
+        assert_eq!(v["card_id"]["city"]["code"], "330300");
+        assert_eq!(v["card_id"]["rid"], "D156000005");
+    }
+
+    #[test]
     fn bcd() {
         assert_eq!(bcd_encode("20260110"), vec![0x20, 0x26, 0x01, 0x10]);
         assert_eq!(bcd_encode("123"), vec![0x12, 0x3F]);

@@ -44,7 +44,7 @@ pub enum NameError {
     #[error("the name is empty")]
     Empty,
     /// A character GBK cannot encode.
-    #[error("{ch:?} (U+{code:04X}, character {position} of {name:?}) is not in GBK, the card's encoding, so card readers could not show it; the registration office's rules for names outside GBK apply")]
+    #[error("{ch:?} (U+{code:04X}, character {position} of {name:?}) is not in GBK, the card's encoding: card readers could not show it")]
     NotGbk {
         /// The whole name.
         name: String,

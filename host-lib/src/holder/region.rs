@@ -210,8 +210,9 @@ impl fmt::Display for RegionCode {
 }
 
 impl Serialize for RegionCode {
+    /// `{"code": "330302", "name": "浙江省温州市鹿城区"}` (the most precise name known).
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.digits())
+        super::codes::serialize_code_name(s, &self.digits(), &self.full_name())
     }
 }
 

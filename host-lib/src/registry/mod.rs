@@ -42,6 +42,35 @@
 //!
 //! Amounts are integer cents (分); instants are RFC 3339 UTC text; card dates (issue, expiry) are
 //! dates in China time. The clock is injectable ([`Clock`]).
+//!
+//! ## Example: issuing a card
+//!
+//! ```
+//! use std::sync::Arc;
+//! use host_lib::holder::{ApplicantRecord, Validator};
+//! use host_lib::registry::{ChipInfo, Registry, RegistryConfig, SystemClock};
+//!
+//! let mut reg = Registry::open_in_memory(RegistryConfig::default(), Arc::new(SystemClock))?;
+//! let record = ApplicantRecord {
+//!     id_number: Some("11010519491231002X".into()),
+//!     name: Some("测试李二".into()),
+//!     sex: Some("2".into()),
+//!     ethnicity: Some("01".into()),
+//!     birthplace: Some("110105".into()),
+//!     birth_date: Some("1949-12-31".into()),
+//!     eligibility: Some("insured".into()),
+//!     ..Default::default()
+//! };
+//! let applicant = Validator::today_in_china().validate_with_photo(&record, None)?;
+//! let pending = reg.begin_issue("operator-7", &applicant, &ChipInfo::default())?;
+//! // Personalization writes these records (and the photo), then reads them back.
+//! let ef05 = pending.issuer_items([0; 4]).records();
+//! let ef06 = pending.cardholder_items().records();
+//! assert_eq!((ef05.len(), ef06.len()), (7, 7));
+//! let issued = reg.complete_issue("operator-7", &pending.card_number, &ChipInfo::default())?;
+//! assert_eq!(issued.fee_cents, 0); // Art. 19: the first card is free
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 pub mod blacklist;
 pub mod card_number;
