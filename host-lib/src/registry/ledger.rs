@@ -200,7 +200,8 @@ impl Registry {
             .as_deref()
             .map(check_terminal)
             .transpose()?;
-        let row = load_card(&self.conn, card)?;
+        let (tx, at) = self.begin()?;
+        let row = load_card(&tx, card)?;
         if row.status != CardStatus::Active {
             return Err(RegistryError::Transition {
                 card_number: card.to_string(),
@@ -209,7 +210,6 @@ impl Registry {
                 hint: "only an active card can be loaded".into(),
             });
         }
-        let (tx, at) = self.begin()?;
         if let Some(c) = load.txn_counter {
             let dup: Option<i64> = tx
                 .query_row(
@@ -268,7 +268,8 @@ impl Registry {
             return Err(RegistryError::ZeroAmount);
         }
         let terminal = check_terminal(&p.terminal_id)?;
-        let row = load_card(&self.conn, card)?;
+        let (tx, now) = self.begin()?;
+        let row = load_card(&tx, card)?;
         if matches!(row.status, CardStatus::Personalizing | CardStatus::Aborted) {
             return Err(RegistryError::Transition {
                 card_number: card.to_string(),
@@ -278,7 +279,6 @@ impl Registry {
             });
         }
         let at = format_instant(p.at);
-        let (tx, now) = self.begin()?;
         let liab = liability(&self.loss_windows(card.as_str())?, &at);
         let dup: Option<i64> = tx
             .query_row(

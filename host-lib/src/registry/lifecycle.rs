@@ -663,7 +663,8 @@ impl Registry {
         chip: &ChipInfo,
     ) -> Result<PendingCard> {
         let op = check_operator(operator)?.to_owned();
-        let row = load_card(&self.conn, old)?;
+        let (tx, at) = self.begin()?;
+        let row = load_card(&tx, old)?;
         let refuse = |hint: &str| RegistryError::Transition {
             card_number: old.to_string(),
             status: row.status,
@@ -690,7 +691,6 @@ impl Registry {
             }
             (CardStatus::Aborted, _) => return Err(refuse("it was never issued")),
         }
-        let (tx, at) = self.begin()?;
         if let Some(p) = pending_replacement(&tx, old.as_str())? {
             let id_number: String = tx.query_row(
                 "SELECT id_number FROM people WHERE id = ?1",
@@ -762,7 +762,8 @@ impl Registry {
         chip: &ChipInfo,
     ) -> Result<PendingCard> {
         let op = check_operator(operator)?.to_owned();
-        let row = load_card(&self.conn, card)?;
+        let (tx, at) = self.begin()?;
+        let row = load_card(&tx, card)?;
         if row.status != CardStatus::Personalizing {
             return Err(RegistryError::Transition {
                 card_number: card.to_string(),
@@ -773,7 +774,6 @@ impl Registry {
         }
         let today = self.today();
         let expiry = add_years(today, self.config.card.validity_years);
-        let (tx, at) = self.begin()?;
         tx.execute(
             "UPDATE cards SET issue_date = ?1, expiry_date = ?2, \
              chip_id = COALESCE(?3, chip_id), key_set = COALESCE(?4, key_set), updated_at = ?5 \
@@ -813,7 +813,8 @@ impl Registry {
         chip: &ChipInfo,
     ) -> Result<IssuedCard> {
         let op = check_operator(operator)?.to_owned();
-        let row = load_card(&self.conn, card)?;
+        let (tx, at) = self.begin()?;
+        let row = load_card(&tx, card)?;
         if row.status != CardStatus::Personalizing {
             return Err(RegistryError::Transition {
                 card_number: card.to_string(),
@@ -824,7 +825,7 @@ impl Registry {
         }
         let old = match &row.replaces {
             Some(o) => Some(load_card(
-                &self.conn,
+                &tx,
                 &CardNumber::parse(o).map_err(|e| RegistryError::Corrupt(e.to_string()))?,
             )?),
             None => None,
@@ -842,7 +843,6 @@ impl Registry {
                 });
             }
         }
-        let (tx, at) = self.begin()?;
         let id_number: String = tx.query_row(
             "SELECT id_number FROM people WHERE id = ?1",
             [row.person_id],
@@ -986,7 +986,8 @@ impl Registry {
     /// The physical card may hold part of the data; `reason` says what became of it.
     pub fn abort_issue(&mut self, operator: &str, card: &CardNumber, reason: &str) -> Result<()> {
         let op = check_operator(operator)?.to_owned();
-        let row = load_card(&self.conn, card)?;
+        let (tx, at) = self.begin()?;
+        let row = load_card(&tx, card)?;
         if row.status != CardStatus::Personalizing {
             return Err(RegistryError::Transition {
                 card_number: card.to_string(),
@@ -1000,7 +1001,6 @@ impl Registry {
                 },
             });
         }
-        let (tx, at) = self.begin()?;
         let why = if reason.trim().is_empty() {
             "aborted"
         } else {
@@ -1038,12 +1038,12 @@ impl Registry {
     /// is always the registry clock's: a report cannot be back-dated.
     pub fn report_loss(&mut self, operator: &str, card: &CardNumber) -> Result<String> {
         let op = check_operator(operator)?.to_owned();
-        let row = load_card(&self.conn, card)?;
+        let (tx, at) = self.begin()?;
+        let row = load_card(&tx, card)?;
         if row.status != CardStatus::Active {
             let hint = match row.status {
                 CardStatus::Lost => {
-                    let since: Option<String> = self
-                        .conn
+                    let since: Option<String> = tx
                         .query_row(
                             "SELECT from_at FROM blacklist WHERE card_number = ?1 AND lifted_at IS NULL",
                             [card.as_str()],
@@ -1062,7 +1062,6 @@ impl Registry {
                 hint,
             });
         }
-        let (tx, at) = self.begin()?;
         set_status(
             &tx,
             card.as_str(),
@@ -1097,7 +1096,8 @@ impl Registry {
     /// [`loss_statement`](Self::loss_statement).
     pub fn revoke_loss(&mut self, operator: &str, card: &CardNumber) -> Result<()> {
         let op = check_operator(operator)?.to_owned();
-        let row = load_card(&self.conn, card)?;
+        let (tx, at) = self.begin()?;
+        let row = load_card(&tx, card)?;
         if row.status != CardStatus::Lost {
             return Err(RegistryError::Transition {
                 card_number: card.to_string(),
@@ -1107,14 +1107,13 @@ impl Registry {
                     .into(),
             });
         }
-        if let Some(p) = pending_replacement(&self.conn, card.as_str())? {
+        if let Some(p) = pending_replacement(&tx, card.as_str())? {
             return Err(RegistryError::ReplacementPending {
                 card_number: card.to_string(),
                 pending: p,
                 action: "revoke the loss report of",
             });
         }
-        let (tx, at) = self.begin()?;
         set_status(
             &tx,
             card.as_str(),
@@ -1157,7 +1156,8 @@ impl Registry {
         reason: CancelReason,
     ) -> Result<Cancellation> {
         let op = check_operator(operator)?.to_owned();
-        let row = load_card(&self.conn, card)?;
+        let (tx, at) = self.begin()?;
+        let row = load_card(&tx, card)?;
         if !matches!(row.status, CardStatus::Active | CardStatus::Lost) {
             return Err(RegistryError::Transition {
                 card_number: card.to_string(),
@@ -1171,14 +1171,13 @@ impl Registry {
                 },
             });
         }
-        if let Some(p) = pending_replacement(&self.conn, card.as_str())? {
+        if let Some(p) = pending_replacement(&tx, card.as_str())? {
             return Err(RegistryError::ReplacementPending {
                 card_number: card.to_string(),
                 pending: p,
                 action: "cancel",
             });
         }
-        let (tx, at) = self.begin()?;
         let balance = balance_of(&tx, card.as_str())?;
         let refund = balance.max(0);
         tx.execute(

@@ -1193,3 +1193,41 @@ fn statuses_and_reasons_parse() {
     );
     assert_eq!(CancelReason::parse("bored"), None);
 }
+
+#[test]
+fn two_processes_never_get_the_same_card_number() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shared.db");
+    // Create the schema once, then two independent connections issue at the same time.
+    Registry::open(&path, RegistryConfig::default()).unwrap();
+    let people = samples();
+    let halves: Vec<Vec<Applicant>> = vec![people[..8].to_vec(), people[8..16].to_vec()];
+    let handles: Vec<_> = halves
+        .into_iter()
+        .map(|group| {
+            let path = path.clone();
+            std::thread::spawn(move || {
+                let mut reg = Registry::open(&path, RegistryConfig::default()).unwrap();
+                group
+                    .iter()
+                    .map(|a| issue(&mut reg, a).to_string())
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut numbers: Vec<String> = handles
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
+    numbers.sort();
+    numbers.dedup();
+    assert_eq!(numbers.len(), 16);
+    let reg = Registry::open(&path, RegistryConfig::default()).unwrap();
+    let serials: Vec<u32> = reg
+        .list_cards(&CardFilter::default())
+        .unwrap()
+        .iter()
+        .map(|c| c.serial)
+        .collect();
+    assert_eq!(serials, (1..=16).collect::<Vec<_>>());
+}
