@@ -93,6 +93,9 @@ fn parse_seconds(s: &str) -> Result<Duration, String> {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// The main job on a simulated card, nothing to install: make a card, personalize it, read it
+    /// back.
+    Demo(cmd::demo::DemoArgs),
     /// List readers with their card state and ATR.
     Readers(cmd::readers::ReadersArgs),
     /// Send APDUs given on the command line, e.g. `citizencard apdu "00A4040006F043495A5401 => 9000"`.
@@ -117,6 +120,7 @@ enum Command {
 
 fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
+        Command::Demo(args) => cmd::demo::run(&cli.global, args),
         Command::Readers(args) => cmd::readers::run(&cli.global, args),
         Command::Apdu(args) => cmd::apdu::run_apdu(&cli.global, args),
         Command::Script(args) => cmd::apdu::run_script(&cli.global, args),

@@ -2,5 +2,6 @@
 
 pub mod apdu;
 pub mod bench;
+pub mod demo;
 pub mod readers;
 pub mod sim;

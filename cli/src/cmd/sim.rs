@@ -296,7 +296,12 @@ fn file_report(f: &FileInfo) -> FileReport {
 }
 
 fn info(global: &Global, args: InfoArgs) -> Result<(), Failure> {
-    let (header, mut card) = open_card(&args.image, false)?;
+    print_info(global, &args.image)
+}
+
+/// Prints what `sim info` prints for the image at `path`.
+pub fn print_info(global: &Global, path: &Path) -> Result<(), Failure> {
+    let (header, mut card) = open_card(path, false)?;
     let atr = card.atr().to_vec();
     let os = card
         .card()
@@ -307,7 +312,7 @@ fn info(global: &Global, args: InfoArgs) -> Result<(), Failure> {
         .first()
         .ok_or_else(|| Failure::card(anyhow!("the card has no MF")))?;
     let report = InfoReport {
-        image: args.image.display().to_string(),
+        image: path.display().to_string(),
         format_version: header.version,
         header_len: header.header_len,
         created: header.created,
