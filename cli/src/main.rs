@@ -1,4 +1,181 @@
 //! `citizencard`: a thin clap layer over host-lib.
-fn main() {
-    println!("citizencard {}", env!("CARGO_PKG_VERSION"));
+//!
+//! Each subcommand group lives in its own module under `cmd/` and gets the global options
+//! ([`Global`]); adding a group (`sim`, `purse`, `issue`, `keys`, …) means one module, one variant
+//! in [`Command`] and one line in [`run`].
+
+mod cmd;
+mod exit;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use host_lib::transport::OpenOptions;
+
+use exit::Failure;
+
+/// Script APDUs and manage city social security · citizen cards (社会保障·市民卡).
+#[derive(Parser, Debug)]
+#[command(
+    name = "citizencard",
+    version,
+    about,
+    long_about = "Script APDUs and manage city social security · citizen cards (社会保障·市民卡) \
+                  through a PC/SC reader.\n\n\
+                  Reader selection: -r/--reader (or CITIZENCARD_READER) takes a reader's index in \
+                  `citizencard readers` or part of its name. Without it, the one reader that holds \
+                  a card is used; with several, the command lists them and asks you to choose.",
+    after_help = "Exit status: 0 success; 1 an expectation was not met, or the card or reader \
+                  failed; 2 usage error (bad arguments, bad script, unknown reader).\n\
+                  pcscd must be running (`pcscd`, or `scripts/test.sh` for the tests)."
+)]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Options that every subcommand understands.
+#[derive(Args, Debug, Clone)]
+pub struct Global {
+    /// Reader to use: its index in `citizencard readers`, or part of its name.
+    #[arg(
+        short = 'r',
+        long,
+        global = true,
+        env = "CITIZENCARD_READER",
+        value_name = "INDEX|NAME"
+    )]
+    pub reader: Option<String>,
+    /// Wait for a card (and reader) to appear instead of failing when there is none.
+    #[arg(long, global = true)]
+    pub wait: bool,
+    /// With --wait: give up after this many seconds.
+    #[arg(long, global = true, value_name = "SECONDS", requires = "wait", value_parser = parse_seconds)]
+    pub wait_timeout: Option<Duration>,
+    /// Print every exchange with the card to stderr: direction, hex, length, time, status meaning.
+    #[arg(short = 't', long, global = true)]
+    pub trace: bool,
+    /// Show the card's raw 61xx/6Cxx answers instead of sending GET RESPONSE / re-sending with
+    /// the right Le (for debugging T=0 behaviour).
+    #[arg(long, global = true)]
+    pub no_auto_get_response: bool,
+    /// Machine-readable output: one JSON object per line.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Talk to the simulated card in this image file instead of a reader (no pcscd needed; make
+    /// one with `citizencard sim new`).
+    #[arg(long, global = true, value_name = "IMAGE", conflicts_with_all = ["reader", "wait"])]
+    pub sim: Option<std::path::PathBuf>,
+}
+
+impl Global {
+    /// The transport options these flags ask for.
+    pub fn open_options(&self) -> OpenOptions {
+        OpenOptions {
+            reader: self.reader.clone(),
+            wait: self.wait,
+            wait_timeout: self.wait_timeout,
+            trace: self.trace,
+            auto_get_response: !self.no_auto_get_response,
+            sim: self.sim.clone(),
+        }
+    }
+}
+
+/// Seconds (possibly fractional) as a duration.
+fn parse_seconds(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s.parse().map_err(|e| format!("{e}"))?;
+    Duration::try_from_secs_f64(secs).map_err(|e| format!("{e}"))
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// The main job on a simulated card, nothing to install: make a card, personalize it, read it
+    /// back.
+    Demo(cmd::demo::DemoArgs),
+    /// List readers with their card state and ATR.
+    Readers(cmd::readers::ReadersArgs),
+    /// Send APDUs given on the command line, e.g. `citizencard apdu "00A4040006F043495A5401 => 9000"`.
+    Apdu(cmd::apdu::ApduArgs),
+    /// Run an APDU script (scriptor-compatible, with optional `=> expectations`).
+    #[command(
+        long_about = "Run an APDU script: one APDU per line in hex (spaces or colons \
+    optional), `#` comments, `reset`, `exit`, a trailing `\\` to continue an APDU on the next line, \
+    and an optional expectation after an APDU: `=> 9000` (status word only), `=> 61xx` (`x` = any \
+    hex digit), or a whole response such as `=> 6F xx 84 * 90 00` (`*` = any number of bytes). \
+    scriptor scripts run unchanged. The run stops at the first unmet expectation (exit status 1) \
+    unless --keep-going."
+    )]
+    Script(cmd::apdu::ScriptArgs),
+    /// The simulated card: make a blank card image, serve it to pcscd as a real reader, inspect it.
+    #[command(subcommand)]
+    Sim(cmd::sim::SimCommand),
+    /// Measure APDU throughput (in process, through PC/SC); see scripts/bench.py.
+    #[command(subcommand)]
+    Bench(cmd::bench::BenchCommand),
+}
+
+fn run(cli: Cli) -> Result<(), Failure> {
+    match cli.command {
+        Command::Demo(args) => cmd::demo::run(&cli.global, args),
+        Command::Readers(args) => cmd::readers::run(&cli.global, args),
+        Command::Apdu(args) => cmd::apdu::run_apdu(&cli.global, args),
+        Command::Script(args) => cmd::apdu::run_script(&cli.global, args),
+        Command::Sim(command) => cmd::sim::run(&cli.global, command),
+        Command::Bench(command) => cmd::bench::run(&cli.global, command),
+    }
+}
+
+fn main() -> ExitCode {
+    // clap prints its own usage errors and exits with status 2.
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => f.report(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_options_go_anywhere() {
+        let cli = Cli::try_parse_from([
+            "citizencard",
+            "apdu",
+            "-t",
+            "--reader",
+            "PCD 00 01",
+            "--no-auto-get-response",
+            "00A40000",
+        ])
+        .unwrap();
+        assert!(cli.global.trace && cli.global.no_auto_get_response);
+        assert_eq!(cli.global.reader.as_deref(), Some("PCD 00 01"));
+        let o = cli.global.open_options();
+        assert!(!o.auto_get_response && o.trace && !o.wait);
+    }
+
+    #[test]
+    fn wait_timeout_needs_wait() {
+        assert!(Cli::try_parse_from(["citizencard", "--wait-timeout", "3", "readers"]).is_err());
+        let cli =
+            Cli::try_parse_from(["citizencard", "--wait", "--wait-timeout", "2.5", "readers"])
+                .unwrap();
+        let o = cli.global.open_options();
+        assert_eq!(o.wait_timeout, Some(Duration::from_millis(2500)));
+        assert!(
+            Cli::try_parse_from(["citizencard", "--wait", "--wait-timeout=-1", "readers"]).is_err()
+        );
+    }
 }

@@ -7,10 +7,14 @@
 //!
 //! The APDU codec, status words and crypto come from `card-os`, so host and card cannot drift apart.
 
+pub mod hexfmt;
 pub mod holder;
 pub mod keys;
 pub mod personalize;
 pub mod profile;
 pub mod registry;
+pub mod script;
 pub mod terminal;
+#[cfg(any(test, feature = "test-support"))]
+pub mod testing;
 pub mod transport;

@@ -5,7 +5,9 @@
 //! * [`image`] — the versioned card image file format;
 //! * [`card::SimCard`] — a card in a simulated reader: power on/off, reset, transmit;
 //! * [`inspect`] — the file tree and a canonical dump of a card's contents;
-//! * [`tear`] — power-cut sweeps over a command.
+//! * [`tear`] — power-cut sweeps over a command;
+//! * [`vpcd`] — a client of vsmartcard's vpcd reader driver, so a card appears in a real `pcscd`
+//!   as `Virtual PCD 00 00` (or `00 01`).
 #![allow(clippy::indexing_slicing)]
 
 pub mod card;
@@ -13,6 +15,7 @@ pub mod image;
 pub mod inspect;
 pub mod nvm;
 pub mod tear;
+pub mod vpcd;
 
 pub use card::{SimCard, SimRng, SimulatedCard};
 pub use nvm::{MemoryNvm, NvmCounters, PowerCut};

@@ -1,0 +1,7 @@
+//! One module per subcommand group.
+
+pub mod apdu;
+pub mod bench;
+pub mod demo;
+pub mod readers;
+pub mod sim;
