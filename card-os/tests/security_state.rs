@@ -117,3 +117,27 @@ fn external_authentication_blocks_after_its_tries() {
     assert_eq!(authenticate(&mut card, K_MF), "6983");
     assert_eq!(state(&mut card), SecurityState { mf: 0, df: 0 });
 }
+
+#[test]
+fn the_card_takes_any_rng() {
+    // The engine is generic over its random source: here the crypto module's FixedRng directly.
+    use card_os::card::{Card, HistoricalBytes};
+    use card_os::crypto::FixedRng;
+    use card_os::nvm::Geometry;
+    use card_os::sim::MemoryNvm;
+    let bytes = [0xBB, 0x83, 0xBF, 0xF3, 0x01, 0x02, 0x03, 0x04];
+    let g = Geometry::DEFAULT;
+    let mut card = Card::format(
+        MemoryNvm::new(g.capacity, g.page_size),
+        &HistoricalBytes::wenzhou([0, 0, 0, 1]),
+        FixedRng::new(&bytes),
+    )
+    .ok()
+    .unwrap();
+    let mut out = [0u8; 32];
+    let n = card.process(&[0x00, 0x84, 0x00, 0x00, 0x04], &mut out);
+    assert_eq!(&out[..n], &[0xBB, 0x83, 0xBF, 0xF3, 0x90, 0x00]);
+    let n = card.process(&[0x00, 0x84, 0x00, 0x00, 0x04], &mut out);
+    assert_eq!(&out[..n], &[0x01, 0x02, 0x03, 0x04, 0x90, 0x00]);
+    assert_eq!(card.rng_mut().consumed(), 8);
+}

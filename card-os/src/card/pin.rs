@@ -126,13 +126,18 @@ pub(super) fn pin_unblock<N: Nvm>(
     if secure_messaging::check_mac(ctx, &key, write.data, &mac, Sw::SM_DATA_INCORRECT).is_err() {
         return Err(Ctx::<N>::failed_try(spent));
     }
-    let mut buf = [0u8; MAX_PROTECTED_DATA];
     if !write.data.is_empty() {
-        let len = line_decrypt(&key, write.data, Padding::WhenUnaligned, &mut buf)
-            .map_err(|_| Ctx::<N>::failed_try(spent))?;
-        let pin = buf.get(..len).ok_or(Sw::WRONG_DATA)?;
-        check_new_pin(&pin_entry, pin)?;
-        keys::set_pin(ctx.storage, &pin_entry, pin)?;
+        // The decrypted PIN is wiped whatever the outcome.
+        let mut buf = [0u8; MAX_PROTECTED_DATA];
+        let result = line_decrypt(&key, write.data, Padding::WhenUnaligned, &mut buf)
+            .map_err(|_| Ctx::<N>::failed_try(spent))
+            .and_then(|len| {
+                let pin = buf.get(..len).ok_or(Sw::WRONG_DATA)?;
+                check_new_pin(&pin_entry, pin)?;
+                keys::set_pin(ctx.storage, &pin_entry, pin)
+            });
+        buf.fill(0);
+        result?;
     }
     ctx.restore_tries(&unblock, spent)?;
     reset_tries(ctx, &pin_entry)

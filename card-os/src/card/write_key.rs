@@ -20,7 +20,22 @@ pub(super) fn write_key<N: Nvm>(
     write: WriteData<'_>,
 ) -> Result<(), Sw> {
     let key_file = ctx.key_file()?;
+    // A decrypted record holds a key: the buffer is wiped whatever the outcome.
     let mut buf = [0u8; MAX_PROTECTED_DATA];
+    let result = store(ctx, &key_file, target, key_id, write, &mut buf);
+    buf.fill(0);
+    result
+}
+
+/// Adds or replaces the key once its record is plain (`buf` holds a decrypted one).
+fn store<N: Nvm>(
+    ctx: &mut Ctx<'_, N>,
+    key_file: &crate::fs::FileRef,
+    target: KeyTarget,
+    key_id: u8,
+    write: WriteData<'_>,
+    buf: &mut [u8; MAX_PROTECTED_DATA],
+) -> Result<(), Sw> {
     match target {
         KeyTarget::Add => {
             ctx.require(key_file.header.add_right())?;
@@ -30,15 +45,15 @@ pub(super) fn write_key<N: Nvm>(
                 Some(mac) => {
                     let master = ctx.key(KeyType::ExternalAuth, MASTER_KEY_ID)?;
                     let encrypted = master.update_needs_encryption();
-                    unwrap(ctx, &master, write.data, &mac, encrypted, &mut buf)?
+                    unwrap(ctx, &master, write.data, &mac, encrypted, buf)?
                 }
             };
             let record = KeyRecord::parse(key_id, data)?;
             let key_type = record.key_type().ok_or(Sw::WRONG_DATA)?;
-            if keys::find(ctx.storage, &key_file, key_type, key_id)?.is_some() {
+            if keys::find(ctx.storage, key_file, key_type, key_id)?.is_some() {
                 return Err(Sw::WRONG_P1_P2);
             }
-            keys::add(ctx.storage, &key_file, &record)
+            keys::add(ctx.storage, key_file, &record)
         }
         KeyTarget::Update(key_type) => {
             let entry = ctx.key(key_type, key_id)?;
@@ -55,7 +70,7 @@ pub(super) fn write_key<N: Nvm>(
                         ctx.key(KeyType::ExternalAuth, MASTER_KEY_ID)?
                     };
                     let encrypted = entry.update_needs_encryption();
-                    unwrap(ctx, &master, write.data, &mac, encrypted, &mut buf)?
+                    unwrap(ctx, &master, write.data, &mac, encrypted, buf)?
                 }
             };
             let record = KeyRecord::parse(key_id, data)?;
