@@ -130,6 +130,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
 }
 
 fn main() -> ExitCode {
+    // Die quietly on a closed pipe (`citizencard … | head`), as Unix tools do, instead of panicking.
+    sigpipe::reset();
     // clap prints its own usage errors and exits with status 2.
     let cli = Cli::parse();
     match run(cli) {
