@@ -102,6 +102,8 @@ enum Command {
     unless --keep-going."
     )]
     Script(cmd::apdu::ScriptArgs),
+    /// Create and inspect issuer key-set files (`keys init`, `keys show`); never prints key bytes.
+    Keys(cmd::keys::KeysArgs),
 }
 
 fn run(cli: Cli) -> Result<(), Failure> {
@@ -109,6 +111,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Readers(args) => cmd::readers::run(&cli.global, args),
         Command::Apdu(args) => cmd::apdu::run_apdu(&cli.global, args),
         Command::Script(args) => cmd::apdu::run_script(&cli.global, args),
+        Command::Keys(args) => cmd::keys::run(&cli.global, args),
     }
 }
 

@@ -1,4 +1,5 @@
 //! One module per subcommand group.
 
 pub mod apdu;
+pub mod keys;
 pub mod readers;
