@@ -76,15 +76,22 @@ def card_key(key_set: dict, card: dict, name: str):
 
 
 def layout_record(layout: str, alg: str, key: bytes, version: int) -> bytes:
+    words = layout.split()
+    if "key" not in words:
+        words.append("key")
     out = b""
-    for word in layout.split():
+    for word in words:
         if word == "version":
             out += bytes([version])
         elif word == "alg":
             out += bytes([ALG_IDS[alg]])
+        elif word == "alg?":  # the algorithm id after SM4/AES keys only (apdu-specs/security.md)
+            out += b"" if alg in ("des", "3des") else bytes([ALG_IDS[alg]])
+        elif word == "key":
+            out += key
         else:
             out += bytes.fromhex(word)
-    return out + key
+    return out
 
 
 def line_mac(alg: str, key: bytes, messaging: str, challenge: bytes, header: bytes, data: bytes) -> bytes:

@@ -229,8 +229,20 @@ pub trait KeyStore {
         messaging: SecureMessaging<'_>,
     ) -> Result<Vec<u8>, KeyError>;
 
+    /// The data field of a WRITE KEY that is MAC'd but not encrypted: the key record in clear,
+    /// then the MAC under `protect_with` (for a card whose master key has only the MAC bit, or a
+    /// key written with type `80`|type). The key travels in clear: a store may refuse
+    /// ([`KeyError::Unsupported`]).
+    fn write_key_mac_only(
+        &self,
+        request: &WriteKey<'_>,
+        protect_with: KeyRef<'_>,
+        messaging: SecureMessaging<'_>,
+    ) -> Result<Zeroizing<Vec<u8>>, KeyError>;
+
     /// The data field of an unprotected WRITE KEY (`80 D4`): the key record in clear. Only for a
-    /// DF that has no key yet to protect the first one with. A store may refuse
+    /// DF that has no key yet to protect the first one with (apdu-specs/keys.md §6 writes the
+    /// public transport key there, never a secret one). A store may refuse
     /// ([`KeyError::Unsupported`]).
     fn write_key_plain(&self, request: &WriteKey<'_>) -> Result<Zeroizing<Vec<u8>>, KeyError>;
 

@@ -219,6 +219,25 @@ impl KeyStore for KeySet {
         Ok(data)
     }
 
+    fn write_key_mac_only(
+        &self,
+        request: &WriteKey<'_>,
+        protect_with: KeyRef<'_>,
+        messaging: SecureMessaging<'_>,
+    ) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+        let mut data = self.write_key_plain(request)?;
+        let (protector, _) = self.card_key(protect_with)?;
+        let mac = line_mac(
+            &protector,
+            protect_with.name,
+            messaging,
+            request.header,
+            &data,
+        )?;
+        data.extend_from_slice(&mac);
+        Ok(data)
+    }
+
     fn write_key_plain(&self, request: &WriteKey<'_>) -> Result<Zeroizing<Vec<u8>>, KeyError> {
         let (key, entry) = self.card_key(request.key)?;
         let record = request.layout.record(key.key(), entry.version);
