@@ -10,7 +10,7 @@
 # 3. runs `cargo test --workspace` with CITIZENCARD_E2E=1, so the end-to-end tests must find pcscd
 #    (they fail, not skip, when they cannot);
 # 4. builds the card OS for a Cortex-M0 (`cargo build -p card-os --release --target
-#    thumbv6m-none-eabi`);
+#    thumbv6m-none-eabi`) and checks its footprint budget (`card-os/size-report.sh`);
 # 5. stops the pcscd it started (SIGTERM, then waits for it to exit), also when a step failed.
 #
 # Needs root for apt-get and for pcscd's socket directory /run/pcscd (CI runs as root).
@@ -94,6 +94,7 @@ fi
 status=0
 CITIZENCARD_E2E=1 cargo test --workspace "$@" || status=$?
 cargo build -p card-os --release --target thumbv6m-none-eabi || status=$?
+card-os/size-report.sh || status=$?
 
 if [ "$status" -ne 0 ] && [ -n "$PCSCD_PID" ]; then
     log "failed (status $status); the last lines of the pcscd log:"

@@ -65,6 +65,10 @@ pub struct Global {
     /// Machine-readable output: one JSON object per line.
     #[arg(long, global = true)]
     pub json: bool,
+    /// Talk to the simulated card in this image file instead of a reader (no pcscd needed; make
+    /// one with `citizencard sim new`).
+    #[arg(long, global = true, value_name = "IMAGE", conflicts_with_all = ["reader", "wait"])]
+    pub sim: Option<std::path::PathBuf>,
 }
 
 impl Global {
@@ -76,6 +80,7 @@ impl Global {
             wait_timeout: self.wait_timeout,
             trace: self.trace,
             auto_get_response: !self.no_auto_get_response,
+            sim: self.sim.clone(),
         }
     }
 }
@@ -88,6 +93,9 @@ fn parse_seconds(s: &str) -> Result<Duration, String> {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// The main job on a simulated card, nothing to install: make a card, personalize it, read it
+    /// back.
+    Demo(cmd::demo::DemoArgs),
     /// List readers with their card state and ATR.
     Readers(cmd::readers::ReadersArgs),
     /// Send APDUs given on the command line, e.g. `citizencard apdu "00A4040006F043495A5401 => 9000"`.
@@ -102,20 +110,31 @@ enum Command {
     unless --keep-going."
     )]
     Script(cmd::apdu::ScriptArgs),
+    /// The simulated card: make a blank card image, serve it to pcscd as a real reader, inspect it.
+    #[command(subcommand)]
+    Sim(cmd::sim::SimCommand),
+    /// Measure APDU throughput (in process, through PC/SC); see scripts/bench.py.
+    #[command(subcommand)]
+    Bench(cmd::bench::BenchCommand),
     /// Create and inspect issuer key-set files (`keys init`, `keys show`); never prints key bytes.
     Keys(cmd::keys::KeysArgs),
 }
 
 fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
+        Command::Demo(args) => cmd::demo::run(&cli.global, args),
         Command::Readers(args) => cmd::readers::run(&cli.global, args),
         Command::Apdu(args) => cmd::apdu::run_apdu(&cli.global, args),
         Command::Script(args) => cmd::apdu::run_script(&cli.global, args),
+        Command::Sim(command) => cmd::sim::run(&cli.global, command),
+        Command::Bench(command) => cmd::bench::run(&cli.global, command),
         Command::Keys(args) => cmd::keys::run(&cli.global, args),
     }
 }
 
 fn main() -> ExitCode {
+    // Die quietly on a closed pipe (`citizencard … | head`), as Unix tools do, instead of panicking.
+    sigpipe::reset();
     // clap prints its own usage errors and exits with status 2.
     let cli = Cli::parse();
     match run(cli) {

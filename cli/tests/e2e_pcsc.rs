@@ -133,22 +133,77 @@ fn parse_opensc(out: &str) -> Vec<String> {
         let sw1 = &rest[..2];
         let sw2 = &rest[rest.find("SW2=0x").unwrap() + 6..][..2];
         let mut data = String::new();
-        // Data lines: "68 65 6C ... text"; they stop at the next "Sending:" or the end.
+        // Data lines: up to 16 "XX " groups, then the same bytes as text ("." for unprintable).
         while let Some(next) = lines.peek() {
             if next.starts_with("Sending:") || next.starts_with("Received") || next.is_empty() {
                 break;
             }
-            let hexpart: String = next
-                .split_whitespace()
-                .take_while(|t| t.len() == 2 && t.chars().all(|c| c.is_ascii_hexdigit()))
-                .take(16)
-                .collect();
-            data.push_str(&hexpart);
+            data.push_str(&opensc_data_line(next));
             lines.next();
         }
         responses.push(format!("{data}{sw1}{sw2}").to_uppercase());
     }
     responses
+}
+
+/// The hex bytes of one opensc-tool data line. The line is `n` groups `XX ` followed by `n`
+/// characters of text, padded with spaces in between when the line is not full; the text may
+/// itself look like hex (bytes 33 44 print as "3D"), so find the `n` that makes both halves fit.
+fn opensc_data_line(line: &str) -> String {
+    for n in (1..=16).rev() {
+        let Some((hex_part, text)) = line.split_at_checked(3 * n) else {
+            continue;
+        };
+        let groups_ok = hex_part
+            .as_bytes()
+            .chunks(3)
+            .all(|g| g[0].is_ascii_hexdigit() && g[1].is_ascii_hexdigit() && g[2] == b' ');
+        let text_ok = text.chars().count() >= n
+            && text
+                .chars()
+                .take(text.chars().count() - n)
+                .all(|c| c == ' ');
+        if groups_ok && text_ok {
+            return hex_part.split_whitespace().collect();
+        }
+    }
+    panic!("not an opensc-tool data line: {line:?}");
+}
+
+/// What opensc does with a card's T=0 answers (OpenSC `src/libopensc/apdu.c`): `6Cxx` → the
+/// command again with Le = xx; `61xx` after a command without Le → reported as `9000`, nothing
+/// fetched; `61xx` after a command with Le → GET RESPONSE until done.
+struct OpenscT0<T: Transport>(T);
+
+impl<T: Transport> Transport for OpenscT0<T> {
+    fn transmit(&mut self, command: &[u8]) -> Result<Vec<u8>, transport::Error> {
+        let mut r = self.0.transmit(command)?;
+        if let [.., 0x6C, le] = r[..] {
+            let mut again = command[..command.len() - 1].to_vec();
+            again.push(le);
+            r = self.0.transmit(&again)?;
+        }
+        let has_le = card_os::apdu::Command::parse(command).is_ok_and(|c| c.ne.is_some());
+        let mut data = Vec::new();
+        while let [.., 0x61, n] = r[..] {
+            if !has_le {
+                return Ok(vec![0x90, 0x00]);
+            }
+            data.extend_from_slice(&r[..r.len() - 2]);
+            r = self.0.transmit(&[0x00, 0xC0, 0x00, 0x00, n])?;
+        }
+        data.extend_from_slice(&r);
+        Ok(data)
+    }
+    fn reset(&mut self) -> Result<Vec<u8>, transport::Error> {
+        self.0.reset()
+    }
+    fn atr(&self) -> &[u8] {
+        self.0.atr()
+    }
+    fn name(&self) -> &str {
+        self.0.name()
+    }
 }
 
 /// scriptor's `< 90 00 : Normal processing.` lines (responses wrap after 16 bytes).
@@ -647,4 +702,190 @@ fn the_simulated_card_os_through_pcscd() {
     assert_eq!(fci.last_chunk::<2>(), Some(&[0x90, 0x00]));
     drop(auto);
     drop(served);
+}
+
+/// The segments of a test-vectors transcript: the APDUs between `reset` lines (expectations and
+/// comments dropped; the in-process twin decides what is right, and card-os's tests already check
+/// the transcript's expectations against it).
+fn transcript_segments(text: &str) -> Vec<Vec<Vec<u8>>> {
+    let mut segments = vec![Vec::new()];
+    for line in text.lines() {
+        let content = line.split('#').next().unwrap().trim();
+        let apdu = content.split("=>").next().unwrap().trim();
+        if apdu.is_empty() {
+            continue;
+        }
+        if apdu.eq_ignore_ascii_case("reset") {
+            segments.push(Vec::new());
+        } else {
+            segments.last_mut().unwrap().push(h(apdu));
+        }
+    }
+    segments.retain(|s| !s.is_empty());
+    segments
+}
+
+/// Runs segments on a transport, resetting the card before each one.
+fn run_segments(t: &mut dyn Transport, segments: &[Vec<Vec<u8>>]) -> Vec<String> {
+    let mut out = Vec::new();
+    for segment in segments {
+        t.reset().unwrap();
+        for c in segment {
+            out.push(hx(&t.transmit(c).unwrap()));
+        }
+    }
+    out
+}
+
+/// The FMCOS transcript of test-vectors/ (every EF type, reads by FID, SFI, record number and
+/// identifier, 61xx/6Cxx/GET RESPONSE) on the real card OS served through pcscd: host-lib over
+/// PC/SC, opensc-tool, scriptor and pyscard each see exactly what the same card answers in process.
+/// Raw tools (scriptor, pyscard, host-lib without the T=0 layer) must match the card's raw answers;
+/// host-lib's T=0 layer must match the in-process card through the same layer; opensc-tool, which
+/// resolves 61xx and 6Cxx its own way, must match the in-process card through [`OpenscT0`].
+#[test]
+fn the_fmcos_transcript_through_every_tool() {
+    use card_os::card::HistoricalBytes;
+    use card_os::nvm::Geometry;
+    use card_os::sim::SimCard;
+    use host_lib::transport::sim::SimTransport;
+
+    let Some(ctx) = e2e_context("the_fmcos_transcript_through_every_tool") else {
+        return;
+    };
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../test-vectors/transcripts/fmcos-files.apdu"
+    );
+    let segments = transcript_segments(&std::fs::read_to_string(path).unwrap());
+    assert!(segments.len() >= 2 && segments.iter().map(Vec::len).sum::<usize>() > 60);
+    let blank =
+        || SimCard::blank(Geometry::DEFAULT, &HistoricalBytes::wenzhou([0, 0, 0, 1])).unwrap();
+    let raw_expected = run_segments(&mut SimTransport::from_card(blank(), "twin"), &segments);
+    let auto_expected = run_segments(
+        &mut AutoGetResponse::new(SimTransport::from_card(blank(), "twin")),
+        &segments,
+    );
+    let opensc_expected = run_segments(
+        &mut OpenscT0(SimTransport::from_card(blank(), "twin")),
+        &segments,
+    );
+    assert!(
+        raw_expected.iter().any(|r| r.starts_with("61")),
+        "the transcript exercises 61xx"
+    );
+    let flat: Vec<Vec<u8>> = segments.concat();
+    // Each run gets a fresh card with the same ATR: wait until pcscd has seen the last one go, or
+    // the next run could connect to the departed card.
+    let finish = |served: ServedCard<SimCard>| {
+        let atr = served.atr().to_vec();
+        drop(served);
+        ServedCard::<SimCard>::wait_gone(&ctx, 0, &atr, VISIBLE);
+    };
+
+    // host-lib over PC/SC, raw and with the T=0 layer; a fresh card for each run.
+    for auto in [false, true] {
+        let served = ServedCard::start(blank(), 0);
+        let reader = served.wait_visible(&ctx, VISIBLE);
+        let t = PcscTransport::open(Some(&reader.name), None).unwrap();
+        let got = if auto {
+            run_segments(&mut AutoGetResponse::new(t), &segments)
+        } else {
+            let mut t = t;
+            run_segments(&mut t, &segments)
+        };
+        assert_eq!(
+            &got,
+            if auto { &auto_expected } else { &raw_expected },
+            "host-lib (T=0 layer: {auto})"
+        );
+        finish(served);
+    }
+
+    // opensc-tool: one invocation per segment, each after `--reset`.
+    let served = ServedCard::start(blank(), 0);
+    let reader = served.wait_visible(&ctx, VISIBLE);
+    let mut opensc = Vec::new();
+    for segment in &segments {
+        let reset = run_tool(
+            Command::new("opensc-tool").args(["-r", &reader.index.to_string(), "--reset"]),
+            TOOL,
+        );
+        assert!(reset.status.success(), "opensc-tool --reset: {reset:?}");
+        let mut cmd = Command::new("opensc-tool");
+        cmd.args(["-r", &reader.index.to_string(), "-c", "default"]);
+        for c in segment {
+            cmd.args(["-s", &hx(c)]);
+        }
+        let out = run_tool(&mut cmd, TOOL);
+        assert!(out.status.success(), "opensc-tool failed: {out:?}");
+        opensc.extend(parse_opensc(&out.stdout));
+    }
+    assert_eq!(opensc, opensc_expected, "opensc-tool");
+    finish(served);
+
+    // scriptor: the transcript as a scriptor script (APDU lines and `reset`).
+    let served = ServedCard::start(blank(), 0);
+    let reader = served.wait_visible(&ctx, VISIBLE);
+    let script: String = segments
+        .iter()
+        .map(|s| {
+            format!(
+                "reset\n{}",
+                s.iter()
+                    .map(|c| format!("{}\n", crate_spaced(c)))
+                    .collect::<String>()
+            )
+        })
+        .collect();
+    let script_path =
+        std::env::temp_dir().join(format!("citizencard-fmcos-{}.scr", std::process::id()));
+    std::fs::write(&script_path, script).unwrap();
+    let out = run_tool(
+        Command::new("scriptor")
+            .args(["-r", &reader.name])
+            .arg(&script_path),
+        TOOL,
+    );
+    let _ = std::fs::remove_file(&script_path);
+    assert!(out.status.success(), "scriptor failed: {out:?}");
+    assert_eq!(parse_scriptor(&out.stdout), raw_expected, "scriptor");
+    finish(served);
+
+    // pyscard with Debian's interpreter; RESET between segments reconnects with a card reset.
+    let served = ServedCard::start(blank(), 0);
+    let reader = served.wait_visible(&ctx, VISIBLE);
+    let py = r#"
+import sys
+from smartcard.System import readers
+from smartcard.util import toBytes
+from smartcard.scard import SCARD_RESET_CARD
+r = [x for x in readers() if str(x) == sys.argv[1]][0]
+c = r.createConnection()
+c.connect()
+for a in sys.argv[2:]:
+    if a == "RESET":
+        c.reconnect(disposition=SCARD_RESET_CARD)
+        continue
+    data, sw1, sw2 = c.transmit(toBytes(a))
+    print(bytes(data + [sw1, sw2]).hex().upper())
+c.disconnect()
+"#;
+    let mut cmd = Command::new("/usr/bin/python3");
+    cmd.args(["-c", py, &reader.name]);
+    for segment in &segments {
+        cmd.arg("RESET");
+        for c in segment {
+            cmd.arg(hx(c));
+        }
+    }
+    let out = run_tool(&mut cmd, TOOL);
+    assert!(out.status.success(), "pyscard failed: {out:?}");
+    assert_eq!(
+        out.stdout.lines().map(str::to_string).collect::<Vec<_>>(),
+        raw_expected,
+        "pyscard"
+    );
+    finish(served);
+    assert_eq!(flat.len(), raw_expected.len());
 }

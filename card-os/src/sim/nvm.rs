@@ -80,6 +80,14 @@ impl MemoryNvm {
         self.file = Some((file, offset));
     }
 
+    /// Flushes the attached image file (if any) to stable storage.
+    pub fn sync_file(&self) -> std::io::Result<()> {
+        match &self.file {
+            Some((file, _)) => file.sync_data(),
+            None => Ok(()),
+        }
+    }
+
     /// Arms a power cut (see [`PowerCut`]); write counting for it starts now.
     pub fn arm_cut(&mut self, cut: PowerCut) {
         self.cut = Some(cut);

@@ -1,5 +1,8 @@
 //! One module per subcommand group.
 
 pub mod apdu;
+pub mod bench;
+pub mod demo;
 pub mod keys;
 pub mod readers;
+pub mod sim;

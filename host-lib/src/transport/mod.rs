@@ -5,8 +5,8 @@
 //!
 //! * [`pcsc::PcscTransport`] — a card in a PC/SC reader (through `pcscd`), with reader selection
 //!   ([`reader`]) and errors that say what to do ([`Error`]);
-//! * an in-process simulated card (`sim`, to come): anything with `process(&[u8], &mut [u8]) ->
-//!   usize`, `reset()` and `atr()` fits the trait as it is.
+//! * [`sim::SimTransport`] — the in-process simulated card (the real card OS over a card image
+//!   file or a blank card), no reader needed.
 //!
 //! Middleware wraps any transport and is itself a transport:
 //!
@@ -19,6 +19,7 @@
 
 pub mod pcsc;
 pub mod reader;
+pub mod sim;
 pub mod t0;
 pub mod trace;
 
@@ -188,6 +189,9 @@ pub enum Error {
         /// The PC/SC error.
         source: ::pcsc::Error,
     },
+    /// The simulated card's image could not be opened.
+    #[error(transparent)]
+    Sim(#[from] sim::SimError),
     /// The card (or the layer below) answered something that is not a response APDU.
     #[error("`{reader}`: {detail}")]
     Protocol {
@@ -234,6 +238,8 @@ pub struct OpenOptions {
     pub trace: bool,
     /// Handle `61xx` and `6Cxx` transparently (see [`t0::AutoGetResponse`]).
     pub auto_get_response: bool,
+    /// Use the simulated card in this image file instead of a PC/SC reader (`--sim`).
+    pub sim: Option<std::path::PathBuf>,
 }
 
 impl Default for OpenOptions {
@@ -244,12 +250,18 @@ impl Default for OpenOptions {
             wait_timeout: None,
             trace: false,
             auto_get_response: true,
+            sim: None,
         }
     }
 }
 
-/// Opens a card in a PC/SC reader as [`OpenOptions`] say, with the middleware they ask for.
+/// Opens the card [`OpenOptions`] name — the simulated card of an image file, or a card in a PC/SC
+/// reader — with the middleware they ask for.
 pub fn open(options: &OpenOptions) -> Result<Box<dyn Transport>, Error> {
+    if let Some(path) = &options.sim {
+        let sim = sim::SimTransport::open_image(path)?;
+        return Ok(wrap(Box::new(sim), options));
+    }
     let raw = pcsc::PcscTransport::open(
         options.reader.as_deref(),
         options.wait.then_some(options.wait_timeout),

@@ -1,0 +1,275 @@
+//! The registry's SQLite schema, as an ordered list of migrations.
+//!
+//! `PRAGMA user_version` holds the version of the schema a database has. Opening a database
+//! applies every later migration in order, each in its own transaction together with the new
+//! `user_version`, so a failed step leaves the database at the previous version. A database whose
+//! version is newer than this code knows is refused rather than misread.
+//!
+//! Append-only tables (`audit_log`, `card_status_history`, `fees`, `purse_ledger`) have triggers
+//! that abort any `UPDATE` or `DELETE`. Of `blacklist`, only `lifted_at` may be set, once.
+
+use rusqlite::Connection;
+
+use super::error::RegistryError;
+
+/// One schema step.
+pub struct Migration {
+    /// The `user_version` after this step.
+    pub version: u32,
+    /// What it does.
+    pub description: &'static str,
+    /// The SQL.
+    pub sql: &'static str,
+}
+
+/// Every migration, in order. Never edit a released step: add a new one.
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "people, cards, card status history and the append-only audit log",
+        sql: r#"
+CREATE TABLE people (
+    id          INTEGER PRIMARY KEY,
+    id_number   TEXT NOT NULL UNIQUE CHECK (length(id_number) = 18),
+    name        TEXT NOT NULL CHECK (name <> ''),
+    sex         TEXT NOT NULL CHECK (sex IN ('1', '2')),
+    ethnicity   TEXT NOT NULL CHECK (length(ethnicity) = 2),
+    birthplace  TEXT NOT NULL CHECK (length(birthplace) = 6),
+    birth_date  TEXT NOT NULL,
+    card_class  TEXT NOT NULL CHECK (card_class IN ('1', '2', '3', '4')),
+    eligibility TEXT NOT NULL CHECK (eligibility IN ('household', 'insured', 'none')),
+    phone       TEXT,
+    address     TEXT,
+    photo       BLOB,
+    created_at  TEXT NOT NULL,
+    updated_at  TEXT NOT NULL
+) STRICT;
+
+CREATE TABLE cards (
+    card_number    TEXT PRIMARY KEY CHECK (length(card_number) = 9),
+    serial         INTEGER NOT NULL UNIQUE,
+    person_id      INTEGER NOT NULL REFERENCES people(id),
+    status         TEXT NOT NULL
+                   CHECK (status IN ('personalizing', 'active', 'lost', 'cancelled', 'aborted')),
+    card_class     TEXT NOT NULL CHECK (card_class IN ('1', '2', '3', '4')),
+    chip_id        TEXT,
+    key_set        TEXT,
+    issue_date     TEXT NOT NULL,
+    expiry_date    TEXT NOT NULL,
+    replaces       TEXT REFERENCES cards(card_number),
+    replace_reason TEXT,
+    replaced_by    TEXT REFERENCES cards(card_number),
+    closed_reason  TEXT,
+    created_at     TEXT NOT NULL,
+    updated_at     TEXT NOT NULL
+) STRICT;
+-- One card in use per person (Art. 13-14); one issuance in progress per person.
+CREATE UNIQUE INDEX cards_one_in_use ON cards(person_id) WHERE status IN ('active', 'lost');
+CREATE UNIQUE INDEX cards_one_personalizing ON cards(person_id) WHERE status = 'personalizing';
+CREATE INDEX cards_by_status ON cards(status);
+
+CREATE TABLE card_status_history (
+    id          INTEGER PRIMARY KEY,
+    card_number TEXT NOT NULL REFERENCES cards(card_number),
+    at          TEXT NOT NULL,
+    from_status TEXT,
+    to_status   TEXT NOT NULL,
+    reason      TEXT,
+    operator    TEXT NOT NULL
+) STRICT;
+CREATE INDEX history_by_card ON card_status_history(card_number);
+CREATE TRIGGER history_no_update BEFORE UPDATE ON card_status_history
+BEGIN SELECT RAISE(ABORT, 'card_status_history is append-only: rows cannot be changed'); END;
+CREATE TRIGGER history_no_delete BEFORE DELETE ON card_status_history
+BEGIN SELECT RAISE(ABORT, 'card_status_history is append-only: rows cannot be deleted'); END;
+
+CREATE TABLE audit_log (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    at          TEXT NOT NULL,
+    operator    TEXT NOT NULL,
+    action      TEXT NOT NULL,
+    card_number TEXT,
+    id_number   TEXT,
+    details     TEXT NOT NULL
+) STRICT;
+CREATE INDEX audit_by_card ON audit_log(card_number);
+CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit_log
+BEGIN SELECT RAISE(ABORT, 'audit_log is append-only: rows cannot be changed'); END;
+CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit_log
+BEGIN SELECT RAISE(ABORT, 'audit_log is append-only: rows cannot be deleted'); END;
+"#,
+    },
+    Migration {
+        version: 2,
+        description: "fees, the purse ledger and the blacklist",
+        sql: r#"
+CREATE TABLE fees (
+    id           INTEGER PRIMARY KEY,
+    card_number  TEXT NOT NULL REFERENCES cards(card_number),
+    kind         TEXT NOT NULL CHECK (kind IN ('first_issue', 'reissue', 'replacement')),
+    reason       TEXT,
+    amount_cents INTEGER NOT NULL CHECK (amount_cents >= 0),
+    at           TEXT NOT NULL,
+    operator     TEXT NOT NULL
+) STRICT;
+CREATE INDEX fees_by_card ON fees(card_number);
+CREATE TRIGGER fees_no_update BEFORE UPDATE ON fees
+BEGIN SELECT RAISE(ABORT, 'fees is append-only: rows cannot be changed'); END;
+CREATE TRIGGER fees_no_delete BEFORE DELETE ON fees
+BEGIN SELECT RAISE(ABORT, 'fees is append-only: rows cannot be deleted'); END;
+
+-- amount_cents is signed: positive into the purse, negative out of it.
+CREATE TABLE purse_ledger (
+    id           INTEGER PRIMARY KEY,
+    card_number  TEXT NOT NULL REFERENCES cards(card_number),
+    kind         TEXT NOT NULL
+                 CHECK (kind IN ('load', 'purchase', 'refund', 'transfer_out', 'transfer_in')),
+    amount_cents INTEGER NOT NULL,
+    at           TEXT NOT NULL,
+    recorded_at  TEXT NOT NULL,
+    counterpart  TEXT REFERENCES cards(card_number),
+    terminal_id  TEXT,
+    txn_counter  INTEGER,
+    tac          TEXT,
+    operator     TEXT NOT NULL,
+    CHECK (CASE kind
+        WHEN 'load' THEN amount_cents > 0
+        WHEN 'transfer_in' THEN amount_cents > 0
+        WHEN 'purchase' THEN amount_cents < 0 AND txn_counter IS NOT NULL AND tac IS NOT NULL
+        ELSE amount_cents <= 0 END)
+) STRICT;
+CREATE INDEX ledger_by_card ON purse_ledger(card_number);
+-- A purchase is recorded once: the card's offline counter identifies it.
+CREATE UNIQUE INDEX ledger_purchase_once ON purse_ledger(card_number, txn_counter)
+    WHERE kind = 'purchase';
+CREATE UNIQUE INDEX ledger_load_once ON purse_ledger(card_number, txn_counter)
+    WHERE kind = 'load' AND txn_counter IS NOT NULL;
+CREATE TRIGGER ledger_no_update BEFORE UPDATE ON purse_ledger
+BEGIN SELECT RAISE(ABORT, 'purse_ledger is append-only: rows cannot be changed'); END;
+CREATE TRIGGER ledger_no_delete BEFORE DELETE ON purse_ledger
+BEGIN SELECT RAISE(ABORT, 'purse_ledger is append-only: rows cannot be deleted'); END;
+
+CREATE TABLE blacklist (
+    id          INTEGER PRIMARY KEY,
+    card_number TEXT NOT NULL REFERENCES cards(card_number),
+    reason      TEXT NOT NULL CHECK (reason IN ('lost', 'replaced', 'cancelled')),
+    from_at     TEXT NOT NULL,
+    lifted_at   TEXT,
+    operator    TEXT NOT NULL
+) STRICT;
+CREATE UNIQUE INDEX blacklist_one_open ON blacklist(card_number) WHERE lifted_at IS NULL;
+CREATE TRIGGER blacklist_only_lift BEFORE UPDATE ON blacklist
+WHEN OLD.lifted_at IS NOT NULL OR NEW.lifted_at IS NULL
+  OR NEW.card_number IS NOT OLD.card_number OR NEW.reason IS NOT OLD.reason
+  OR NEW.from_at IS NOT OLD.from_at OR NEW.operator IS NOT OLD.operator OR NEW.id IS NOT OLD.id
+BEGIN SELECT RAISE(ABORT, 'blacklist entries can only be lifted, once'); END;
+CREATE TRIGGER blacklist_no_delete BEFORE DELETE ON blacklist
+BEGIN SELECT RAISE(ABORT, 'blacklist entries cannot be deleted; lift them instead'); END;
+"#,
+    },
+];
+
+/// The schema version this code writes.
+pub fn latest_version() -> u32 {
+    MIGRATIONS.last().map_or(0, |m| m.version)
+}
+
+/// The database's `user_version`.
+pub fn version(conn: &Connection) -> Result<u32, RegistryError> {
+    let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    Ok(u32::try_from(v).unwrap_or(u32::MAX))
+}
+
+/// Brings the database up to `target` (at most [`latest_version`]); returns the versions applied.
+pub fn migrate_to(conn: &mut Connection, target: u32) -> Result<Vec<u32>, RegistryError> {
+    let found = version(conn)?;
+    let latest = latest_version();
+    if found > latest {
+        return Err(RegistryError::SchemaTooNew {
+            found,
+            supported: latest,
+        });
+    }
+    let mut applied = Vec::new();
+    for m in MIGRATIONS
+        .iter()
+        .filter(|m| m.version > found && m.version <= target)
+    {
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Exclusive)?;
+        // Another process may have migrated between our read and this lock.
+        if version(&tx)? >= m.version {
+            continue;
+        }
+        tx.execute_batch(m.sql)
+            .map_err(|e| RegistryError::Migration {
+                version: m.version,
+                message: e.to_string(),
+            })?;
+        tx.pragma_update(None, "user_version", m.version)?;
+        tx.commit()?;
+        applied.push(m.version);
+    }
+    Ok(applied)
+}
+
+/// Brings the database up to date.
+pub fn migrate(conn: &mut Connection) -> Result<Vec<u32>, RegistryError> {
+    migrate_to(conn, latest_version())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_are_consecutive() {
+        for (i, m) in MIGRATIONS.iter().enumerate() {
+            assert_eq!(m.version as usize, i + 1, "{}", m.description);
+        }
+    }
+
+    #[test]
+    fn fresh_database_gets_every_step_once() {
+        let mut c = Connection::open_in_memory().unwrap();
+        assert_eq!(migrate(&mut c).unwrap(), vec![1, 2]);
+        assert_eq!(version(&c).unwrap(), 2);
+        assert!(migrate(&mut c).unwrap().is_empty());
+    }
+
+    #[test]
+    fn failed_step_leaves_previous_version() {
+        let mut c = Connection::open_in_memory().unwrap();
+        migrate_to(&mut c, 1).unwrap();
+        // Sabotage step 2: a table it creates already exists.
+        c.execute_batch("CREATE TABLE fees (x INTEGER)").unwrap();
+        let e = migrate(&mut c).unwrap_err();
+        assert!(
+            matches!(e, RegistryError::Migration { version: 2, .. }),
+            "{e}"
+        );
+        assert_eq!(version(&c).unwrap(), 1);
+        let n: i64 = c
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name = 'purse_ledger'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(n, 0, "nothing of step 2 remains");
+    }
+
+    #[test]
+    fn newer_database_is_refused() {
+        let mut c = Connection::open_in_memory().unwrap();
+        c.pragma_update(None, "user_version", 99).unwrap();
+        let e = migrate(&mut c).unwrap_err();
+        assert!(matches!(
+            e,
+            RegistryError::SchemaTooNew {
+                found: 99,
+                supported: 2
+            }
+        ));
+        assert!(e.to_string().contains("newer"), "{e}");
+    }
+}

@@ -1,0 +1,1233 @@
+//! Registry tests: every transition allowed and refused, the audit and append-only rules,
+//! migrations, money conservation.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use time::macros::datetime;
+use time::{Duration, OffsetDateTime};
+
+use super::*;
+use crate::holder::input::load_csv;
+use crate::holder::items::{CardholderItems, IssuerItems, Record};
+use crate::holder::{Applicant, ApplicantRecord, Eligibility, Validator};
+
+const OP: &str = "op-01";
+const T0: OffsetDateTime = datetime!(2026-01-10 01:00 UTC);
+
+fn samples() -> Vec<Applicant> {
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../test-vectors/applicants/sample.csv");
+    load_csv(&path, &Validator::new(time::macros::date!(2026 - 01 - 10)))
+        .unwrap()
+        .into_iter()
+        .map(|r| r.result.unwrap())
+        .collect()
+}
+
+fn fixture_with(config: RegistryConfig) -> (Registry, Arc<ManualClock>) {
+    let clock = Arc::new(ManualClock::new(T0));
+    let reg = Registry::open_in_memory(config, clock.clone()).unwrap();
+    (reg, clock)
+}
+
+fn fixture() -> (Registry, Arc<ManualClock>) {
+    fixture_with(RegistryConfig::default())
+}
+
+fn cn(s: &str) -> CardNumber {
+    CardNumber::parse(s).unwrap()
+}
+
+/// Issues an active card to `a`.
+fn issue(reg: &mut Registry, a: &Applicant) -> CardNumber {
+    let p = reg.begin_issue(OP, a, &ChipInfo::default()).unwrap();
+    reg.complete_issue(OP, &p.card_number, &ChipInfo::default())
+        .unwrap();
+    p.card_number
+}
+
+fn purchase(counter: u16, cents: u32, at: OffsetDateTime) -> VerifiedPurchase {
+    VerifiedPurchase {
+        amount_cents: cents,
+        at,
+        terminal_id: "000001000050".into(),
+        txn_counter: counter,
+        tac: [0xED, 0x0F, 0x87, 0x55],
+    }
+}
+
+fn load(cents: u32) -> LoadRecord {
+    LoadRecord {
+        amount_cents: cents,
+        ..Default::default()
+    }
+}
+
+fn actions(reg: &Registry, card: &CardNumber) -> Vec<String> {
+    reg.audit_log(&AuditFilter {
+        card: Some(card.clone()),
+        ..Default::default()
+    })
+    .unwrap()
+    .into_iter()
+    .map(|e| e.action)
+    .collect()
+}
+
+fn audit_count(reg: &Registry) -> usize {
+    reg.audit_log(&AuditFilter::default()).unwrap().len()
+}
+
+fn fee_cents(reg: &Registry, card: &CardNumber) -> Vec<(String, i64)> {
+    reg.card_details(card)
+        .unwrap()
+        .fees
+        .into_iter()
+        .map(|f| (f.kind, f.amount_cents))
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Issue
+
+#[test]
+fn issue_in_two_steps() {
+    let (mut reg, _) = fixture();
+    let a = &samples()[0];
+    let p = reg.begin_issue(OP, a, &ChipInfo::default()).unwrap();
+    assert_eq!(p.serial, 1);
+    assert_eq!(card_number::verify(&p.card_number), Ok(1));
+    assert!(p.card_number.as_str().starts_with('W'));
+    assert_eq!(p.issue_date, time::macros::date!(2026 - 01 - 10));
+    assert_eq!(p.expiry_date, time::macros::date!(2036 - 01 - 10));
+    assert_eq!(p.holder, *a);
+    assert_eq!(
+        reg.status(&p.card_number).unwrap(),
+        CardStatus::Personalizing
+    );
+
+    // What personalization writes round-trips through the item codecs.
+    let ef05: Vec<Vec<u8>> = p
+        .issuer_items([1, 2, 3, 4])
+        .records()
+        .iter()
+        .map(Record::to_bytes)
+        .collect();
+    let back = IssuerItems::decode(ef05.iter().map(Vec::as_slice)).unwrap();
+    assert_eq!(back.card_number, p.card_number);
+    assert_eq!(back.card_id.serial, 1);
+    assert_eq!(back.card_id.city.digits(), "330300");
+    let ef06: Vec<Vec<u8>> = p
+        .cardholder_items()
+        .records()
+        .iter()
+        .map(Record::to_bytes)
+        .collect();
+    assert_eq!(
+        CardholderItems::decode(ef06.iter().map(Vec::as_slice))
+            .unwrap()
+            .id_number,
+        *a.id_number()
+    );
+
+    let chip = ChipInfo {
+        chip_id: Some("3B6800000073C84013009000".into()),
+        key_set: Some("dev-1".into()),
+    };
+    let issued = reg.complete_issue(OP, &p.card_number, &chip).unwrap();
+    assert_eq!(issued.fee_kind, "first_issue");
+    assert_eq!(issued.fee_cents, 0);
+    assert_eq!(reg.status(&p.card_number).unwrap(), CardStatus::Active);
+    // Art. 19: the free first card is still recorded, with 0.
+    assert_eq!(
+        fee_cents(&reg, &p.card_number),
+        vec![("first_issue".into(), 0)]
+    );
+    let d = reg.card_details(&p.card_number).unwrap();
+    assert_eq!(d.card.chip_id.as_deref(), Some("3B6800000073C84013009000"));
+    assert_eq!(
+        d.history.iter().map(|h| h.to.as_str()).collect::<Vec<_>>(),
+        ["personalizing", "active"]
+    );
+    assert_eq!(
+        actions(&reg, &p.card_number),
+        ["issue.begin", "issue.complete"]
+    );
+}
+
+#[test]
+fn ineligible_applicant_is_refused_and_nothing_recorded() {
+    let (mut reg, _) = fixture();
+    let mut r = samples()[0].to_record();
+    r.eligibility = Some("none".into());
+    let a = Validator::new(reg.today())
+        .validate_with_photo(&r, None)
+        .unwrap();
+    assert_eq!(a.eligibility(), Eligibility::Neither);
+    let e = reg.begin_issue(OP, &a, &ChipInfo::default()).unwrap_err();
+    assert!(matches!(e, RegistryError::NotEligible { .. }), "{e}");
+    assert!(
+        e.to_string().contains("Wenzhou household registration"),
+        "{e}"
+    );
+    assert!(reg.list_cards(&CardFilter::default()).unwrap().is_empty());
+    assert_eq!(audit_count(&reg), 0);
+}
+
+#[test]
+fn one_card_per_person() {
+    let (mut reg, _) = fixture();
+    let a = &samples()[1];
+    let p = reg.begin_issue(OP, a, &ChipInfo::default()).unwrap();
+    let e = reg.begin_issue(OP, a, &ChipInfo::default()).unwrap_err();
+    assert!(matches!(e, RegistryError::UnfinishedIssue { .. }), "{e}");
+    reg.complete_issue(OP, &p.card_number, &ChipInfo::default())
+        .unwrap();
+    let e = reg.begin_issue(OP, a, &ChipInfo::default()).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            RegistryError::AlreadyHasCard {
+                status: CardStatus::Active,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert!(e.to_string().contains("replace"), "{e}");
+    reg.report_loss(OP, &p.card_number).unwrap();
+    let e = reg.begin_issue(OP, a, &ChipInfo::default()).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            RegistryError::AlreadyHasCard {
+                status: CardStatus::Lost,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    // The database itself refuses a second card in use, whatever the code does.
+    let pid: i64 = reg
+        .conn
+        .query_row("SELECT person_id FROM cards", [], |r| r.get(0))
+        .unwrap();
+    let err = reg
+        .conn
+        .execute(
+            "INSERT INTO cards (card_number, serial, person_id, status, card_class, issue_date, \
+             expiry_date, created_at, updated_at) VALUES ('W99999999', 999, ?1, 'active', '3', \
+             '2026-01-10', '2036-01-10', 'x', 'x')",
+            [pid],
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("UNIQUE"), "{err}");
+}
+
+#[test]
+fn resume_and_abort() {
+    let (mut reg, clock) = fixture();
+    let a = &samples()[2];
+    let p = reg.begin_issue(OP, a, &ChipInfo::default()).unwrap();
+    // The card is pulled; the next day the operator runs personalization again.
+    clock.advance(Duration::days(1));
+    let again = reg
+        .resume_issue(
+            OP,
+            &p.card_number,
+            &ChipInfo {
+                chip_id: Some("chip-2".into()),
+                key_set: None,
+            },
+        )
+        .unwrap();
+    assert_eq!(again.card_number, p.card_number);
+    assert_eq!(again.issue_date, time::macros::date!(2026 - 01 - 11));
+    assert_eq!(again.chip.chip_id.as_deref(), Some("chip-2"));
+    // Give up: the number is never used again.
+    reg.abort_issue(OP, &p.card_number, "card destroyed")
+        .unwrap();
+    assert_eq!(reg.status(&p.card_number).unwrap(), CardStatus::Aborted);
+    for e in [
+        reg.resume_issue(OP, &p.card_number, &ChipInfo::default())
+            .unwrap_err(),
+        reg.complete_issue(OP, &p.card_number, &ChipInfo::default())
+            .unwrap_err(),
+        reg.abort_issue(OP, &p.card_number, "").unwrap_err(),
+        reg.report_loss(OP, &p.card_number).unwrap_err(),
+        reg.cancel(OP, &p.card_number, CancelReason::NoLongerNeeded)
+            .unwrap_err(),
+        reg.begin_replace(
+            OP,
+            &p.card_number,
+            ReplaceReason::Damaged,
+            &ChipInfo::default(),
+        )
+        .unwrap_err(),
+    ] {
+        assert!(
+            matches!(
+                e,
+                RegistryError::Transition {
+                    status: CardStatus::Aborted,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+    }
+    let p2 = reg.begin_issue(OP, a, &ChipInfo::default()).unwrap();
+    assert_eq!(p2.serial, 2);
+    assert_ne!(p2.card_number, p.card_number);
+    let issued = reg
+        .complete_issue(OP, &p2.card_number, &ChipInfo::default())
+        .unwrap();
+    assert_eq!(
+        issued.fee_kind, "first_issue",
+        "an aborted card was never issued"
+    );
+    assert_eq!(
+        actions(&reg, &p.card_number),
+        ["issue.begin", "issue.resume", "issue.abort"]
+    );
+}
+
+#[test]
+fn issued_card_cannot_be_aborted_or_completed_again() {
+    let (mut reg, _) = fixture();
+    let c = issue(&mut reg, &samples()[3]);
+    let e = reg.abort_issue(OP, &c, "").unwrap_err();
+    assert!(
+        e.to_string().contains("cancel or replace it instead"),
+        "{e}"
+    );
+    let e = reg
+        .complete_issue(OP, &c, &ChipInfo::default())
+        .unwrap_err();
+    assert!(matches!(e, RegistryError::Transition { .. }), "{e}");
+    let e = reg.resume_issue(OP, &c, &ChipInfo::default()).unwrap_err();
+    assert!(matches!(e, RegistryError::Transition { .. }), "{e}");
+}
+
+#[test]
+fn operator_is_required_and_numbers_are_checked() {
+    let (mut reg, _) = fixture();
+    let a = &samples()[0];
+    assert!(matches!(
+        reg.begin_issue("  ", a, &ChipInfo::default()),
+        Err(RegistryError::NoOperator)
+    ));
+    let c = issue(&mut reg, a);
+    // A mistyped number (wrong check digit) is reported as such, an unknown one as unknown.
+    let mut typo = c.as_str().as_bytes().to_vec();
+    typo[3] = if typo[3] == b'9' { b'0' } else { typo[3] + 1 };
+    let typo = cn(std::str::from_utf8(&typo).unwrap());
+    let e = reg.report_loss(OP, &typo).unwrap_err();
+    assert!(matches!(e, RegistryError::CardNumber(_)), "{e}");
+    assert!(e.to_string().contains("mistyped"), "{e}");
+    let unknown = card_number::make('W', 4242).unwrap();
+    assert!(matches!(
+        reg.report_loss(OP, &unknown),
+        Err(RegistryError::NoSuchCard(_))
+    ));
+    assert!(matches!(
+        reg.balance(&unknown),
+        Err(RegistryError::NoSuchCard(_))
+    ));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Loss
+
+#[test]
+fn report_loss_and_revoke() {
+    let (mut reg, clock) = fixture();
+    let c = issue(&mut reg, &samples()[4]);
+    clock.advance(Duration::hours(3));
+    let at = reg.report_loss(OP, &c).unwrap();
+    assert_eq!(at, "2026-01-10T04:00:00Z");
+    assert_eq!(reg.status(&c).unwrap(), CardStatus::Lost);
+    let bl = reg.blacklist(false).unwrap();
+    assert_eq!(bl.len(), 1);
+    assert_eq!(bl[0].reason, BlacklistReason::Lost);
+    assert_eq!(bl[0].since, at);
+    let e = reg.report_loss(OP, &c).unwrap_err();
+    assert!(e.to_string().contains(&at), "says when: {e}");
+    // Loads are refused while lost.
+    assert!(matches!(
+        reg.record_load(OP, &c, &load(100)),
+        Err(RegistryError::Transition { .. })
+    ));
+    clock.advance(Duration::hours(1));
+    reg.revoke_loss(OP, &c).unwrap();
+    assert_eq!(reg.status(&c).unwrap(), CardStatus::Active);
+    assert!(reg.blacklist(false).unwrap().is_empty());
+    let all = reg.blacklist(true).unwrap();
+    assert_eq!(all[0].lifted_at.as_deref(), Some("2026-01-10T05:00:00Z"));
+    let e = reg.revoke_loss(OP, &c).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            RegistryError::Transition {
+                status: CardStatus::Active,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    // It can be lost again.
+    reg.report_loss(OP, &c).unwrap();
+    assert_eq!(reg.blacklist(false).unwrap().len(), 1);
+    assert_eq!(
+        actions(&reg, &c),
+        [
+            "issue.begin",
+            "issue.complete",
+            "card.report_loss",
+            "card.revoke_loss",
+            "card.report_loss"
+        ]
+    );
+}
+
+#[test]
+fn loss_statement_splits_purchases_at_the_report() {
+    let (mut reg, clock) = fixture();
+    let c = issue(&mut reg, &samples()[5]);
+    reg.record_load(OP, &c, &load(10_000)).unwrap();
+    let e = reg.loss_statement(&c).unwrap_err();
+    assert!(matches!(e, RegistryError::NeverReportedLost(_)), "{e}");
+    clock.advance(Duration::hours(2)); // 03:00
+    let reported = reg.report_loss(OP, &c).unwrap();
+    assert_eq!(reported, "2026-01-10T03:00:00Z");
+    // Terminals upload later; the transaction times decide.
+    clock.advance(Duration::days(1));
+    let before = reg
+        .record_purchase(
+            OP,
+            &c,
+            &purchase(1, 300, datetime!(2026-01-10 02:59:59 UTC)),
+        )
+        .unwrap();
+    let at_report = reg
+        .record_purchase(OP, &c, &purchase(2, 500, datetime!(2026-01-10 11:00 +8)))
+        .unwrap();
+    let after = reg
+        .record_purchase(
+            OP,
+            &c,
+            &purchase(
+                3,
+                700,
+                VerifiedPurchase::terminal_time(datetime!(2026-01-10 12:30)),
+            ),
+        )
+        .unwrap();
+    assert_eq!(before, Liability::Holder);
+    assert_eq!(
+        at_report,
+        Liability::Issuer,
+        "the very second of the report counts as after"
+    );
+    assert_eq!(after, Liability::Issuer);
+    let s = reg.loss_statement(&c).unwrap();
+    assert_eq!(s.holder_total_cents, 300);
+    assert_eq!(s.issuer_total_cents, 1200);
+    assert_eq!(s.issuer.len(), 2);
+    assert_eq!(s.windows.len(), 1);
+    // A purchase uploaded twice is refused.
+    let e = reg
+        .record_purchase(OP, &c, &purchase(3, 700, datetime!(2026-01-10 04:30 UTC)))
+        .unwrap_err();
+    assert!(
+        matches!(e, RegistryError::AlreadyRecorded { counter: 3, .. }),
+        "{e}"
+    );
+
+    // Found again: later purchases are the holder's again; the window stays.
+    reg.revoke_loss(OP, &c).unwrap(); // 2026-01-11T03:00Z
+    let later = reg
+        .record_purchase(OP, &c, &purchase(4, 100, datetime!(2026-01-11 03:00 UTC)))
+        .unwrap();
+    assert_eq!(later, Liability::Holder);
+    let s = reg.loss_statement(&c).unwrap();
+    assert_eq!(
+        s.windows[0].revoked_at.as_deref(),
+        Some("2026-01-11T03:00:00Z")
+    );
+    assert_eq!(s.holder_total_cents, 400);
+    assert_eq!(s.issuer_total_cents, 1200);
+}
+
+#[test]
+fn purse_entry_checks() {
+    let (mut reg, _) = fixture();
+    let p = reg
+        .begin_issue(OP, &samples()[6], &ChipInfo::default())
+        .unwrap();
+    let c = p.card_number.clone();
+    let e = reg
+        .record_purchase(OP, &c, &purchase(1, 100, T0))
+        .unwrap_err();
+    assert!(e.to_string().contains("never issued"), "{e}");
+    assert!(matches!(
+        reg.record_load(OP, &c, &load(100)),
+        Err(RegistryError::Transition { .. })
+    ));
+    reg.complete_issue(OP, &c, &ChipInfo::default()).unwrap();
+    assert!(matches!(
+        reg.record_load(OP, &c, &load(0)),
+        Err(RegistryError::ZeroAmount)
+    ));
+    let mut bad = purchase(1, 100, T0);
+    bad.terminal_id = "xyz".into();
+    assert!(matches!(
+        reg.record_purchase(OP, &c, &bad),
+        Err(RegistryError::TerminalId(_))
+    ));
+    let with_counter = LoadRecord {
+        amount_cents: 500,
+        txn_counter: Some(1),
+        terminal_id: Some("0000010000AA".into()),
+    };
+    assert_eq!(reg.record_load(OP, &c, &with_counter).unwrap(), 500);
+    assert!(matches!(
+        reg.record_load(OP, &c, &with_counter),
+        Err(RegistryError::AlreadyRecorded { kind: "load", .. })
+    ));
+    reg.record_purchase(OP, &c, &purchase(1, 120, T0)).unwrap();
+    assert_eq!(reg.balance(&c).unwrap(), 380);
+    let ledger = reg.ledger(&c).unwrap();
+    assert_eq!(ledger[1].tac.as_deref(), Some("ED0F8755"));
+    assert_eq!(ledger[0].terminal_id.as_deref(), Some("0000010000AA"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Replace
+
+#[test]
+fn replace_damaged_card_moves_balance_and_charges_fee() {
+    let mut cfg = RegistryConfig::default();
+    cfg.fees.replacement.damaged = 1234;
+    let (mut reg, clock) = fixture_with(cfg);
+    let a = &samples()[7];
+    let old = issue(&mut reg, a);
+    reg.record_load(OP, &old, &load(5_000)).unwrap();
+    reg.record_purchase(OP, &old, &purchase(1, 1_200, T0))
+        .unwrap();
+    clock.advance(Duration::hours(1));
+    let p = reg
+        .begin_replace(OP, &old, ReplaceReason::Damaged, &ChipInfo::default())
+        .unwrap();
+    assert_eq!(p.replaces.as_ref(), Some(&old));
+    assert_eq!(p.holder, *a);
+    // Until the new card is verified, the old one stays in use.
+    assert_eq!(reg.status(&old).unwrap(), CardStatus::Active);
+    assert!(reg.blacklist(false).unwrap().is_empty());
+    let e = reg
+        .begin_replace(OP, &old, ReplaceReason::Damaged, &ChipInfo::default())
+        .unwrap_err();
+    assert!(matches!(e, RegistryError::UnfinishedIssue { .. }), "{e}");
+    let e = reg.cancel(OP, &old, CancelReason::MovedAway).unwrap_err();
+    assert!(matches!(e, RegistryError::ReplacementPending { .. }), "{e}");
+
+    let issued = reg
+        .complete_issue(OP, &p.card_number, &ChipInfo::default())
+        .unwrap();
+    assert_eq!(issued.fee_kind, "replacement");
+    assert_eq!(issued.fee_cents, 1234);
+    assert_eq!(issued.transferred_cents, 3_800);
+    assert_eq!(issued.replaced.as_ref(), Some(&old));
+    assert_eq!(reg.status(&old).unwrap(), CardStatus::Cancelled);
+    assert_eq!(reg.status(&p.card_number).unwrap(), CardStatus::Active);
+    assert_eq!(reg.balance(&old).unwrap(), 0);
+    assert_eq!(reg.balance(&p.card_number).unwrap(), 3_800);
+    let od = reg.card_details(&old).unwrap();
+    assert_eq!(od.card.replaced_by.as_deref(), Some(p.card_number.as_str()));
+    assert!(od.card.closed_reason.unwrap().contains("damaged"));
+    assert_eq!(od.ledger.last().unwrap().kind, LedgerKind::TransferOut);
+    assert_eq!(od.blacklist[0].reason, BlacklistReason::Replaced);
+    let nd = reg.card_details(&p.card_number).unwrap();
+    assert_eq!(nd.ledger[0].kind, LedgerKind::TransferIn);
+    assert_eq!(nd.ledger[0].counterpart.as_deref(), Some(old.as_str()));
+    assert_eq!(nd.fees[0].reason.as_deref(), Some("damaged"));
+
+    // The closed card is closed for good.
+    for e in [
+        reg.begin_replace(OP, &old, ReplaceReason::Other, &ChipInfo::default())
+            .unwrap_err(),
+        reg.report_loss(OP, &old).unwrap_err(),
+        reg.cancel(OP, &old, CancelReason::Death).unwrap_err(),
+        reg.revoke_loss(OP, &old).unwrap_err(),
+    ] {
+        assert!(
+            matches!(
+                e,
+                RegistryError::Transition {
+                    status: CardStatus::Cancelled,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+    }
+    assert_eq!(
+        actions(&reg, &old),
+        [
+            "issue.begin",
+            "issue.complete",
+            "purse.load",
+            "purse.purchase",
+            "card.cancel"
+        ]
+    );
+}
+
+#[test]
+fn replace_after_loss_keeps_the_loss_instant() {
+    let (mut reg, clock) = fixture();
+    let old = issue(&mut reg, &samples()[8]);
+    let e = reg
+        .begin_replace(OP, &old, ReplaceReason::Lost, &ChipInfo::default())
+        .unwrap_err();
+    assert!(e.to_string().contains("report the loss first"), "{e}");
+    let reported = reg.report_loss(OP, &old).unwrap();
+    let e = reg
+        .begin_replace(OP, &old, ReplaceReason::Damaged, &ChipInfo::default())
+        .unwrap_err();
+    assert!(e.to_string().contains("reason lost"), "{e}");
+    clock.advance(Duration::days(2));
+    let p = reg
+        .begin_replace(OP, &old, ReplaceReason::Lost, &ChipInfo::default())
+        .unwrap();
+    // A replacement in progress blocks taking the loss report back.
+    let e = reg.revoke_loss(OP, &old).unwrap_err();
+    assert!(matches!(e, RegistryError::ReplacementPending { .. }), "{e}");
+    let issued = reg
+        .complete_issue(OP, &p.card_number, &ChipInfo::default())
+        .unwrap();
+    assert_eq!(issued.fee_cents, 2000, "default fee for a lost card");
+    let bl = reg.blacklist(false).unwrap();
+    assert_eq!(bl.len(), 1);
+    assert_eq!(bl[0].reason, BlacklistReason::Lost);
+    assert_eq!(bl[0].since, reported, "the earlier instant stands");
+}
+
+#[test]
+fn aborted_replacement_leaves_the_old_card_alone() {
+    let (mut reg, _) = fixture();
+    let old = issue(&mut reg, &samples()[9]);
+    reg.record_load(OP, &old, &load(800)).unwrap();
+    let p = reg
+        .begin_replace(OP, &old, ReplaceReason::Unreadable, &ChipInfo::default())
+        .unwrap();
+    reg.abort_issue(OP, &p.card_number, "printer jam").unwrap();
+    assert_eq!(reg.status(&old).unwrap(), CardStatus::Active);
+    assert_eq!(reg.balance(&old).unwrap(), 800);
+    assert!(reg.blacklist(false).unwrap().is_empty());
+    // And it can be replaced afterwards; unreadable is free by default.
+    let p = reg
+        .begin_replace(OP, &old, ReplaceReason::Unreadable, &ChipInfo::default())
+        .unwrap();
+    let issued = reg
+        .complete_issue(OP, &p.card_number, &ChipInfo::default())
+        .unwrap();
+    assert_eq!(issued.fee_cents, 0);
+    assert_eq!(issued.transferred_cents, 800);
+}
+
+#[test]
+fn data_change_then_replacement_uses_new_data() {
+    let (mut reg, _) = fixture();
+    let a = samples()[10].clone();
+    let old = issue(&mut reg, &a);
+    let mut r: ApplicantRecord = a.to_record();
+    r.name = Some("测试吴八改".into());
+    r.phone = Some("13800000099".into());
+    let changed = Validator::new(reg.today())
+        .validate_with_photo(&r, None)
+        .unwrap();
+    assert_eq!(reg.update_person(OP, &changed).unwrap(), ["name", "phone"]);
+    assert!(
+        reg.update_person(OP, &changed).unwrap().is_empty(),
+        "no change, no audit"
+    );
+    let p = reg
+        .begin_replace(OP, &old, ReplaceReason::DataChanged, &ChipInfo::default())
+        .unwrap();
+    assert_eq!(p.holder.name().as_str(), "测试吴八改");
+    assert_eq!(p.cardholder_items().name.as_str(), "测试吴八改");
+    let issued = reg
+        .complete_issue(OP, &p.card_number, &ChipInfo::default())
+        .unwrap();
+    assert_eq!(issued.fee_cents, 0, "data change is free by default");
+    let updates: Vec<AuditEntry> = reg
+        .audit_log(&AuditFilter {
+            id_number: Some(*a.id_number()),
+            ..Default::default()
+        })
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.action == "person.update")
+        .collect();
+    assert_eq!(updates.len(), 1);
+    assert_eq!(
+        updates[0].details["changed"],
+        serde_json::json!(["name", "phone"])
+    );
+    // Unknown people cannot be updated.
+    let stranger = samples()[11].clone();
+    assert!(matches!(
+        reg.update_person(OP, &stranger),
+        Err(RegistryError::NoSuchPerson(_))
+    ));
+}
+
+#[test]
+fn person_no_longer_eligible_cannot_get_a_replacement() {
+    let (mut reg, _) = fixture();
+    let a = samples()[12].clone();
+    let old = issue(&mut reg, &a);
+    let mut r = a.to_record();
+    r.eligibility = Some("none".into());
+    let moved = Validator::new(reg.today())
+        .validate_with_photo(&r, None)
+        .unwrap();
+    reg.update_person(OP, &moved).unwrap();
+    let e = reg
+        .begin_replace(OP, &old, ReplaceReason::Damaged, &ChipInfo::default())
+        .unwrap_err();
+    assert!(matches!(e, RegistryError::NotEligible { .. }), "{e}");
+    // Cancelling (moved away) is still possible.
+    reg.cancel(OP, &old, CancelReason::MovedAway).unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cancel
+
+#[test]
+fn cancel_refunds_and_blacklists() {
+    let (mut reg, _) = fixture();
+    let a = samples()[13].clone();
+    let c = issue(&mut reg, &a);
+    reg.record_load(OP, &c, &load(2_500)).unwrap();
+    reg.record_purchase(OP, &c, &purchase(7, 500, T0)).unwrap();
+    let done = reg.cancel(OP, &c, CancelReason::Death).unwrap();
+    assert_eq!(done.refund_cents, 2_000);
+    assert_eq!(reg.balance(&c).unwrap(), 0);
+    assert_eq!(reg.status(&c).unwrap(), CardStatus::Cancelled);
+    let bl = reg.blacklist(false).unwrap();
+    assert_eq!(
+        (bl[0].card_number.as_str(), bl[0].reason),
+        (c.as_str(), BlacklistReason::Cancelled)
+    );
+    let d = reg.card_details(&c).unwrap();
+    assert_eq!(d.card.closed_reason.as_deref(), Some("death"));
+    assert_eq!(d.ledger.last().unwrap().kind, LedgerKind::Refund);
+    let e = reg.cancel(OP, &c, CancelReason::Death).unwrap_err();
+    assert!(matches!(e, RegistryError::Transition { .. }), "{e}");
+    // A late upload of a purchase made before the cancellation is still recorded.
+    reg.record_purchase(OP, &c, &purchase(8, 100, T0)).unwrap();
+    assert_eq!(reg.balance(&c).unwrap(), -100);
+
+    // Someone whose cards are all cancelled may apply again; that card is not the free first one.
+    let p = reg.begin_issue(OP, &a, &ChipInfo::default()).unwrap();
+    let issued = reg
+        .complete_issue(OP, &p.card_number, &ChipInfo::default())
+        .unwrap();
+    assert_eq!((issued.fee_kind, issued.fee_cents), ("reissue", 2000));
+}
+
+#[test]
+fn cancel_lost_card_keeps_loss_entry() {
+    let (mut reg, _) = fixture();
+    let c = issue(&mut reg, &samples()[14]);
+    let at = reg.report_loss(OP, &c).unwrap();
+    reg.cancel(OP, &c, CancelReason::NoLongerNeeded).unwrap();
+    let bl = reg.blacklist(false).unwrap();
+    assert_eq!(bl.len(), 1);
+    assert_eq!(
+        (bl[0].reason, bl[0].since.as_str()),
+        (BlacklistReason::Lost, at.as_str())
+    );
+}
+
+#[test]
+fn personalizing_card_cannot_be_cancelled_or_reported() {
+    let (mut reg, _) = fixture();
+    let p = reg
+        .begin_issue(OP, &samples()[15], &ChipInfo::default())
+        .unwrap();
+    let e = reg
+        .cancel(OP, &p.card_number, CancelReason::Death)
+        .unwrap_err();
+    assert!(e.to_string().contains("abort its personalization"), "{e}");
+    let e = reg.report_loss(OP, &p.card_number).unwrap_err();
+    assert!(e.to_string().contains("never issued"), "{e}");
+    let e = reg
+        .begin_replace(
+            OP,
+            &p.card_number,
+            ReplaceReason::Other,
+            &ChipInfo::default(),
+        )
+        .unwrap_err();
+    assert!(e.to_string().contains("resume or abort"), "{e}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Money
+
+/// Over a whole scenario: money in (loads) = money out (purchases, refunds) + what the ledger
+/// still holds on cards; transfers net to zero; every closed card ends at zero.
+#[test]
+fn money_is_conserved_across_replace_and_cancel() {
+    let (mut reg, clock) = fixture();
+    let people = samples();
+    let mut cards = Vec::new();
+    for (i, a) in people.iter().take(6).enumerate() {
+        let c = issue(&mut reg, a);
+        reg.record_load(OP, &c, &load(1_000 * (i as u32 + 1)))
+            .unwrap();
+        reg.record_purchase(OP, &c, &purchase(1, 150 + i as u32, T0))
+            .unwrap();
+        cards.push(c);
+    }
+    clock.advance(Duration::hours(1));
+    // Replace two (one after a loss), cancel two, chain-replace one twice.
+    let replace = |reg: &mut Registry, c: &CardNumber, r: ReplaceReason| {
+        if r == ReplaceReason::Lost {
+            reg.report_loss(OP, c).unwrap();
+        }
+        let p = reg.begin_replace(OP, c, r, &ChipInfo::default()).unwrap();
+        reg.complete_issue(OP, &p.card_number, &ChipInfo::default())
+            .unwrap();
+        p.card_number
+    };
+    let r0 = replace(&mut reg, &cards[0], ReplaceReason::Damaged);
+    let r1 = replace(&mut reg, &cards[1], ReplaceReason::Lost);
+    reg.record_purchase(OP, &r1, &purchase(1, 99, T0)).unwrap();
+    let r1b = replace(&mut reg, &r1, ReplaceReason::Other);
+    reg.record_load(OP, &r1b, &load(321)).unwrap();
+    reg.cancel(OP, &cards[2], CancelReason::Death).unwrap();
+    reg.cancel(OP, &r0, CancelReason::MovedAway).unwrap();
+
+    let sum = |sql: &str| -> i64 { reg.conn.query_row(sql, [], |r| r.get(0)).unwrap() };
+    let loads = sum("SELECT COALESCE(SUM(amount_cents),0) FROM purse_ledger WHERE kind='load'");
+    let purchases =
+        -sum("SELECT COALESCE(SUM(amount_cents),0) FROM purse_ledger WHERE kind='purchase'");
+    let refunds =
+        -sum("SELECT COALESCE(SUM(amount_cents),0) FROM purse_ledger WHERE kind='refund'");
+    let transfers = sum(
+        "SELECT COALESCE(SUM(amount_cents),0) FROM purse_ledger WHERE kind IN ('transfer_in','transfer_out')",
+    );
+    assert_eq!(transfers, 0);
+    let all = reg.list_cards(&CardFilter::default()).unwrap();
+    let mut held = 0;
+    for c in &all {
+        let b = reg.balance(&cn(&c.card_number)).unwrap();
+        match c.status {
+            CardStatus::Cancelled => assert_eq!(b, 0, "{} closed with money left", c.card_number),
+            _ => assert!(b >= 0),
+        }
+        held += b;
+    }
+    assert!(loads > 0 && purchases > 0 && refunds > 0);
+    assert_eq!(loads, purchases + refunds + held);
+    // And the replacement chain carried the right balance.
+    assert_eq!(reg.balance(&r1b).unwrap(), 2_000 - 151 - 99 + 321);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Audit and append-only tables
+
+#[test]
+fn audit_and_money_tables_are_append_only() {
+    let (mut reg, _) = fixture();
+    let c = issue(&mut reg, &samples()[16]);
+    reg.record_load(OP, &c, &load(100)).unwrap();
+    reg.report_loss(OP, &c).unwrap();
+    for (sql, table) in [
+        ("UPDATE audit_log SET operator = 'mallory'", "audit_log"),
+        ("DELETE FROM audit_log", "audit_log"),
+        (
+            "UPDATE card_status_history SET operator = 'mallory'",
+            "card_status_history",
+        ),
+        ("DELETE FROM card_status_history", "card_status_history"),
+        (
+            "UPDATE purse_ledger SET amount_cents = 1000000",
+            "purse_ledger",
+        ),
+        ("DELETE FROM purse_ledger", "purse_ledger"),
+        ("UPDATE fees SET amount_cents = 5", "fees"),
+        ("DELETE FROM fees", "fees"),
+        ("DELETE FROM blacklist", "blacklist"),
+        (
+            "UPDATE blacklist SET from_at = '2000-01-01T00:00:00Z'",
+            "blacklist",
+        ),
+    ] {
+        let e = reg.conn.execute(sql, []).unwrap_err();
+        assert!(e.to_string().contains(table), "{sql}: {e}");
+    }
+    // Lifting a blacklist entry is the one change allowed, and only once.
+    reg.conn
+        .execute(
+            "UPDATE blacklist SET lifted_at = 'x' WHERE lifted_at IS NULL",
+            [],
+        )
+        .unwrap();
+    assert!(reg
+        .conn
+        .execute("UPDATE blacklist SET lifted_at = 'y'", [])
+        .is_err());
+    // Appending still works.
+    let n = audit_count(&reg);
+    reg.conn
+        .execute(
+            "INSERT INTO audit_log (at, operator, action, details) VALUES ('t', 'o', 'note', '{}')",
+            [],
+        )
+        .unwrap();
+    assert_eq!(audit_count(&reg), n + 1);
+}
+
+#[test]
+fn a_change_whose_audit_fails_is_rolled_back() {
+    let (mut reg, _) = fixture();
+    let c = issue(&mut reg, &samples()[17]);
+    reg.record_load(OP, &c, &load(700)).unwrap();
+    // Make audit inserts for this action fail, as a full disk or a bug would.
+    reg.conn
+        .execute_batch(
+            "CREATE TEMP TRIGGER break_audit BEFORE INSERT ON audit_log \
+             WHEN NEW.action IN ('card.report_loss', 'card.cancel') \
+             BEGIN SELECT RAISE(ABORT, 'audit unavailable'); END;",
+        )
+        .unwrap();
+    let n = audit_count(&reg);
+    assert!(reg.report_loss(OP, &c).is_err());
+    assert!(reg.cancel(OP, &c, CancelReason::Death).is_err());
+    assert_eq!(reg.status(&c).unwrap(), CardStatus::Active);
+    assert!(reg.blacklist(true).unwrap().is_empty());
+    assert_eq!(reg.balance(&c).unwrap(), 700, "no refund was kept");
+    assert_eq!(reg.card_details(&c).unwrap().history.len(), 2);
+    assert_eq!(audit_count(&reg), n);
+}
+
+#[test]
+fn refused_operations_leave_no_trace() {
+    let (mut reg, _) = fixture();
+    let c = issue(&mut reg, &samples()[18]);
+    let n = audit_count(&reg);
+    let _ = reg.revoke_loss(OP, &c).unwrap_err();
+    let _ = reg
+        .begin_replace(OP, &c, ReplaceReason::Lost, &ChipInfo::default())
+        .unwrap_err();
+    let _ = reg
+        .begin_issue(OP, &samples()[18], &ChipInfo::default())
+        .unwrap_err();
+    assert_eq!(audit_count(&reg), n);
+    assert_eq!(reg.list_cards(&CardFilter::default()).unwrap().len(), 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Queries and export
+
+#[test]
+fn queries() {
+    let (mut reg, _) = fixture();
+    let people = samples();
+    let a = issue(&mut reg, &people[0]);
+    let b = issue(&mut reg, &people[1]);
+    let pending = reg
+        .begin_issue(OP, &people[2], &ChipInfo::default())
+        .unwrap();
+    reg.report_loss(OP, &b).unwrap();
+    let by = |s| {
+        reg.list_cards(&CardFilter {
+            status: Some(s),
+            ..Default::default()
+        })
+        .unwrap()
+        .into_iter()
+        .map(|c| c.card_number)
+        .collect::<Vec<_>>()
+    };
+    assert_eq!(by(CardStatus::Active), [a.to_string()]);
+    assert_eq!(by(CardStatus::Lost), [b.to_string()]);
+    assert_eq!(
+        by(CardStatus::Personalizing),
+        [pending.card_number.to_string()]
+    );
+    assert!(by(CardStatus::Cancelled).is_empty());
+    let mine = reg
+        .list_cards(&CardFilter {
+            id_number: Some(*people[1].id_number()),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(mine.len(), 1);
+    assert_eq!(mine[0].name, people[1].name().as_str());
+
+    let pd = reg.person_details(people[0].id_number()).unwrap();
+    assert_eq!(pd.person.data, people[0]);
+    assert_eq!(pd.cards.len(), 1);
+    assert!(matches!(
+        reg.person_details(people[5].id_number()),
+        Err(RegistryError::NoSuchPerson(_))
+    ));
+    assert_eq!(reg.holder_of(&b).unwrap(), people[1]);
+
+    let last = reg
+        .audit_log(&AuditFilter {
+            limit: Some(2),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(
+        last.iter().map(|e| e.action.as_str()).collect::<Vec<_>>(),
+        ["issue.begin", "card.report_loss"]
+    );
+    assert!(last[0].id < last[1].id);
+    // JSON for the CLI.
+    let json = serde_json::to_value(reg.card_details(&b).unwrap()).unwrap();
+    assert_eq!(json["card"]["status"], "lost");
+    assert_eq!(json["blacklist"][0]["reason"], "lost");
+    let json = serde_json::to_value(&pd).unwrap();
+    assert_eq!(json["person"]["name"], people[0].name().as_str());
+    assert_eq!(
+        json["person"]["photo"]["bytes"],
+        people[0].photo().unwrap().bytes().len()
+    );
+}
+
+#[test]
+fn blacklist_export_formats() {
+    let (mut reg, clock) = fixture();
+    let people = samples();
+    let lost = issue(&mut reg, &people[0]);
+    let gone = issue(&mut reg, &people[1]);
+    let found = issue(&mut reg, &people[2]);
+    reg.report_loss(OP, &lost).unwrap();
+    clock.advance(Duration::minutes(5));
+    reg.cancel(OP, &gone, CancelReason::NoLongerNeeded).unwrap();
+    reg.report_loss(OP, &found).unwrap();
+    reg.revoke_loss(OP, &found).unwrap();
+
+    let mut text = Vec::new();
+    assert_eq!(
+        reg.export_blacklist(&mut text, BlacklistFormat::Text)
+            .unwrap(),
+        2
+    );
+    let text = String::from_utf8(text).unwrap();
+    let expected = format!(
+        "# citizencard-blacklist 1\n# issuer 330300\n# generated 2026-01-10T01:05:00Z\n\
+         {lost} lost 2026-01-10T01:00:00Z\n{gone} cancelled 2026-01-10T01:05:00Z\n# end 2\n"
+    );
+    assert_eq!(text, expected);
+    // The example in the format's documentation is exactly this export.
+    let doc = include_str!("../../docs/blacklist-format.md");
+    let block = |lang: &str| -> String {
+        let start = doc.find(&format!("```{lang}\n")).unwrap() + 4 + lang.len();
+        doc[start..start + doc[start..].find("```").unwrap()].to_owned()
+    };
+    assert_eq!(text, block(""));
+    let parsed = blacklist::parse_text(&text).unwrap();
+    assert_eq!(parsed.len(), 2);
+    assert_eq!(parsed[0].card_number, lost.as_str());
+
+    let mut json = Vec::new();
+    reg.export_blacklist(&mut json, BlacklistFormat::Json)
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    let documented: serde_json::Value = serde_json::from_str(&block("json")).unwrap();
+    assert_eq!(v, documented);
+    assert_eq!(v["format"], "citizencard-blacklist");
+    assert_eq!(v["version"], 1);
+    assert_eq!(v["count"], 2);
+    assert_eq!(v["entries"][1]["card_number"], gone.as_str());
+    assert_eq!(v["entries"][1]["reason"], "cancelled");
+    assert!(v["entries"][0].get("lifted_at").is_none());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Files, paths and migrations
+
+#[test]
+fn default_path_follows_xdg() {
+    use std::ffi::OsStr;
+    let p = default_path_from(Some(OsStr::new("/data")), Some(OsStr::new("/home/u"))).unwrap();
+    assert_eq!(p, PathBuf::from("/data/citizencard/registry.db"));
+    let p = default_path_from(None, Some(OsStr::new("/home/u"))).unwrap();
+    assert_eq!(
+        p,
+        PathBuf::from("/home/u/.local/share/citizencard/registry.db")
+    );
+    // A relative or empty XDG_DATA_HOME is ignored, as the XDG rules say.
+    let p = default_path_from(Some(OsStr::new("rel")), Some(OsStr::new("/home/u"))).unwrap();
+    assert_eq!(
+        p,
+        PathBuf::from("/home/u/.local/share/citizencard/registry.db")
+    );
+    let p = default_path_from(Some(OsStr::new("")), Some(OsStr::new("/home/u"))).unwrap();
+    assert_eq!(
+        p,
+        PathBuf::from("/home/u/.local/share/citizencard/registry.db")
+    );
+    assert!(matches!(
+        default_path_from(None, None),
+        Err(RegistryError::NoDataDir)
+    ));
+}
+
+#[test]
+fn file_registry_persists_and_creates_directories() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a/b/registry.db");
+    let clock = Arc::new(ManualClock::new(T0));
+    let card = {
+        let mut reg =
+            Registry::open_with_clock(&path, RegistryConfig::default(), clock.clone()).unwrap();
+        assert_eq!(reg.path(), Some(path.as_path()));
+        issue(&mut reg, &samples()[0])
+    };
+    let reg = Registry::open_with_clock(&path, RegistryConfig::default(), clock).unwrap();
+    assert_eq!(reg.status(&card).unwrap(), CardStatus::Active);
+    assert_eq!(reg.schema_version().unwrap(), schema::latest_version());
+}
+
+#[test]
+fn version_1_database_is_migrated() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    {
+        // A registry written by the first schema: a person with an active card.
+        let mut c = rusqlite::Connection::open(&path).unwrap();
+        schema::migrate_to(&mut c, 1).unwrap();
+        assert_eq!(schema::version(&c).unwrap(), 1);
+        let r = samples()[0].to_record();
+        c.execute(
+            "INSERT INTO people (id_number, name, sex, ethnicity, birthplace, birth_date, \
+             card_class, eligibility, created_at, updated_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, '1985-03-12', '3', 'household', 't', 't')",
+            rusqlite::params![r.id_number, r.name, r.sex, r.ethnicity, r.birthplace],
+        )
+        .unwrap();
+        let number = card_number::make('W', 1).unwrap();
+        c.execute(
+            "INSERT INTO cards (card_number, serial, person_id, status, card_class, issue_date, \
+             expiry_date, created_at, updated_at) \
+             VALUES (?1, 1, 1, 'active', '3', '2020-05-01', '2030-05-01', 't', 't')",
+            [number.as_str()],
+        )
+        .unwrap();
+        assert!(c
+            .query_row("SELECT count(*) FROM purse_ledger", [], |r| r
+                .get::<_, i64>(0))
+            .is_err());
+    }
+    let clock = Arc::new(ManualClock::new(T0));
+    let mut reg = Registry::open_with_clock(&path, RegistryConfig::default(), clock).unwrap();
+    assert_eq!(reg.schema_version().unwrap(), 2);
+    let card = card_number::make('W', 1).unwrap();
+    assert_eq!(reg.status(&card).unwrap(), CardStatus::Active);
+    // The migrated card goes on through the life cycle with the new tables.
+    reg.record_load(OP, &card, &load(900)).unwrap();
+    reg.report_loss(OP, &card).unwrap();
+    let p = reg
+        .begin_replace(OP, &card, ReplaceReason::Lost, &ChipInfo::default())
+        .unwrap();
+    assert_eq!(p.serial, 2);
+    let issued = reg
+        .complete_issue(OP, &p.card_number, &ChipInfo::default())
+        .unwrap();
+    assert_eq!(issued.transferred_cents, 900);
+}
+
+#[test]
+fn newer_database_is_refused_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("new.db");
+    {
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.pragma_update(None, "user_version", 7).unwrap();
+    }
+    let e = Registry::open(&path, RegistryConfig::default()).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            RegistryError::SchemaTooNew {
+                found: 7,
+                supported: 2
+            }
+        ),
+        "{e}"
+    );
+    assert!(e.to_string().contains("use a newer citizencard"), "{e}");
+}
+
+#[test]
+fn invalid_configuration_is_refused_on_open() {
+    let mut cfg = RegistryConfig::default();
+    cfg.card.city = "12".into();
+    let e = Registry::open_in_memory(cfg, Arc::new(SystemClock)).unwrap_err();
+    assert!(matches!(e, RegistryError::Config { .. }), "{e}");
+}
+
+#[test]
+fn statuses_and_reasons_parse() {
+    for s in CardStatus::ALL {
+        assert_eq!(CardStatus::parse(s.as_str()), Some(s));
+    }
+    assert_eq!(
+        ReplaceReason::parse("data-changed"),
+        Some(ReplaceReason::DataChanged)
+    );
+    assert_eq!(
+        CancelReason::parse("moved_away"),
+        Some(CancelReason::MovedAway)
+    );
+    assert_eq!(CancelReason::parse("bored"), None);
+}
+
+#[test]
+fn two_processes_never_get_the_same_card_number() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shared.db");
+    // Create the schema once, then two independent connections issue at the same time.
+    Registry::open(&path, RegistryConfig::default()).unwrap();
+    let people = samples();
+    let halves: Vec<Vec<Applicant>> = vec![people[..8].to_vec(), people[8..16].to_vec()];
+    let handles: Vec<_> = halves
+        .into_iter()
+        .map(|group| {
+            let path = path.clone();
+            std::thread::spawn(move || {
+                let mut reg = Registry::open(&path, RegistryConfig::default()).unwrap();
+                group
+                    .iter()
+                    .map(|a| issue(&mut reg, a).to_string())
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut numbers: Vec<String> = handles
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
+    numbers.sort();
+    numbers.dedup();
+    assert_eq!(numbers.len(), 16);
+    let reg = Registry::open(&path, RegistryConfig::default()).unwrap();
+    let serials: Vec<u32> = reg
+        .list_cards(&CardFilter::default())
+        .unwrap()
+        .iter()
+        .map(|c| c.serial)
+        .collect();
+    assert_eq!(serials, (1..=16).collect::<Vec<_>>());
+}

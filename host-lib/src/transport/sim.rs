@@ -1,0 +1,184 @@
+//! The in-process simulated card as a transport: the real card OS (`card_os::sim::SimCard`) over a
+//! card image file or a fresh blank card, with no reader and no `pcscd` in between.
+//!
+//! An image opened with [`SimTransport::open_image`] is live: every NVM page write of the card
+//! goes to the file at once (the card's own journal makes that tear-safe), so nothing needs saving
+//! and a crash loses nothing the card had committed.
+
+use std::path::{Path, PathBuf};
+
+use card_os::card::{HistoricalBytes, PowerUpError};
+use card_os::nvm::Geometry;
+use card_os::sim::{image, SimCard};
+
+use super::{Error, Transport};
+
+/// A simulated card in a simulated reader.
+pub struct SimTransport {
+    card: SimCard,
+    name: String,
+    image: Option<PathBuf>,
+}
+
+/// Why a simulated card could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    /// The image file could not be read or is not an image.
+    #[error("card image {path}: {source}")]
+    Image {
+        /// The image file.
+        path: PathBuf,
+        /// What was wrong.
+        source: image::ImageError,
+    },
+    /// The card did not power up.
+    #[error("card image {path}: the card does not power up: {reason}")]
+    PowerUp {
+        /// The image file (or `<blank>`).
+        path: PathBuf,
+        /// What the card reported.
+        reason: String,
+    },
+}
+
+fn describe(e: PowerUpError) -> String {
+    match e {
+        PowerUpError::NotFormatted => {
+            "its memory is not a card of this OS's layout (not formatted, or another version)"
+                .into()
+        }
+        PowerUpError::Memory(m) => format!("memory error during recovery: {m:?}"),
+    }
+}
+
+impl SimTransport {
+    /// Opens a card image file; the card's writes go straight back into the file.
+    pub fn open_image(path: &Path) -> Result<Self, SimError> {
+        let (_, nvm) = image::open_live(path).map_err(|source| SimError::Image {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let card = SimCard::from_nvm(nvm).map_err(|(_, e)| SimError::PowerUp {
+            path: path.to_path_buf(),
+            reason: describe(e),
+        })?;
+        Ok(SimTransport {
+            card,
+            name: format!("simulated card ({})", path.display()),
+            image: Some(path.to_path_buf()),
+        })
+    }
+
+    /// A factory-fresh card in memory only.
+    pub fn blank(geometry: Geometry, historical: &HistoricalBytes) -> Result<Self, SimError> {
+        let card = SimCard::blank(geometry, historical).map_err(|e| SimError::PowerUp {
+            path: PathBuf::from("<blank>"),
+            reason: describe(e),
+        })?;
+        Ok(SimTransport::from_card(
+            card,
+            "simulated card (blank, in memory)",
+        ))
+    }
+
+    /// Wraps an existing simulated card.
+    pub fn from_card(card: SimCard, name: &str) -> Self {
+        SimTransport {
+            card,
+            name: name.to_string(),
+            image: None,
+        }
+    }
+
+    /// The card (to arm power cuts, read counters, inspect).
+    pub fn card_mut(&mut self) -> &mut SimCard {
+        &mut self.card
+    }
+
+    /// The image file behind the card, if any.
+    pub fn image(&self) -> Option<&Path> {
+        self.image.as_deref()
+    }
+
+    /// Takes the card out.
+    pub fn into_card(self) -> SimCard {
+        self.card
+    }
+}
+
+impl Transport for SimTransport {
+    fn transmit(&mut self, command: &[u8]) -> Result<Vec<u8>, Error> {
+        if !self.card.is_on() {
+            self.card.power_on().map_err(|e| Error::Protocol {
+                reader: self.name.clone(),
+                detail: format!("the simulated card does not power up: {}", describe(e)),
+            })?;
+        }
+        let response = self.card.transmit(command);
+        if response.len() < 2 {
+            // The card stopped answering: a simulated power cut during the command.
+            return Err(Error::CardRemoved {
+                reader: self.name.clone(),
+            });
+        }
+        Ok(response)
+    }
+
+    fn reset(&mut self) -> Result<Vec<u8>, Error> {
+        if self.card.is_on() {
+            self.card.reset();
+        } else {
+            self.card.power_on().map_err(|e| Error::Protocol {
+                reader: self.name.clone(),
+                detail: format!("the simulated card does not power up: {}", describe(e)),
+            })?;
+        }
+        Ok(self.card.atr().to_vec())
+    }
+
+    fn atr(&self) -> &[u8] {
+        self.card.atr()
+    }
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_blank_card_answers_and_an_image_keeps_its_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("card.img");
+        let card =
+            SimCard::blank(Geometry::DEFAULT, &HistoricalBytes::wenzhou([0, 0, 0, 7])).unwrap();
+        let header =
+            image::ImageHeader::new(Geometry::DEFAULT.capacity, Geometry::DEFAULT.page_size, 0);
+        image::save(&path, &header, card.nvm()).unwrap();
+
+        let mut t = SimTransport::open_image(&path).unwrap();
+        assert_eq!(t.atr().len(), 18);
+        let create = hex::decode("80E0000107 28 0010 F0 F0 FF FF".replace(' ', "")).unwrap();
+        assert_eq!(t.transmit(&create).unwrap(), [0x90, 0x00]);
+        assert_eq!(
+            t.transmit(&hex::decode("00D6810002AABB").unwrap()).unwrap(),
+            [0x90, 0x00]
+        );
+        drop(t);
+
+        // Nothing was saved explicitly: the writes reached the file as the card made them.
+        let mut again = SimTransport::open_image(&path).unwrap();
+        assert_eq!(
+            again.transmit(&hex::decode("00B0810002").unwrap()).unwrap(),
+            [0xAA, 0xBB, 0x90, 0x00]
+        );
+        assert_eq!(again.reset().unwrap(), again.atr());
+        assert!(matches!(
+            SimTransport::open_image(&dir.path().join("missing.img")),
+            Err(SimError::Image { .. })
+        ));
+    }
+}
