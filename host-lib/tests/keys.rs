@@ -978,7 +978,9 @@ fn development_key_sets_hold_the_catalogue() {
         ("dev-sm4.toml", card_os::crypto::Algorithm::Sm4),
     ] {
         let set = dev(file);
-        assert!(set.is_development(), "{file}");
+        // The trait is object-safe: personalization and terminals can hold a `&dyn KeyStore`.
+        let store: &dyn KeyStore = &set;
+        assert!(store.is_development(), "{file}");
         assert!(set.to_string().contains("PUBLIC DEVELOPMENT KEYS"));
         let text = std::fs::read_to_string(vectors_dir().join("keys").join(file)).unwrap();
         assert!(text.starts_with("# ====") && text.contains("PUBLIC DEVELOPMENT KEY SET"));

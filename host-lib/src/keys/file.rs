@@ -292,7 +292,17 @@ impl KeySet {
     /// The key set as TOML, key bytes included: private, for [`KeySet::save`] and tests.
     pub(super) fn to_toml(&self) -> Zeroizing<String> {
         let quote = |s: &str| toml::Value::String(s.to_owned()).to_string();
-        let mut out = Zeroizing::new(String::new());
+        // Reserve enough up front: a String that grows moves its bytes and frees the old buffer
+        // unwiped. Each key takes about 200 bytes plus its description (escaped: at most 6 bytes a
+        // character).
+        let capacity = 4096
+            + 6 * self.identity.description.len()
+            + self
+                .keys
+                .values()
+                .map(|e| 512 + 6 * e.description.as_ref().map_or(0, String::len))
+                .sum::<usize>();
+        let mut out = Zeroizing::new(String::with_capacity(capacity));
         let o = &mut *out;
         if self.identity.development {
             o.push_str(
@@ -958,6 +968,13 @@ mod tests {
         let b = KeySet::generate(&options).unwrap();
         assert_eq!(a.len(), STANDARD_KEYS.len());
         let text = a.to_toml();
+        // The text never outgrew the room reserved for it (so no unwiped copy was left behind).
+        assert!(
+            text.len() < text.capacity() / 2,
+            "{} of {}",
+            text.len(),
+            text.capacity()
+        );
         let again = KeySet::from_toml(&text).unwrap();
         assert_eq!(again.keys(), a.keys());
         assert_eq!(again.identity(), a.identity());

@@ -185,7 +185,9 @@ impl KeyRecordLayout {
 
     /// The record for `key` of `version`.
     pub(crate) fn record(&self, key: &Key, version: u8) -> Zeroizing<Vec<u8>> {
-        let mut record = Zeroizing::new(Vec::with_capacity(self.fields.len() + 16));
+        // Room for the key and a MAC after it, so that appending a MAC never moves (and leaves
+        // behind an unwiped copy of) the record.
+        let mut record = Zeroizing::new(Vec::with_capacity(self.fields.len() + 16 + 4));
         let des_family = matches!(key.algorithm(), Algorithm::Des | Algorithm::TripleDes);
         for field in &self.fields {
             match *field {
