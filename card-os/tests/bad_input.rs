@@ -82,8 +82,63 @@ fn well_formed_apdu() -> impl Strategy<Value = Vec<u8>> {
         })
 }
 
+/// The card of fmcos-personalization.apdu's personalization part: key files with every kind of
+/// key, a PIN, protected files; its random fixed so GET CHALLENGE always answers.
+fn with_keys() -> SimCard {
+    let text = std::fs::read_to_string(
+        common::vectors_dir().join("transcripts/fmcos-personalization.apdu"),
+    )
+    .unwrap();
+    let personalization = text.split("# --- The rights now apply").next().unwrap();
+    let mut card = common::factory_card();
+    common::run(&mut card, personalization);
+    card.set_rng(card_os::sim::SimRng::fixed(&[1, 2, 3, 4]));
+    card
+}
+
+/// Well-formed APDUs of the security commands (random parameters and data), with GET CHALLENGE
+/// and SELECT of the DF mixed in so that the handlers run past their first checks.
+fn security_apdu() -> impl Strategy<Value = Vec<u8>> {
+    let security: Vec<(u8, u8)> = COMMANDS
+        .iter()
+        .filter(|c| [0xD4, 0x82, 0x88, 0x20, 0x5E, 0x24, 0x1E, 0x18, 0x16].contains(&c.ins))
+        .flat_map(|c| c.cla.iter().map(move |&cla| (cla, c.ins)))
+        .collect();
+    let random = (
+        proptest::sample::select(security),
+        prop_oneof![any::<[u8; 2]>(), Just([0, 0]), Just([0, 1]), Just([1, 0])],
+        proptest::collection::vec(any::<u8>(), 0..40),
+        proptest::option::of(any::<u8>()),
+    )
+        .prop_map(|((cla, ins), [p1, p2], data, le)| {
+            let mut apdu = vec![cla, ins, p1, p2];
+            if !data.is_empty() {
+                apdu.push(data.len() as u8);
+                apdu.extend(data);
+            }
+            apdu.extend(le);
+            apdu
+        });
+    prop_oneof![
+        4 => random,
+        1 => Just(vec![0x00, 0x84, 0x00, 0x00, 0x04]),
+        1 => Just(vec![0x00, 0xA4, 0x00, 0x0C, 0x02, 0x10, 0x01]),
+    ]
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 300, .. ProptestConfig::default() })]
+
+    #[test]
+    fn security_commands_get_a_status_word(apdus in proptest::collection::vec(security_apdu(), 1..40)) {
+        let mut card = with_keys();
+        for apdu in &apdus {
+            let r = card.transmit(apdu);
+            prop_assert!(r.len() >= 2, "no status word for {}", hex::encode(apdu));
+            prop_assert!(documented_sw(&r), "undocumented SW {} for {}", hex::encode(&r), hex::encode(apdu));
+        }
+        prop_assert_eq!(card.transmit(&[0x00, 0xA4, 0x00, 0x0C, 0x02, 0x3F, 0x00]), vec![0x90, 0x00]);
+    }
 
     #[test]
     fn random_bytes_get_a_status_word(apdus in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..300), 1..20)) {

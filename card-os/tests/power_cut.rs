@@ -51,6 +51,7 @@ fn run(name: &str, image: &MemoryNvm, setup: &[&str], command: &str) -> SweepRep
             setup: &setup,
             command: &command,
             cut_recovery: true,
+            intermediate: false,
         },
         dump,
         |_, _, _| Ok(()),

@@ -10,3 +10,30 @@ fn fmcos_files_transcript() {
     let exchanges = common::run(&mut card, &text);
     assert!(exchanges.len() > 60, "{} exchanges", exchanges.len());
 }
+
+#[test]
+fn fmcos_security_vectors_transcript() {
+    // TV-1, TV-2, TV-3 and TV-8 a–d through the card's own commands (card-specs §6).
+    let text = std::fs::read_to_string(
+        common::vectors_dir().join("transcripts/fmcos-security-vectors.apdu"),
+    )
+    .unwrap();
+    let mut card = common::factory_card();
+    let exchanges = common::run(&mut card, &text);
+    assert!(exchanges.len() > 40, "{} exchanges", exchanges.len());
+}
+
+#[test]
+fn fmcos_personalization_transcript() {
+    // A blank card personalized the FMCOS way (MF and DF key files, external-auth and
+    // line-protection keys, PIN, MAC-protected files), then every right it set checked: plain
+    // writes 6982, protected writes with right and wrong MACs, the PIN blocking after three
+    // wrong tries, unblock/change/reload, key updates, the life cycle.
+    let text = std::fs::read_to_string(
+        common::vectors_dir().join("transcripts/fmcos-personalization.apdu"),
+    )
+    .unwrap();
+    let mut card = common::factory_card();
+    let exchanges = common::run(&mut card, &text);
+    assert!(exchanges.len() > 80, "{} exchanges", exchanges.len());
+}

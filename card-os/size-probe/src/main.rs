@@ -9,6 +9,7 @@
 
 use card_os::apdu::{COMMAND_BUFFER_SIZE, RESPONSE_BUFFER_SIZE};
 use card_os::card::Card;
+use card_os::crypto::Rng;
 use card_os::nvm::{Nvm, NvmError};
 use core::hint::black_box;
 
@@ -33,11 +34,22 @@ impl Nvm for ProbeNvm {
     }
 }
 
+/// A stand-in for the chip's TRNG driver (its state is not part of the OS).
+struct ProbeRng;
+
+impl Rng for ProbeRng {
+    fn fill(&mut self, out: &mut [u8]) {
+        for b in out.iter_mut() {
+            *b = black_box(0);
+        }
+    }
+}
+
 #[used]
 #[no_mangle]
 #[link_section = ".probe_sizes"]
-static PROBE_CARD_STATE: [u8; core::mem::size_of::<Card<ProbeNvm>>()] =
-    [0; core::mem::size_of::<Card<ProbeNvm>>()];
+static PROBE_CARD_STATE: [u8; core::mem::size_of::<Card<ProbeNvm, ProbeRng>>()] =
+    [0; core::mem::size_of::<Card<ProbeNvm, ProbeRng>>()];
 
 #[used]
 #[no_mangle]
@@ -49,7 +61,7 @@ static PROBE_APDU_BUFFERS: [u8; COMMAND_BUFFER_SIZE + RESPONSE_BUFFER_SIZE] =
 pub extern "C" fn _start() -> ! {
     let mut command = [0u8; COMMAND_BUFFER_SIZE];
     let mut response = [0u8; RESPONSE_BUFFER_SIZE];
-    match Card::power_up(ProbeNvm) {
+    match Card::power_up(ProbeNvm, ProbeRng) {
         Ok(mut card) => loop {
             black_box(&mut command);
             let len = black_box(command.len());

@@ -7,6 +7,8 @@
 use crate::apdu::{Command, ParseError, Sw};
 use crate::fs::records::Occurrence;
 use crate::fs::FileSpec;
+use crate::security::keys::{KeyType, PIN_LEN};
+use crate::security::Challenge;
 
 /// One supported instruction: its name, the classes it accepts, its INS byte.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,6 +67,56 @@ pub const COMMANDS: &[CommandInfo] = &[
         name: "ERASE DF",
         cla: &[0x80],
         ins: 0x0E,
+    },
+    CommandInfo {
+        name: "WRITE KEY",
+        cla: &[0x80, 0x84],
+        ins: 0xD4,
+    },
+    CommandInfo {
+        name: "GET CHALLENGE",
+        cla: &[0x00],
+        ins: 0x84,
+    },
+    CommandInfo {
+        name: "EXTERNAL AUTHENTICATE",
+        cla: &[0x00],
+        ins: 0x82,
+    },
+    CommandInfo {
+        name: "INTERNAL AUTHENTICATE",
+        cla: &[0x00],
+        ins: 0x88,
+    },
+    CommandInfo {
+        name: "VERIFY",
+        cla: &[0x00],
+        ins: 0x20,
+    },
+    CommandInfo {
+        name: "CHANGE PIN / RELOAD PIN",
+        cla: &[0x80],
+        ins: 0x5E,
+    },
+    CommandInfo {
+        name: "PIN UNBLOCK",
+        cla: &[0x84],
+        ins: 0x24,
+    },
+    CommandInfo {
+        name: "APPLICATION BLOCK",
+        cla: &[0x84],
+        ins: 0x1E,
+    },
+    CommandInfo {
+        name: "APPLICATION UNBLOCK",
+        cla: &[0x84],
+        ins: 0x18,
+    },
+    CommandInfo {
+        name: "CARD BLOCK",
+        cla: &[0x84],
+        ins: 0x16,
     },
 ];
 
@@ -175,6 +227,41 @@ impl<'a> WriteData<'a> {
     }
 }
 
+/// What EXTERNAL AUTHENTICATE proves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthProof<'a> {
+    /// FMCOS 2.0 §7.1 (Lc 08): `E(K, challenge ‖ 00…)` under a DES-family key.
+    Cryptogram(&'a [u8]),
+    /// LD/T 32 part 7 §6.5 (Lc 10): authentication data under the session key
+    /// `E(K, challenge)`, and the 8-byte original information it was computed over.
+    Session {
+        /// The authentication data.
+        auth: [u8; 8],
+        /// The terminal's original information.
+        original: [u8; 8],
+    },
+}
+
+/// What INTERNAL AUTHENTICATE computes (FMCOS 2.0 §7.3, P1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyOperation {
+    /// `00`: encrypt with a `30` key, or LD/T 32 authentication data with a `34` key.
+    Encrypt,
+    /// `01`: decrypt with a `31` key.
+    Decrypt,
+    /// `02`: a MAC with a `32` key.
+    Mac,
+}
+
+/// Which key WRITE KEY writes (FMCOS 2.0 §7.12, P1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyTarget {
+    /// `P1 01`: add a key.
+    Add,
+    /// `P1 = type`: replace the key of this type with id P2.
+    Update(KeyType),
+}
+
 /// A parsed command, ready to execute.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Instruction<'a> {
@@ -210,6 +297,45 @@ pub enum Instruction<'a> {
     CreateFile(FileSpec<'a>),
     /// ERASE DF `80 0E`.
     EraseDf,
+    /// WRITE KEY `80/84 D4`. The record stays raw: under `84` it may be encrypted, and only the
+    /// key that protects it can turn it into a record.
+    WriteKey {
+        target: KeyTarget,
+        key_id: u8,
+        write: WriteData<'a>,
+    },
+    /// GET CHALLENGE `00 84` with the number of random bytes asked.
+    GetChallenge { len: usize },
+    /// EXTERNAL AUTHENTICATE `00 82`.
+    ExternalAuthenticate { key_id: u8, proof: AuthProof<'a> },
+    /// INTERNAL AUTHENTICATE `00 88`.
+    InternalAuthenticate {
+        operation: KeyOperation,
+        key_id: u8,
+        data: &'a [u8],
+    },
+    /// VERIFY `00 20`; an empty PIN asks for the tries left.
+    Verify { pin_id: u8, pin: &'a [u8] },
+    /// CHANGE PIN `80 5E 01`.
+    ChangePin {
+        pin_id: u8,
+        old: &'a [u8],
+        new: &'a [u8],
+    },
+    /// RELOAD PIN `80 5E 00`.
+    ReloadPin {
+        pin_id: u8,
+        pin: &'a [u8],
+        mac: [u8; 4],
+    },
+    /// PIN UNBLOCK `84 24`: MAC only, or an encrypted new PIN and a MAC.
+    PinUnblock { pin_id: u8, write: WriteData<'a> },
+    /// APPLICATION BLOCK `84 1E`.
+    ApplicationBlock { permanently: bool, mac: [u8; 4] },
+    /// APPLICATION UNBLOCK `84 18`.
+    ApplicationUnblock { mac: [u8; 4] },
+    /// CARD BLOCK `84 16`.
+    CardBlock { mac: [u8; 4] },
 }
 
 /// Parses a command APDU into an [`Instruction`].
@@ -282,7 +408,163 @@ pub fn parse<'a>(cmd: &Command<'a>) -> Result<Instruction<'a>, Reject> {
             no_data(data)?;
             Ok(Instruction::EraseDf)
         }
+        0xD4 => {
+            // FMCOS 2.0 §7.12: P1 01 adds, P1 = a key type (without protection bits) updates;
+            // P2 is the key id, never FF.
+            let target = match p1 {
+                0x01 => KeyTarget::Add,
+                t if t & 0xC0 == 0 => {
+                    KeyTarget::Update(KeyType::from_type_byte(t).ok_or(Reject::WrongParameters)?)
+                }
+                _ => return Err(Reject::WrongParameters),
+            };
+            if p2 == 0xFF {
+                return Err(Reject::WrongParameters);
+            }
+            Ok(Instruction::WriteKey {
+                target,
+                key_id: p2,
+                write: WriteData::parse(cmd.cla, data)?,
+            })
+        }
+        0x84 => {
+            if p1 != 0 || p2 != 0 {
+                return Err(Reject::WrongParameters);
+            }
+            no_data(data)?;
+            // FMCOS 2.0 §7.2: 4 or 8 bytes; LD/T 32 part 5 also 16 (SM4).
+            match cmd.ne {
+                Some(len) if Challenge::LENGTHS.contains(&len) => {
+                    Ok(Instruction::GetChallenge { len })
+                }
+                _ => Err(Reject::WrongLength),
+            }
+        }
+        0x82 => {
+            if p1 != 0 {
+                return Err(Reject::WrongParameters);
+            }
+            let proof = match data {
+                [_, _, _, _, _, _, _, _] => AuthProof::Cryptogram(data),
+                [a0, a1, a2, a3, a4, a5, a6, a7, o0, o1, o2, o3, o4, o5, o6, o7] => {
+                    AuthProof::Session {
+                        auth: [*a0, *a1, *a2, *a3, *a4, *a5, *a6, *a7],
+                        original: [*o0, *o1, *o2, *o3, *o4, *o5, *o6, *o7],
+                    }
+                }
+                _ => return Err(Reject::WrongLength),
+            };
+            Ok(Instruction::ExternalAuthenticate { key_id: p2, proof })
+        }
+        0x88 => {
+            let operation = match p1 {
+                0x00 => KeyOperation::Encrypt,
+                0x01 => KeyOperation::Decrypt,
+                0x02 => KeyOperation::Mac,
+                _ => return Err(Reject::WrongParameters),
+            };
+            // The answer (data padded to whole blocks) must fit one response.
+            if data.is_empty() || data.len() > 255 {
+                return Err(Reject::WrongLength);
+            }
+            Ok(Instruction::InternalAuthenticate {
+                operation,
+                key_id: p2,
+                data,
+            })
+        }
+        0x20 => {
+            if p1 != 0 {
+                return Err(Reject::WrongParameters);
+            }
+            // `00 20 00 kid 00` arrives as a case-2 command with no data: the probe.
+            if data.len() > 8 {
+                return Err(Reject::WrongLength);
+            }
+            Ok(Instruction::Verify {
+                pin_id: p2,
+                pin: data,
+            })
+        }
+        0x5E => match p1 {
+            // FMCOS 2.0 §8.6: old ‖ FF ‖ new. A PIN's trailing FF bytes may be left out, so the
+            // first FF ends the old PIN.
+            0x01 => {
+                let split = data
+                    .iter()
+                    .position(|&b| b == 0xFF)
+                    .ok_or(Reject::WrongData)?;
+                let (old, rest) = data.split_at(split);
+                let new = rest.get(1..).unwrap_or(&[]);
+                if !(1..=8).contains(&old.len()) || !PIN_LEN.contains(&new.len()) {
+                    return Err(Reject::WrongLength);
+                }
+                Ok(Instruction::ChangePin {
+                    pin_id: p2,
+                    old,
+                    new,
+                })
+            }
+            // FMCOS 2.0 §8.5: new PIN ‖ MAC.
+            0x00 => match data.len().checked_sub(4).map(|n| data.split_at(n)) {
+                Some((pin, [m0, m1, m2, m3])) if PIN_LEN.contains(&pin.len()) => {
+                    Ok(Instruction::ReloadPin {
+                        pin_id: p2,
+                        pin,
+                        mac: [*m0, *m1, *m2, *m3],
+                    })
+                }
+                _ => Err(Reject::WrongLength),
+            },
+            _ => Err(Reject::WrongParameters),
+        },
+        0x24 => {
+            // P1 = the PIN (FMCOS 2.0 §8.4), P2 00/01 as LD/T 32 part 5 codes it; the data length
+            // tells a MAC alone from an encrypted PIN and a MAC.
+            if p2 > 1 {
+                return Err(Reject::WrongParameters);
+            }
+            Ok(Instruction::PinUnblock {
+                pin_id: p1,
+                write: WriteData::parse(cmd.cla, data)?,
+            })
+        }
+        0x1E => {
+            let permanently = match (p1, p2) {
+                (0, 0) => false,
+                (0, 1) => true,
+                _ => return Err(Reject::WrongParameters),
+            };
+            Ok(Instruction::ApplicationBlock {
+                permanently,
+                mac: mac_only(data)?,
+            })
+        }
+        0x18 => {
+            if p1 != 0 || p2 != 0 {
+                return Err(Reject::WrongParameters);
+            }
+            Ok(Instruction::ApplicationUnblock {
+                mac: mac_only(data)?,
+            })
+        }
+        0x16 => {
+            if p1 != 0 || p2 != 0 {
+                return Err(Reject::WrongParameters);
+            }
+            Ok(Instruction::CardBlock {
+                mac: mac_only(data)?,
+            })
+        }
         _ => Err(Reject::InstructionNotSupported),
+    }
+}
+
+/// The data of a life-cycle command: exactly a 4-byte MAC.
+fn mac_only(data: &[u8]) -> Result<[u8; 4], Reject> {
+    match data {
+        [m0, m1, m2, m3] => Ok([*m0, *m1, *m2, *m3]),
+        _ => Err(Reject::WrongLength),
     }
 }
 
@@ -446,6 +728,97 @@ mod tests {
             }
         );
         assert_eq!(p("00B2010D00").unwrap_err().status(), Sw::WRONG_P1_P2);
+    }
+
+    #[test]
+    fn security_commands() {
+        assert_eq!(
+            p("0084000004").unwrap(),
+            Instruction::GetChallenge { len: 4 }
+        );
+        assert_eq!(
+            p("0084000010").unwrap(),
+            Instruction::GetChallenge { len: 16 }
+        );
+        assert_eq!(p("0084000005").unwrap_err().status(), Sw::WRONG_LENGTH);
+        assert_eq!(p("00840000").unwrap_err().status(), Sw::WRONG_LENGTH);
+        assert_eq!(p("0084010004").unwrap_err().status(), Sw::WRONG_P1_P2);
+        // TV-1.
+        assert!(matches!(
+            p("0082000108 74B0047DD681D96C").unwrap(),
+            Instruction::ExternalAuthenticate { key_id: 1, proof: AuthProof::Cryptogram(c) } if c.len() == 8
+        ));
+        assert!(matches!(
+            p("0082000A10 0102030405060708 1112131415161718").unwrap(),
+            Instruction::ExternalAuthenticate { key_id: 0x0A, proof: AuthProof::Session { original, .. } } if original[0] == 0x11
+        ));
+        assert_eq!(
+            p("0082000111 00000000000000000000000000000000 01")
+                .unwrap_err()
+                .status(),
+            Sw::WRONG_LENGTH
+        );
+        // The VERIFY probe is a case-2 command.
+        assert_eq!(
+            p("0020000000").unwrap(),
+            Instruction::Verify {
+                pin_id: 0,
+                pin: &[]
+            }
+        );
+        assert_eq!(
+            p("0020000112 123456789012345678").unwrap_err().status(),
+            Sw::WRONG_LENGTH
+        );
+        assert_eq!(
+            p("805E010005 0000FF3132").unwrap(),
+            Instruction::ChangePin {
+                pin_id: 0,
+                old: &[0, 0],
+                new: &[0x31, 0x32]
+            }
+        );
+        assert_eq!(
+            p("805E010003 0000FF").unwrap_err().status(),
+            Sw::WRONG_LENGTH
+        );
+        assert_eq!(p("805E010003 000000").unwrap_err().status(), Sw::WRONG_DATA);
+        assert_eq!(
+            p("805E00000A 223344556677 1CE6AA60").unwrap(),
+            Instruction::ReloadPin {
+                pin_id: 0,
+                pin: &[0x22, 0x33, 0x44, 0x55, 0x66, 0x77],
+                mac: [0x1C, 0xE6, 0xAA, 0x60]
+            }
+        );
+        assert_eq!(
+            p("841E000204 3DE81709").unwrap_err().status(),
+            Sw::WRONG_P1_P2
+        );
+        assert_eq!(
+            p("841E000103 3DE817").unwrap_err().status(),
+            Sw::WRONG_LENGTH
+        );
+        assert_eq!(
+            p("801E000004 3DE81709").unwrap_err().status(),
+            Sw::CLA_NOT_SUPPORTED
+        );
+        assert!(matches!(
+            p("84D4390014 00112233445566778899AABBCCDDEEFF 01020304").unwrap(),
+            Instruction::WriteKey { target: KeyTarget::Update(KeyType::ExternalAuth), key_id: 0, write } if write.mac.is_some()
+        ));
+        assert_eq!(
+            p("80D401FF0D 36F0F0FF33 3636363636363636")
+                .unwrap_err()
+                .status(),
+            Sw::WRONG_P1_P2
+        );
+        assert_eq!(
+            p("80D4F9000D 36F0F0FF33 3636363636363636")
+                .unwrap_err()
+                .status(),
+            Sw::WRONG_P1_P2
+        );
     }
 
     #[test]

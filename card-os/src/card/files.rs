@@ -1,97 +1,44 @@
 //! Execution of the file-system commands: SELECT, READ/UPDATE BINARY, READ/UPDATE/APPEND RECORD,
 //! CREATE FILE, ERASE DF (ISO 7816-4 §7.1–7.3, FMCOS 2.0 §7.4–7.13).
 
-use super::command::{EfSelector, Instruction, RecordAddress, SelectTarget, WriteData};
-use super::{Response, Volatile};
+use super::command::{EfSelector, RecordAddress, SelectTarget, WriteData};
+use super::context::Ctx;
+use super::secure_messaging::{self, MAX_PROTECTED_DATA};
+use super::Response;
 use crate::apdu::Sw;
 use crate::fs::header::{FileKind, MAX_DF_NAME, MAX_RECORD_LEN};
 use crate::fs::records::{self, Occurrence};
-use crate::fs::{self, DfPath, FileRef};
+use crate::fs::{self, DfPath, FileRef, FileSpec};
 use crate::nvm::{Nvm, Storage};
-use crate::security::AccessRight;
+use crate::security::keys::KeyType;
 
-/// What a command handler works with.
-pub(super) struct Ctx<'a, N: Nvm> {
-    pub storage: &'a mut Storage<N>,
-    pub ram: &'a mut Volatile,
-    /// Ne of the command (None: no Le field).
-    pub ne: Option<usize>,
+/// CREATE FILE (FMCOS 2.0 §7.13) under the current DF's create right.
+pub(super) fn create_file<N: Nvm>(ctx: &mut Ctx<'_, N>, spec: &FileSpec<'_>) -> Result<(), Sw> {
+    let df = ctx.current_df()?;
+    ctx.require(df.header.create_right())?;
+    let created = fs::create_file(ctx.storage, &ctx.ram.path, spec)?;
+    // FMCOS: a new DF becomes the current DF, so a script can create its key file and files next
+    // without selecting it.
+    if created.header.kind() == FileKind::Df && created.addr != ctx.ram.path.current() {
+        let path = ctx.ram.path.child(created.addr).ok_or(Sw::WRONG_DATA)?;
+        ctx.enter(path)?;
+    } else if created.header.kind() == FileKind::Df {
+        ctx.enter(ctx.ram.path)?;
+    }
+    Ok(())
 }
 
-pub(super) fn execute<N: Nvm>(
-    ctx: &mut Ctx<'_, N>,
-    instruction: Instruction<'_>,
-    response: &mut Response<'_>,
-) -> Result<(), Sw> {
-    match instruction {
-        Instruction::Select { target, fci } => select(ctx, target, fci, response),
-        Instruction::ReadBinary { ef, offset } => read_binary(ctx, ef, offset, response),
-        Instruction::UpdateBinary { ef, offset, write } => update_binary(ctx, ef, offset, write),
-        Instruction::ReadRecord { ef, address } => read_record(ctx, ef, address, response),
-        Instruction::UpdateRecord { ef, address, write } => update_record(ctx, ef, address, write),
-        Instruction::AppendRecord { ef, write } => append_record(ctx, ef, write),
-        Instruction::CreateFile(spec) => {
-            let df = ctx.current_df()?;
-            ctx.require(df.header.create_right())?;
-            let created = fs::create_file(ctx.storage, &ctx.ram.path, &spec)?;
-            // FMCOS: a new DF becomes the current DF, so a script can create its key file and
-            // files next without selecting it.
-            if created.header.kind() == FileKind::Df && created.addr != ctx.ram.path.current() {
-                let path = ctx.ram.path.child(created.addr).ok_or(Sw::WRONG_DATA)?;
-                ctx.enter(path)?;
-            } else if created.header.kind() == FileKind::Df {
-                ctx.enter(ctx.ram.path)?;
-            }
-            Ok(())
-        }
-        Instruction::EraseDf => {
-            let df = ctx.current_df()?;
-            ctx.require(df.header.erase_right())?;
-            fs::erase_df(ctx.storage, &df)?;
-            ctx.ram.current_ef = None;
-            ctx.ram.record_pointer = None;
-            Ok(())
-        }
-        Instruction::GetResponse => Err(Sw::CONDITIONS_NOT_SATISFIED),
-    }
+/// ERASE DF (FMCOS 2.0 §7.11) under the current DF's erase right.
+pub(super) fn erase_df<N: Nvm>(ctx: &mut Ctx<'_, N>) -> Result<(), Sw> {
+    let df = ctx.current_df()?;
+    ctx.require(df.header.erase_right())?;
+    fs::erase_df(ctx.storage, &df)?;
+    ctx.ram.current_ef = None;
+    ctx.ram.record_pointer = None;
+    Ok(())
 }
 
 impl<N: Nvm> Ctx<'_, N> {
-    pub(super) fn current_df(&self) -> Result<FileRef, Sw> {
-        fs::file_at(self.storage, self.ram.path.current())
-    }
-
-    /// Whether everything is allowed in the current DF: it has no key file, or it had none when
-    /// it was entered (FMCOS 2.0 §4.3: rights apply after the DF is left and entered again).
-    pub(super) fn free_access(&self) -> Result<bool, Sw> {
-        if self.ram.entered_without_keys {
-            return Ok(true);
-        }
-        let df = self.current_df()?;
-        Ok(!fs::create::has_key_file(self.storage, &df)?)
-    }
-
-    /// Checks an access right against the security state (`6982` if not met).
-    pub(super) fn require(&self, right: u8) -> Result<(), Sw> {
-        if self.free_access()? || AccessRight(right).allows(&self.ram.security) {
-            Ok(())
-        } else {
-            Err(Sw::SECURITY_STATUS_NOT_SATISFIED)
-        }
-    }
-
-    /// Makes `path`'s last DF the current DF: clears the current EF and the DF security register
-    /// (FMCOS 2.0 §5.1).
-    pub(super) fn enter(&mut self, path: DfPath) -> Result<(), Sw> {
-        let df = fs::file_at(self.storage, path.current())?;
-        self.ram.entered_without_keys = !fs::create::has_key_file(self.storage, &df)?;
-        self.ram.path = path;
-        self.ram.current_ef = None;
-        self.ram.record_pointer = None;
-        self.ram.security.df = 0;
-        Ok(())
-    }
-
     /// The EF a command names: the current EF, or the EF with an SFI (which becomes current).
     pub(super) fn ef(&mut self, selector: EfSelector) -> Result<FileRef, Sw> {
         match selector {
@@ -112,7 +59,17 @@ impl<N: Nvm> Ctx<'_, N> {
     }
 }
 
-fn select<N: Nvm>(
+/// A child of the current DF that SELECT may make current: never the key file, whose FID `0000`
+/// names no file a command can read (keys never leave the card).
+fn selectable_child<N: Nvm>(
+    storage: &Storage<N>,
+    df: &FileRef,
+    fid: u16,
+) -> Result<Option<FileRef>, Sw> {
+    Ok(fs::find_child(storage, df, fid)?.filter(|f| f.header.kind() != FileKind::KeyFile))
+}
+
+pub(super) fn select<N: Nvm>(
     ctx: &mut Ctx<'_, N>,
     target: SelectTarget<'_>,
     fci: bool,
@@ -127,7 +84,7 @@ fn select<N: Nvm>(
         }
         SelectTarget::Parent => Some(path.up()),
         SelectTarget::ChildEf(fid) => {
-            let ef = fs::find_child(ctx.storage, &current, fid)?
+            let ef = selectable_child(ctx.storage, &current, fid)?
                 .filter(|f| f.header.kind() != FileKind::Df)
                 .ok_or(Sw::FILE_NOT_FOUND)?;
             return select_ef(ctx, ef);
@@ -145,6 +102,11 @@ fn select<N: Nvm>(
     };
     if let Some(p) = df_path {
         ctx.enter(p)?;
+        // A blocked application is still entered (APPLICATION UNBLOCK needs it current), but
+        // SELECT says it is blocked (FMCOS 2.0 §8.3: 6A81; LD/T 32 part 5: 9303 for good).
+        if let Some(sw) = ctx.application_block()? {
+            return Err(sw);
+        }
         if fci {
             write_fci(ctx, response)?;
         }
@@ -165,7 +127,7 @@ fn find_by_fid<N: Nvm>(
     current: &FileRef,
     fid: u16,
 ) -> Result<Found, Sw> {
-    if let Some(child) = fs::find_child(storage, current, fid)? {
+    if let Some(child) = selectable_child(storage, current, fid)? {
         return Ok(match child.header.kind() {
             FileKind::Df => Found::Df(path.child(child.addr).ok_or(Sw::FILE_NOT_FOUND)?),
             _ => Found::Ef(child),
@@ -239,7 +201,7 @@ fn write_fci<N: Nvm>(ctx: &mut Ctx<'_, N>, response: &mut Response<'_>) -> Resul
     response.push(fci_data)
 }
 
-fn read_binary<N: Nvm>(
+pub(super) fn read_binary<N: Nvm>(
     ctx: &mut Ctx<'_, N>,
     selector: EfSelector,
     offset: usize,
@@ -265,22 +227,43 @@ fn read_binary<N: Nvm>(
     fs::read_binary(ctx.storage, &ef, offset, dst)
 }
 
-/// The data a protected write carries, after its MAC (and decryption) are checked. Line protection
-/// arrives with the security layer; until a file or key demands it, a write with a MAC is refused
-/// rather than accepted unchecked.
+/// The data a write carries (FMCOS 2.0 §7.7–7.9, §11): plain, or with CLA `04` checked against
+/// the line-protection key (`36`) the EF's key byte names and decrypted when the EF has the encrypt
+/// bit. A protected EF refuses a write without MAC (`6987`); a wrong MAC or cryptogram gets `6988`
+/// and the write does not happen.
 fn writable_data<'d, N: Nvm>(
-    _ctx: &mut Ctx<'_, N>,
+    ctx: &Ctx<'_, N>,
     ef: &FileRef,
     write: WriteData<'d>,
+    buf: &'d mut [u8; MAX_PROTECTED_DATA],
 ) -> Result<&'d [u8], Sw> {
-    match write.mac {
-        None if ef.header.write_needs_mac() => Err(Sw::SM_MAC_MISSING),
-        None => Ok(write.data),
-        Some(_) => Err(Sw::SM_DATA_INCORRECT),
-    }
+    let Some(mac) = write.mac else {
+        return if ef.header.write_needs_mac() {
+            Err(Sw::SM_MAC_MISSING)
+        } else {
+            Ok(write.data)
+        };
+    };
+    let entry = ctx.usable_key(KeyType::LineProtection, write_key_id(ef.header.key_byte()))?;
+    let key = ctx.load_key(&entry)?;
+    secure_messaging::unwrap(
+        ctx,
+        &key,
+        write.data,
+        &mac,
+        ef.header.write_is_encrypted(),
+        buf,
+        Sw::SM_DATA_INCORRECT,
+    )
 }
 
-fn update_binary<N: Nvm>(
+/// The id of the key that protects writes, from an EF's key byte (FMCOS 2.0 §7.13): bits 2–1
+/// `11`, `10`, `01`, `00` name the keys `00`, `01`, `02`, `03`.
+fn write_key_id(key_byte: u8) -> u8 {
+    3 - (key_byte & 0x03)
+}
+
+pub(super) fn update_binary<N: Nvm>(
     ctx: &mut Ctx<'_, N>,
     selector: EfSelector,
     offset: usize,
@@ -291,7 +274,8 @@ fn update_binary<N: Nvm>(
         return Err(Sw::INCOMPATIBLE_FILE_STRUCTURE);
     }
     ctx.require(ef.header.write_right())?;
-    let data = writable_data(ctx, &ef, write)?;
+    let mut buf = [0u8; MAX_PROTECTED_DATA];
+    let data = writable_data(ctx, &ef, write, &mut buf)?;
     fs::update_binary(ctx.storage, &ef, offset, data)
 }
 
@@ -315,7 +299,7 @@ fn locate<N: Nvm>(ctx: &mut Ctx<'_, N>, ef: &FileRef, address: RecordAddress) ->
     Ok(number)
 }
 
-fn read_record<N: Nvm>(
+pub(super) fn read_record<N: Nvm>(
     ctx: &mut Ctx<'_, N>,
     selector: EfSelector,
     address: RecordAddress,
@@ -331,7 +315,7 @@ fn read_record<N: Nvm>(
     Ok(())
 }
 
-fn update_record<N: Nvm>(
+pub(super) fn update_record<N: Nvm>(
     ctx: &mut Ctx<'_, N>,
     selector: EfSelector,
     address: RecordAddress,
@@ -339,7 +323,8 @@ fn update_record<N: Nvm>(
 ) -> Result<(), Sw> {
     let ef = record_ef(ctx, selector)?;
     ctx.require(ef.header.write_right())?;
-    let data = writable_data(ctx, &ef, write)?;
+    let mut buf = [0u8; MAX_PROTECTED_DATA];
+    let data = writable_data(ctx, &ef, write, &mut buf)?;
     if ef.header.kind() == FileKind::CyclicRecord {
         // FMCOS 2.0 §7.8: on a cyclic file only P1 = 00 with "previous" (ISO: append) is allowed.
         return match address {
@@ -361,14 +346,15 @@ fn update_record<N: Nvm>(
     Ok(())
 }
 
-fn append_record<N: Nvm>(
+pub(super) fn append_record<N: Nvm>(
     ctx: &mut Ctx<'_, N>,
     selector: EfSelector,
     write: WriteData<'_>,
 ) -> Result<(), Sw> {
     let ef = record_ef(ctx, selector)?;
     ctx.require(ef.header.write_right())?;
-    let data = writable_data(ctx, &ef, write)?;
+    let mut buf = [0u8; MAX_PROTECTED_DATA];
+    let data = writable_data(ctx, &ef, write, &mut buf)?;
     let number = records::append_record(ctx.storage, &ef, data)?;
     ctx.ram.record_pointer = Some(number);
     Ok(())

@@ -11,15 +11,23 @@
 //!
 //! Any command other than GET RESPONSE discards data still waiting.
 
+mod auth;
 pub mod command;
+mod context;
 mod files;
+mod life_cycle;
+mod pin;
+mod secure_messaging;
 pub mod system;
+mod write_key;
 
 use crate::apdu::{Command, Sw, MAX_RESPONSE_DATA};
+use crate::crypto::Rng;
 use crate::fs::DfPath;
 use crate::nvm::{Nvm, NvmError, Storage};
-use crate::security::SecurityState;
+use crate::security::{Challenge, SecurityState};
 use command::{Instruction, Reject};
+use context::Ctx;
 use core::ops::Range;
 
 pub use system::{HistoricalBytes, ATR_LEN};
@@ -38,6 +46,8 @@ pub struct Volatile {
     pub entered_without_keys: bool,
     /// The two security-state registers.
     pub security: SecurityState,
+    /// The random of a GET CHALLENGE, kept for the next command only (FMCOS 2.0 §7.2).
+    pub challenge: Option<Challenge>,
 }
 
 impl Volatile {
@@ -48,6 +58,7 @@ impl Volatile {
             record_pointer: None,
             entered_without_keys: false,
             security: SecurityState::CLEAR,
+            challenge: None,
         }
     }
 }
@@ -137,18 +148,19 @@ pub enum PowerUpError {
     Memory(NvmError),
 }
 
-/// The card: persistent storage, volatile state, and the command engine.
-pub struct Card<N: Nvm> {
+/// The card: persistent storage, volatile state, the random source, and the command engine.
+pub struct Card<N: Nvm, R: Rng> {
     storage: Storage<N>,
     system: system::SystemArea,
     ram: Volatile,
     reply: Reply,
+    rng: R,
 }
 
-impl<N: Nvm> Card<N> {
+impl<N: Nvm, R: Rng> Card<N, R> {
     /// Formats `nvm` as a factory-fresh card (system area, MF `3F00` named `1PAY.SYS.DDF01`, no key
-    /// file) and powers it up.
-    pub fn format(nvm: N, historical: &HistoricalBytes) -> Result<Self, (N, PowerUpError)> {
+    /// file) and powers it up with `rng` as its random source.
+    pub fn format(nvm: N, historical: &HistoricalBytes, rng: R) -> Result<Self, (N, PowerUpError)> {
         let mut storage = match Storage::open(nvm) {
             Ok(s) => s,
             Err((nvm, NvmError::NotFormatted)) => return Err((nvm, PowerUpError::NotFormatted)),
@@ -160,12 +172,13 @@ impl<N: Nvm> Card<N> {
                 PowerUpError::Memory(NvmError::OutOfRange),
             ));
         }
-        Card::power_up(storage.into_nvm())
+        Card::power_up(storage.into_nvm(), rng)
     }
 
     /// Powers the card up: journal recovery, then the volatile state of a reset (MF selected,
-    /// security state cleared).
-    pub fn power_up(nvm: N) -> Result<Self, (N, PowerUpError)> {
+    /// security state cleared). `rng` is the card's random source (a chip's TRNG; the simulator's
+    /// seeded or fixed generator).
+    pub fn power_up(nvm: N, rng: R) -> Result<Self, (N, PowerUpError)> {
         let storage = match Storage::open(nvm) {
             Ok(s) => s,
             Err((nvm, NvmError::NotFormatted)) => return Err((nvm, PowerUpError::NotFormatted)),
@@ -183,6 +196,7 @@ impl<N: Nvm> Card<N> {
             storage,
             system,
             reply: Reply::EMPTY,
+            rng,
         };
         card.reset();
         Ok(card)
@@ -232,6 +246,16 @@ impl<N: Nvm> Card<N> {
         self.storage.into_nvm()
     }
 
+    /// Powers the card off and gives its NVM and random source back.
+    pub fn into_parts(self) -> (N, R) {
+        (self.storage.into_nvm(), self.rng)
+    }
+
+    /// The random source (the simulator replaces it to fix challenges).
+    pub fn rng_mut(&mut self) -> &mut R {
+        &mut self.rng
+    }
+
     /// Processes one command APDU and writes the response APDU (data and `SW1 SW2`) into
     /// `response`, returning its length. `response` should hold [`crate::apdu::RESPONSE_BUFFER_SIZE`]
     /// bytes; with less room, data that does not fit waits for GET RESPONSE (`61xx`). Only a
@@ -245,6 +269,9 @@ impl<N: Nvm> Card<N> {
 
     /// Runs a command. Returns the status word and the part of the reply buffer to send with it.
     fn run(&mut self, raw: &[u8], room: usize) -> (Sw, Range<usize>) {
+        // FMCOS 2.0 §7.2: a challenge is good for the one command after GET CHALLENGE, whatever
+        // that command is.
+        let challenge = self.ram.challenge.take();
         let cmd = match Command::parse(raw) {
             Ok(cmd) => cmd,
             Err(e) => return self.fail(Reject::from(e).status()),
@@ -265,16 +292,27 @@ impl<N: Nvm> Card<N> {
                 buf: &mut self.reply.buf,
                 len: &mut self.reply.len,
             };
-            let mut ctx = files::Ctx {
+            let mut ctx = Ctx {
                 storage: &mut self.storage,
                 ram: &mut self.ram,
+                rng: &mut self.rng,
                 ne: cmd.ne,
+                header: [cmd.cla, cmd.ins, cmd.p1, cmd.p2],
+                nc: cmd.data.len(),
+                challenge,
+                card_blocked: false,
             };
-            files::execute(&mut ctx, instruction, &mut response)
+            let result = execute(&mut ctx, instruction, &mut response);
+            (result, ctx.card_blocked)
         };
         let result = match result {
-            Ok(()) => self.storage.commit().map_err(Sw::from),
-            Err(sw) => {
+            (Ok(()), card_blocked) => self.storage.commit().map_err(Sw::from).map(|()| {
+                // The cached life cycle follows the system area once the block is durable.
+                if card_blocked {
+                    self.system.life_cycle = system::LIFE_CYCLE_BLOCKED;
+                }
+            }),
+            (Err(sw), _) => {
                 self.storage.abort();
                 Err(sw)
             }
@@ -327,6 +365,67 @@ impl<N: Nvm> Card<N> {
         } else {
             (Sw::more_data(rest), start..start + give)
         }
+    }
+}
+
+/// Runs a parsed command. In a blocked application only the commands that leave it, lift or
+/// tighten the block, or ask for a challenge run; the rest answer `6A81` (temporary block) or
+/// `9303` (permanent).
+fn execute<N: Nvm>(
+    ctx: &mut Ctx<'_, N>,
+    instruction: Instruction<'_>,
+    response: &mut Response<'_>,
+) -> Result<(), Sw> {
+    let runs_when_blocked = matches!(
+        instruction,
+        Instruction::Select { .. }
+            | Instruction::GetChallenge { .. }
+            | Instruction::ApplicationBlock { .. }
+            | Instruction::ApplicationUnblock { .. }
+            | Instruction::CardBlock { .. }
+    );
+    if !runs_when_blocked {
+        if let Some(sw) = ctx.application_block()? {
+            return Err(sw);
+        }
+    }
+    match instruction {
+        Instruction::Select { target, fci } => files::select(ctx, target, fci, response),
+        Instruction::ReadBinary { ef, offset } => files::read_binary(ctx, ef, offset, response),
+        Instruction::UpdateBinary { ef, offset, write } => {
+            files::update_binary(ctx, ef, offset, write)
+        }
+        Instruction::ReadRecord { ef, address } => files::read_record(ctx, ef, address, response),
+        Instruction::UpdateRecord { ef, address, write } => {
+            files::update_record(ctx, ef, address, write)
+        }
+        Instruction::AppendRecord { ef, write } => files::append_record(ctx, ef, write),
+        Instruction::CreateFile(spec) => files::create_file(ctx, &spec),
+        Instruction::EraseDf => files::erase_df(ctx),
+        Instruction::GetResponse => Err(Sw::CONDITIONS_NOT_SATISFIED),
+        Instruction::WriteKey {
+            target,
+            key_id,
+            write,
+        } => write_key::write_key(ctx, target, key_id, write),
+        Instruction::GetChallenge { len } => auth::get_challenge(ctx, len, response),
+        Instruction::ExternalAuthenticate { key_id, proof } => {
+            auth::external_authenticate(ctx, key_id, proof)
+        }
+        Instruction::InternalAuthenticate {
+            operation,
+            key_id,
+            data,
+        } => auth::internal_authenticate(ctx, operation, key_id, data, response),
+        Instruction::Verify { pin_id, pin } => pin::verify(ctx, pin_id, pin),
+        Instruction::ChangePin { pin_id, old, new } => pin::change_pin(ctx, pin_id, old, new),
+        Instruction::ReloadPin { pin_id, pin, mac } => pin::reload_pin(ctx, pin_id, pin, &mac),
+        Instruction::PinUnblock { pin_id, write } => pin::pin_unblock(ctx, pin_id, write),
+        Instruction::ApplicationBlock { permanently, mac } => {
+            life_cycle::application_block(ctx, permanently, &mac)
+        }
+        Instruction::ApplicationUnblock { mac } => life_cycle::application_unblock(ctx, &mac),
+        Instruction::CardBlock { mac } => life_cycle::card_block(ctx, &mac),
     }
 }
 

@@ -131,9 +131,10 @@ impl Header {
         (is_data_ef && (1..=0x1F).contains(&fid)).then_some(fid as u8)
     }
 
-    /// Writes need a line-protection MAC (type bit `80`).
+    /// Writes need a line-protection MAC: type bit `80`, or bit `40`, since encrypted writes carry
+    /// a MAC too (FMCOS 2.0 §7.7 example 3).
     pub fn write_needs_mac(&self) -> bool {
-        self.is_data_ef() && self.raw[0] & TYPE_BIT_MAC != 0
+        self.is_data_ef() && self.raw[0] & (TYPE_BIT_MAC | TYPE_BIT_ENCRYPTED) != 0
     }
 
     /// Written data is encrypted (type bit `40`).

@@ -9,6 +9,11 @@
 //! * `0Y` — the MF register must be at least Y;
 //! * `XY`, X ≠ 0 — the current-DF register must lie in Y..=X; X < Y means never (`EF`, for instance);
 //! * `F0` therefore means always.
+//!
+//! [`keys`] holds the key records of key files; [`Challenge`] is the card's last GET CHALLENGE
+//! random, which only the next command may use (FMCOS 2.0 §7.2).
+
+pub mod keys;
 
 /// The two security-state registers (volatile: cleared by reset and power-off).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -22,6 +27,37 @@ pub struct SecurityState {
 impl SecurityState {
     /// Both registers at 0 (after reset).
     pub const CLEAR: SecurityState = SecurityState { mf: 0, df: 0 };
+}
+
+/// The random of the last GET CHALLENGE (4, 8 or 16 bytes). FMCOS 2.0 §7.2: it is valid for the
+/// next command only, so the engine takes it out of the volatile state before every command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Challenge {
+    bytes: [u8; 16],
+    len: u8,
+}
+
+impl Challenge {
+    /// Lengths GET CHALLENGE gives (LD/T 32 part 5 allows 16 for SM4).
+    pub const LENGTHS: [usize; 3] = [4, 8, 16];
+
+    /// Draws a challenge of `len` bytes (one of [`Challenge::LENGTHS`]; others give `None`).
+    pub fn draw(rng: &mut dyn crate::crypto::Rng, len: usize) -> Option<Challenge> {
+        if !Self::LENGTHS.contains(&len) {
+            return None;
+        }
+        let mut bytes = [0u8; 16];
+        rng.fill(bytes.get_mut(..len)?);
+        Some(Challenge {
+            bytes,
+            len: len as u8,
+        })
+    }
+
+    /// The random bytes.
+    pub fn as_slice(&self) -> &[u8] {
+        self.bytes.get(..usize::from(self.len)).unwrap_or(&[])
+    }
 }
 
 /// An FMCOS access-right byte.

@@ -3,6 +3,7 @@
 
 use crate::apdu::Sw;
 use crate::card::Card;
+use crate::crypto::Rng;
 use crate::fs::header::{FileKind, HEADER_LEN, MAX_DF_NAME, MAX_RECORD_LEN};
 use crate::fs::{self, records, FileRef};
 use crate::nvm::{Nvm, Storage};
@@ -38,7 +39,7 @@ pub struct FileInfo {
 }
 
 /// Every file, depth-first in creation order, starting with the MF.
-pub fn tree<N: Nvm>(card: &Card<N>) -> Result<Vec<FileInfo>, Sw> {
+pub fn tree<N: Nvm, R: Rng>(card: &Card<N, R>) -> Result<Vec<FileInfo>, Sw> {
     let storage = card.storage();
     let mf = fs::file_at(storage, fs::mf_addr(storage))?;
     let mut out = Vec::new();
@@ -90,7 +91,7 @@ fn visit<N: Nvm>(
 /// A canonical byte dump of everything the card holds: the card life cycle, then for every file
 /// its header, a DF's name, a binary/purse/key file's body, a record file's records in record
 /// order. Two cards that dump equal answer every read command equally.
-pub fn dump<N: Nvm>(card: &Card<N>) -> Result<Vec<u8>, Sw> {
+pub fn dump<N: Nvm, R: Rng>(card: &Card<N, R>) -> Result<Vec<u8>, Sw> {
     let storage = card.storage();
     let mut out = Vec::new();
     out.extend_from_slice(&storage.read_array::<25>(0)?);

@@ -17,5 +17,5 @@ pub mod nvm;
 pub mod tear;
 pub mod vpcd;
 
-pub use card::SimCard;
+pub use card::{SimCard, SimRng, SimulatedCard};
 pub use nvm::{MemoryNvm, NvmCounters, PowerCut};

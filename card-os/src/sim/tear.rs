@@ -5,6 +5,10 @@
 //!
 //! Optionally the sweep also cuts the recovery that follows each cut, at every write recovery
 //! makes (a cut during power-up, then a second power-up).
+//!
+//! A command that commits more than once (VERIFY commits the spent try before it compares the PIN)
+//! has states in between; with [`Sweep::intermediate`] those are handed to the `check` hook, which
+//! decides whether they are allowed (a spent try is; an extra try is not).
 
 use super::card::SimCard;
 use super::nvm::{MemoryNvm, PowerCut};
@@ -25,6 +29,9 @@ pub struct SweepReport {
     pub saw_after: usize,
     /// Cuts after which the card showed the state before the command.
     pub saw_before: usize,
+    /// Cuts after which the card showed another state, which `check` accepted (only with
+    /// [`Sweep::intermediate`]).
+    pub saw_intermediate: usize,
     /// The response to the command without a cut.
     pub response: Vec<u8>,
 }
@@ -41,6 +48,9 @@ pub struct Sweep<'a> {
     pub command: &'a [u8],
     /// Also cut the recovery after each cut.
     pub cut_recovery: bool,
+    /// The command commits in several steps: a state that is neither the one before nor the one
+    /// after goes to `check` instead of failing the sweep.
+    pub intermediate: bool,
 }
 
 /// Byte offsets at which to cut a write of `len` bytes.
@@ -120,7 +130,7 @@ where
                         twice.restore_power();
                         let mut card = power_up(twice)?;
                         let seen = observe(&mut card)?;
-                        judge(&before, &after, &seen, &mut check, &mut report).map_err(|e| {
+                        judge(s, &before, &after, &seen, &mut check, &mut report).map_err(|e| {
                             format!(
                                 "cut {cut:?}, then recovery cut at write {rw} byte {rbytes}: {e}"
                             )
@@ -132,7 +142,7 @@ where
 
             let mut card = power_up(torn)?;
             let seen = observe(&mut card)?;
-            judge(&before, &after, &seen, &mut check, &mut report)
+            judge(s, &before, &after, &seen, &mut check, &mut report)
                 .map_err(|e| format!("cut {cut:?} of {len}-byte write: {e}"))?;
         }
     }
@@ -140,6 +150,7 @@ where
 }
 
 fn judge<C>(
+    s: &Sweep<'_>,
     before: &[u8],
     after: &[u8],
     seen: &[u8],
@@ -153,6 +164,8 @@ where
         report.saw_after += 1;
     } else if seen == before {
         report.saw_before += 1;
+    } else if s.intermediate {
+        report.saw_intermediate += 1;
     } else {
         return Err(String::from(
             "the card shows neither the state before nor the state after",

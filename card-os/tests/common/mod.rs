@@ -4,7 +4,7 @@
 
 use card_os::card::HistoricalBytes;
 use card_os::nvm::Geometry;
-use card_os::sim::SimCard;
+use card_os::sim::{SimCard, SimRng};
 use std::path::PathBuf;
 
 /// The repository's `test-vectors/` folder.
@@ -21,6 +21,8 @@ pub fn factory_card() -> SimCard {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Step {
     Reset,
+    /// `random <hex>`: the card's random source replays these bytes from now on.
+    Random(Vec<u8>),
     /// An APDU, the expected response (`None` = any byte, from `xx`), and the 1-based line.
     Apdu {
         apdu: Vec<u8>,
@@ -68,6 +70,10 @@ pub fn parse(text: &str) -> Vec<Step> {
             steps.push(Step::Reset);
             continue;
         }
+        if let Some(bytes) = content.strip_prefix("random ") {
+            steps.push(Step::Random(hex_bytes(bytes, line)));
+            continue;
+        }
         let (apdu, expect) = match content.split_once("=>") {
             Some((a, e)) => (a, Some(pattern(e, line))),
             None => (content, None),
@@ -87,6 +93,7 @@ pub fn run(card: &mut SimCard, text: &str) -> Vec<(Vec<u8>, Vec<u8>)> {
     for step in parse(text) {
         match step {
             Step::Reset => card.reset(),
+            Step::Random(bytes) => card.set_rng(SimRng::fixed(&bytes)),
             Step::Apdu { apdu, expect, line } => {
                 let response = card.transmit(&apdu);
                 if let Some(expect) = expect {
