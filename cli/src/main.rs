@@ -116,6 +116,8 @@ enum Command {
     /// Measure APDU throughput (in process, through PC/SC); see scripts/bench.py.
     #[command(subcommand)]
     Bench(cmd::bench::BenchCommand),
+    /// Create and inspect issuer key-set files (`keys init`, `keys show`); never prints key bytes.
+    Keys(cmd::keys::KeysArgs),
 }
 
 fn run(cli: Cli) -> Result<(), Failure> {
@@ -126,6 +128,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Script(args) => cmd::apdu::run_script(&cli.global, args),
         Command::Sim(command) => cmd::sim::run(&cli.global, command),
         Command::Bench(command) => cmd::bench::run(&cli.global, command),
+        Command::Keys(args) => cmd::keys::run(&cli.global, args),
     }
 }
 
