@@ -815,6 +815,29 @@ mod tests {
     }
 
     #[test]
+    fn random_lines_fix_the_simulated_cards_random_bytes() {
+        let s = Script::parse("random BB83BFF3\n0084000004 => BB83BFF3 9000\n").unwrap();
+        assert_eq!(
+            s.steps[0].action,
+            Action::Random(vec![0xBB, 0x83, 0xBF, 0xF3])
+        );
+        assert!(Script::parse("random\n").is_err(), "bytes are needed");
+        assert!(
+            Script::parse("random 12 => 9000\n").is_err(),
+            "no expectation"
+        );
+        assert!(Script::parse("random 1G\n").is_err(), "bad hex");
+        // On a card that cannot take them (anything but the simulated card) the run stops.
+        let mut card = Scripted::new(&[]);
+        let e = run(&mut card, &s, RunOptions::default(), |_| {}).unwrap_err();
+        assert!(
+            e.source.to_string().contains("simulated card"),
+            "{}",
+            e.source
+        );
+    }
+
+    #[test]
     fn transport_errors_stop_the_run_with_the_line() {
         struct Gone;
         impl Transport for Gone {
@@ -868,7 +891,7 @@ mod tests {
             let s = Script::parse(&text).unwrap();
             let got: Vec<Vec<u8>> = s.steps.into_iter().map(|st| match st.action {
                 Action::Apdu(b) => b,
-                Action::Reset => unreachable!(),
+                Action::Reset | Action::Random(_) => unreachable!(),
             }).collect();
             prop_assert_eq!(got, cmds);
         }
