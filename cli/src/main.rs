@@ -6,6 +6,7 @@
 
 mod cmd;
 mod exit;
+mod table;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -73,7 +74,12 @@ pub struct Global {
     #[arg(long, global = true, value_name = "FILE", env = "CITIZENCARD_REGISTRY")]
     pub registry: Option<std::path::PathBuf>,
     /// The registry's configuration (fees, card series, city; TOML); built-in defaults otherwise.
-    #[arg(long, global = true, value_name = "FILE", env = "CITIZENCARD_REGISTRY_CONFIG")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILE",
+        env = "CITIZENCARD_REGISTRY_CONFIG"
+    )]
     pub registry_config: Option<std::path::PathBuf>,
     /// Who is at the counter: recorded with every change in the registry's audit log.
     #[arg(long, global = true, value_name = "NAME", env = "CITIZENCARD_OPERATOR")]
@@ -151,6 +157,12 @@ enum Command {
     Bench(cmd::bench::BenchCommand),
     /// Create and inspect issuer key-set files (`keys init`, `keys show`); never prints key bytes.
     Keys(cmd::keys::KeysArgs),
+    /// A card's life under the regulation: status, report loss, replace, cancel.
+    #[command(subcommand)]
+    Card(cmd::card::CardCommand),
+    /// Read the issuance registry: cards, people, the audit log, the blacklist for terminals.
+    #[command(subcommand)]
+    Registry(cmd::registry::RegistryCommand),
 }
 
 fn run(cli: Cli) -> Result<(), Failure> {
@@ -162,6 +174,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Sim(command) => cmd::sim::run(&cli.global, command),
         Command::Bench(command) => cmd::bench::run(&cli.global, command),
         Command::Keys(args) => cmd::keys::run(&cli.global, args),
+        Command::Card(command) => cmd::card::run(&cli.global, command),
+        Command::Registry(command) => cmd::registry::run(&cli.global, command),
     }
 }
 

@@ -2,7 +2,9 @@
 
 pub mod apdu;
 pub mod bench;
+pub mod card;
 pub mod demo;
 pub mod keys;
 pub mod readers;
+pub mod registry;
 pub mod sim;

@@ -133,6 +133,9 @@ pub enum RegistryError {
     /// The series is used up.
     #[error("card-number series {0} is used up: configure a new series letter")]
     SeriesExhausted(char),
+    /// An application name that is empty.
+    #[error("an application needs a name")]
+    ApplicationName,
     /// Stored data that no longer validates (edited by hand?).
     #[error("the registry holds invalid data: {0}")]
     Corrupt(String),

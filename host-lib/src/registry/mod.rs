@@ -39,6 +39,11 @@
 //!   method for the reading of the regulation).
 //! * **Cancel** (Art. 18: death, moving away, no longer needed): [`cancel`](Registry::cancel)
 //!   refunds the ledger balance, closes and blacklists the card.
+//! * **Applications on demand** (Art. 11–12): [`record_application`](Registry::record_application)
+//!   records an application added to, switched off or blocked on an issued card; a balance
+//!   carried over to a replacement is owed to the new chip until
+//!   [`record_chip_credit`](Registry::record_chip_credit) records the load host's credit
+//!   ([`apps`]).
 //!
 //! Amounts are integer cents (分); instants are RFC 3339 UTC text; card dates (issue, expiry) are
 //! dates in China time. The clock is injectable ([`Clock`]).
@@ -72,6 +77,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod apps;
 pub mod blacklist;
 pub mod card_number;
 pub mod clock;
@@ -92,6 +98,7 @@ use rusqlite::{Connection, OptionalExtension};
 use serde::{Serialize, Serializer};
 use time::{Date, OffsetDateTime};
 
+pub use apps::{AppState, ApplicationEntry, ChipCredit};
 pub use blacklist::{BlacklistEntry, BlacklistFormat, BlacklistReason};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::RegistryConfig;

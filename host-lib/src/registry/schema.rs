@@ -5,7 +5,8 @@
 //! `user_version`, so a failed step leaves the database at the previous version. A database whose
 //! version is newer than this code knows is refused rather than misread.
 //!
-//! Append-only tables (`audit_log`, `card_status_history`, `fees`, `purse_ledger`) have triggers
+//! Append-only tables (`audit_log`, `card_status_history`, `fees`, `purse_ledger`,
+//! `card_applications`, `chip_credits`) have triggers
 //! that abort any `UPDATE` or `DELETE`. Of `blacklist`, only `lifted_at` may be set, once.
 
 use rusqlite::Connection;
@@ -167,6 +168,45 @@ CREATE TRIGGER blacklist_no_delete BEFORE DELETE ON blacklist
 BEGIN SELECT RAISE(ABORT, 'blacklist entries cannot be deleted; lift them instead'); END;
 "#,
     },
+    Migration {
+        version: 3,
+        description: "applications on demand and balances carried onto replacement chips",
+        sql: r#"
+-- Every change of an application on a card (Art. 11-12), oldest first; a card's current state
+-- of an application is its newest row.
+CREATE TABLE card_applications (
+    id          INTEGER PRIMARY KEY,
+    card_number TEXT NOT NULL REFERENCES cards(card_number),
+    name        TEXT NOT NULL CHECK (name <> ''),
+    state       TEXT NOT NULL CHECK (state IN ('enabled', 'disabled', 'blocked')),
+    at          TEXT NOT NULL,
+    operator    TEXT NOT NULL,
+    details     TEXT NOT NULL
+) STRICT;
+CREATE INDEX applications_by_card ON card_applications(card_number, name);
+CREATE TRIGGER applications_no_update BEFORE UPDATE ON card_applications
+BEGIN SELECT RAISE(ABORT, 'card_applications is append-only: rows cannot be changed'); END;
+CREATE TRIGGER applications_no_delete BEFORE DELETE ON card_applications
+BEGIN SELECT RAISE(ABORT, 'card_applications is append-only: rows cannot be deleted'); END;
+
+-- A balance moved to a replacement card (ledger transfer_in) is money the registry owes that
+-- card's chip until the load host has credited it: one row per credit, with the card's proof.
+CREATE TABLE chip_credits (
+    id           INTEGER PRIMARY KEY,
+    card_number  TEXT NOT NULL REFERENCES cards(card_number),
+    amount_cents INTEGER NOT NULL CHECK (amount_cents > 0),
+    txn_counter  INTEGER NOT NULL,
+    tac          TEXT NOT NULL,
+    at           TEXT NOT NULL,
+    operator     TEXT NOT NULL
+) STRICT;
+CREATE UNIQUE INDEX chip_credits_once ON chip_credits(card_number, txn_counter);
+CREATE TRIGGER chip_credits_no_update BEFORE UPDATE ON chip_credits
+BEGIN SELECT RAISE(ABORT, 'chip_credits is append-only: rows cannot be changed'); END;
+CREATE TRIGGER chip_credits_no_delete BEFORE DELETE ON chip_credits
+BEGIN SELECT RAISE(ABORT, 'chip_credits is append-only: rows cannot be deleted'); END;
+"#,
+    },
 ];
 
 /// The schema version this code writes.
@@ -231,8 +271,8 @@ mod tests {
     #[test]
     fn fresh_database_gets_every_step_once() {
         let mut c = Connection::open_in_memory().unwrap();
-        assert_eq!(migrate(&mut c).unwrap(), vec![1, 2]);
-        assert_eq!(version(&c).unwrap(), 2);
+        assert_eq!(migrate(&mut c).unwrap(), vec![1, 2, 3]);
+        assert_eq!(version(&c).unwrap(), 3);
         assert!(migrate(&mut c).unwrap().is_empty());
     }
 
@@ -267,7 +307,7 @@ mod tests {
             e,
             RegistryError::SchemaTooNew {
                 found: 99,
-                supported: 2
+                supported: 3
             }
         ));
         assert!(e.to_string().contains("newer"), "{e}");

@@ -1132,7 +1132,7 @@ fn version_1_database_is_migrated() {
     }
     let clock = Arc::new(ManualClock::new(T0));
     let mut reg = Registry::open_with_clock(&path, RegistryConfig::default(), clock).unwrap();
-    assert_eq!(reg.schema_version().unwrap(), 2);
+    assert_eq!(reg.schema_version().unwrap(), schema::latest_version());
     let card = card_number::make('W', 1).unwrap();
     assert_eq!(reg.status(&card).unwrap(), CardStatus::Active);
     // The migrated card goes on through the life cycle with the new tables.
@@ -1162,7 +1162,7 @@ fn newer_database_is_refused_on_open() {
             e,
             RegistryError::SchemaTooNew {
                 found: 7,
-                supported: 2
+                supported: 3
             }
         ),
         "{e}"

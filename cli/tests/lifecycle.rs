@@ -1,0 +1,372 @@
+//! `citizencard card …` and `registry …` over a registry file: every command, its table and JSON
+//! output, refused transitions (exit 1) and bad input (exit 2). Cards are put into the registry
+//! through host-lib here; the commands that need a card at hand are tested in `lifecycle_sim.rs`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use host_lib::holder::input::load_csv;
+use host_lib::holder::items::CardNumber;
+use host_lib::holder::{Applicant, Validator};
+use host_lib::registry::{ChipInfo, LoadRecord, Registry, RegistryConfig, VerifiedPurchase};
+
+const OP: &str = "clerk-7";
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    db: PathBuf,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("registry.db");
+        Fixture { _dir: dir, db }
+    }
+
+    fn open(&self) -> Registry {
+        Registry::open(&self.db, RegistryConfig::default()).unwrap()
+    }
+
+    fn dir(&self) -> &Path {
+        self._dir.path()
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_citizencard"))
+            .args(["--registry", self.db.to_str().unwrap(), "--operator", OP])
+            .args(args)
+            .env_remove("CITIZENCARD_REGISTRY_CONFIG")
+            .env(
+                "PCSCLITE_CSOCK_NAME",
+                "/nonexistent/citizencard-test/pcscd.comm",
+            )
+            .output()
+            .unwrap()
+    }
+
+    /// Runs and expects exit status `code`; returns stdout.
+    fn expect(&self, code: i32, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "citizencard {args:?}\nstdout:\n{}\nstderr:\n{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        if code == 0 {
+            text(&out.stdout)
+        } else {
+            text(&out.stderr)
+        }
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        self.expect(0, args)
+    }
+
+    fn json_lines(&self, args: &[&str]) -> Vec<serde_json::Value> {
+        let mut a = vec!["--json"];
+        a.extend_from_slice(args);
+        self.ok(&a)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect()
+    }
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn samples() -> Vec<Applicant> {
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../test-vectors/applicants/sample.csv");
+    load_csv(&path, &Validator::today_in_china())
+        .unwrap()
+        .into_iter()
+        .map(|r| r.result.unwrap())
+        .collect()
+}
+
+fn issue(reg: &mut Registry, a: &Applicant) -> CardNumber {
+    let p = reg.begin_issue(OP, a, &ChipInfo::default()).unwrap();
+    reg.complete_issue(OP, &p.card_number, &ChipInfo::default())
+        .unwrap();
+    p.card_number
+}
+
+#[test]
+fn registry_list_show_audit() {
+    let f = Fixture::new();
+    assert_eq!(f.ok(&["registry", "list"]).trim(), "no cards");
+    let people = samples();
+    let (a, b) = {
+        let mut reg = f.open();
+        (issue(&mut reg, &people[0]), issue(&mut reg, &people[1]))
+    };
+    let list = f.ok(&["registry", "list"]);
+    let lines: Vec<&str> = list.lines().collect();
+    assert_eq!(lines.len(), 3, "{list}");
+    assert!(lines[0].starts_with("CARD") && lines[0].contains("HOLDER"));
+    assert!(lines[1].starts_with(a.as_str()) && lines[1].contains("测试张一"));
+    assert!(lines[2].contains(b.as_str()) && lines[2].contains("active"));
+
+    let rows = f.json_lines(&["registry", "list", "--status", "active"]);
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0]["card_number"], a.as_str());
+    assert_eq!(rows[0]["status"], "active");
+    assert!(f
+        .json_lines(&["registry", "list", "--status", "lost"])
+        .is_empty());
+    assert_eq!(
+        f.ok(&["registry", "list", "--status", "lost"]).trim(),
+        "no cards in status lost"
+    );
+    let err = f.expect(2, &["registry", "list", "--status", "gone"]);
+    assert!(err.contains("active, lost"), "{err}");
+
+    // show: a card, then a person by ID number.
+    let shown = f.ok(&["registry", "show", a.as_str()]);
+    assert!(shown.contains("status        active"), "{shown}");
+    assert!(
+        shown.contains("history:") && shown.contains("first_issue"),
+        "{shown}"
+    );
+    let v = &f.json_lines(&["registry", "show", a.as_str()])[0];
+    assert_eq!(v["card"]["card_number"], a.as_str());
+    assert_eq!(v["fees"][0]["amount_cents"], 0);
+    assert!(v["applications"].as_array().unwrap().is_empty());
+    let id = people[0].id_number().as_str();
+    let person = f.ok(&["registry", "show", id]);
+    assert!(
+        person.contains("测试张一") && person.contains(a.as_str()),
+        "{person}"
+    );
+    let v = &f.json_lines(&["registry", "show", id])[0];
+    assert_eq!(v["cards"][0]["card_number"], a.as_str());
+
+    // Unknown and mistyped numbers.
+    let unknown = host_lib::registry::card_number::make('W', 77).unwrap();
+    let err = f.expect(1, &["registry", "show", unknown.as_str()]);
+    assert!(err.contains("no card"), "{err}");
+    let mut typo = a.as_str().to_owned();
+    let last = typo.pop().unwrap();
+    typo.push(if last == '9' { '0' } else { '9' });
+    let err = f.expect(2, &["registry", "show", &typo]);
+    assert!(err.contains("mistyped"), "{err}");
+    let err = f.expect(2, &["registry", "show", "W1"]);
+    assert!(err.contains("neither a card number"), "{err}");
+
+    // audit: everything, one card, the newest record.
+    let audit = f.ok(&["registry", "audit"]);
+    assert!(audit.contains("issue.begin") && audit.contains("issue.complete"));
+    assert!(audit.contains(OP));
+    let one = f.json_lines(&["registry", "audit", "--card", b.as_str()]);
+    assert!(one.iter().all(|e| e["card_number"] == b.as_str()));
+    assert_eq!(one.len(), 2);
+    let newest = f.json_lines(&["registry", "audit", "--limit", "1"]);
+    assert_eq!(newest.len(), 1);
+    assert_eq!(newest[0]["action"], "issue.complete");
+    f.expect(1, &["registry", "audit", "--card", unknown.as_str()]);
+}
+
+#[test]
+fn loss_replace_cancel_transitions_and_refusals() {
+    let f = Fixture::new();
+    let people = samples();
+    let card = {
+        let mut reg = f.open();
+        let c = issue(&mut reg, &people[0]);
+        reg.record_load(
+            OP,
+            &c,
+            &LoadRecord {
+                amount_cents: 5000,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        c
+    };
+    let c = card.as_str();
+    let status = f.ok(&["card", "status", c]);
+    assert!(
+        status.contains("active") && status.contains("50.00"),
+        "{status}"
+    );
+    assert!(status.contains("blacklisted   no"), "{status}");
+
+    // A loss statement before any report is refused.
+    let err = f.expect(1, &["card", "loss-statement", c]);
+    assert!(err.contains("never been reported lost"), "{err}");
+
+    let out = f.ok(&["card", "report-loss", c]);
+    assert!(out.contains("reported lost; blacklisted from"), "{out}");
+    let err = f.expect(1, &["card", "report-loss", c]);
+    assert!(err.contains("it was reported lost at"), "{err}");
+    let v = &f.json_lines(&["card", "status", c])[0];
+    assert_eq!(v["status"], "lost");
+    assert_eq!(v["blacklisted"]["reason"], "lost");
+
+    // A purchase uploaded after the report is the issuer's concern.
+    {
+        let mut reg = f.open();
+        let after = reg.now() + std::time::Duration::from_secs(300);
+        reg.record_purchase(
+            OP,
+            &card,
+            &VerifiedPurchase {
+                amount_cents: 250,
+                at: after,
+                terminal_id: "000001000050".into(),
+                txn_counter: 0,
+                tac: [1, 2, 3, 4],
+            },
+        )
+        .unwrap();
+    }
+    let s = f.ok(&["card", "loss-statement", c]);
+    assert!(
+        s.contains("while reported lost (the issuer's concern): 1 purchase(s), 2.50"),
+        "{s}"
+    );
+    assert!(s.contains("the holder's loss): 0 purchase(s), 0.00"), "{s}");
+    let v = &f.json_lines(&["card", "loss-statement", c])[0];
+    assert_eq!(v["issuer_total_cents"], 250);
+
+    // Found again, then lost again.
+    f.ok(&["card", "revoke-loss", c]);
+    let err = f.expect(1, &["card", "revoke-loss", c]);
+    assert!(err.contains("only a card reported lost"), "{err}");
+    assert_eq!(f.json_lines(&["registry", "blacklist"]).len(), 0);
+    let all = f.json_lines(&["registry", "blacklist", "--all"]);
+    assert_eq!(all.len(), 1);
+    assert!(all[0]["lifted_at"].is_string());
+
+    // Cancel: refund, blacklisted; everything after is refused.
+    let out = f.ok(&["card", "cancel", c, "--reason", "moved-away"]);
+    assert!(out.contains("refund 47.50 recorded"), "{out}");
+    let err = f.expect(1, &["card", "cancel", c, "--reason", "death"]);
+    assert!(
+        err.contains("cannot cancel card") && err.contains("cancelled"),
+        "{err}"
+    );
+    let err = f.expect(1, &["card", "report-loss", c]);
+    assert!(err.contains("a closed card needs no loss report"), "{err}");
+    let err = f.expect(2, &["card", "cancel", c, "--reason", "bored"]);
+    assert!(err.contains("moved-away"), "{err}");
+    let err = f.expect(2, &["card", "cancel", c]);
+    assert!(err.contains("--reason"), "{err}");
+
+    // Export for terminals, both encodings, atomically replacing an older file.
+    let path = f.dir().join("blacklist.txt");
+    std::fs::write(&path, "old").unwrap();
+    let out = f.ok(&["registry", "blacklist", "--export", path.to_str().unwrap()]);
+    assert!(out.contains("1 blacklisted card(s)"), "{out}");
+    let exported = std::fs::read_to_string(&path).unwrap();
+    let entries = host_lib::registry::blacklist::parse_text(&exported).unwrap();
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].card_number, c);
+    assert_eq!(entries[0].reason.as_str(), "cancelled");
+    let json_path = f.dir().join("blacklist.json");
+    f.ok(&[
+        "registry",
+        "blacklist",
+        "--export",
+        json_path.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
+    assert_eq!(doc["format"], "citizencard-blacklist");
+    assert_eq!(doc["entries"][0]["card_number"], c);
+    let stdout = f.ok(&["registry", "blacklist", "--export", "-"]);
+    assert!(
+        stdout.starts_with("# citizencard-blacklist 1\n"),
+        "{stdout}"
+    );
+    let missing = f.dir().join("no/such/dir/list.txt");
+    let err = f.expect(
+        2,
+        &[
+            "registry",
+            "blacklist",
+            "--export",
+            missing.to_str().unwrap(),
+        ],
+    );
+    assert!(err.contains("does not exist"), "{err}");
+    let err = f.expect(2, &["registry", "blacklist", "--format", "json"]);
+    assert!(err.contains("--export"), "{err}");
+    let table = f.ok(&["registry", "blacklist"]);
+    assert!(table.contains(c) && table.contains("cancelled"), "{table}");
+
+    // The audit trail of the card, in order.
+    let actions: Vec<String> = f
+        .json_lines(&["registry", "audit", "--card", c])
+        .iter()
+        .map(|e| e["action"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "issue.begin",
+            "issue.complete",
+            "purse.load",
+            "card.report_loss",
+            "purse.purchase",
+            "card.revoke_loss",
+            "card.cancel"
+        ]
+    );
+}
+
+#[test]
+fn one_active_card_per_person_and_operator_required() {
+    let f = Fixture::new();
+    let people = samples();
+    let card = {
+        let mut reg = f.open();
+        issue(&mut reg, &people[2])
+    };
+    // The registry's own refusal comes through as exit 1 with its message.
+    let mut reg = f.open();
+    let e = reg
+        .begin_issue(OP, &people[2], &ChipInfo::default())
+        .unwrap_err();
+    assert!(e.to_string().contains("holds one card at a time"));
+    drop(reg);
+    // An empty operator is a usage error.
+    let out = Command::new(env!("CARGO_BIN_EXE_citizencard"))
+        .args(["--registry", f.db.to_str().unwrap(), "--operator", " "])
+        .args(["card", "report-loss", card.as_str()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("name the operator"));
+}
+
+#[test]
+fn help_explains_the_life_cycle() {
+    let f = Fixture::new();
+    let help = f.ok(&["card", "--help"]);
+    for word in [
+        "report-loss",
+        "revoke-loss",
+        "loss-statement",
+        "cancel",
+        "status",
+    ] {
+        assert!(help.contains(word), "{word}:\n{help}");
+    }
+    let help = f.ok(&["card", "cancel", "--help"]);
+    assert!(
+        help.contains("Art. 18") && help.contains("moved-away"),
+        "{help}"
+    );
+    let help = f.ok(&["registry", "blacklist", "--help"]);
+    assert!(help.contains("blacklist-format.md"), "{help}");
+}
