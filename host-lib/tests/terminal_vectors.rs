@@ -140,6 +140,7 @@ fn time_of(v: &toml::Table) -> HostTime {
 
 fn config(terminal: &str) -> TerminalConfig {
     TerminalConfig {
+        aid: h("A00000000386980701"),
         terminal_id: h(terminal).try_into().unwrap(),
         recovery_wait: Duration::from_millis(200),
         ..TerminalConfig::default()
