@@ -15,6 +15,7 @@
 //! 00 A4 04 00 02 3F 00  => 6F xx 84 * 9000    # '*' is any number of bytes (also none)
 //! 00 A4 04 00 \
 //!    02 3F 00                            # a trailing '\' continues the APDU on the next line
+//! random BB83BFF3                        # the simulated card's random source replays these bytes
 //! exit                                   # stop here (the rest of the file is ignored)
 //! ```
 //!
@@ -200,6 +201,8 @@ pub enum Action {
     Apdu(Vec<u8>),
     /// Reset the card.
     Reset,
+    /// Make the (simulated) card's random source replay these bytes (`random <hex>`).
+    Random(Vec<u8>),
 }
 
 /// One step of a script, with where it came from.
@@ -292,6 +295,27 @@ impl Script {
                 }
                 None => None,
             };
+            if pending.is_none() && keyword.starts_with("random") {
+                if let Some(hex) = left
+                    .trim()
+                    .get(6..)
+                    .filter(|h| h.starts_with(char::is_whitespace))
+                {
+                    if expect.is_some() {
+                        return Err(err(1, "`random` takes no expectation".into()));
+                    }
+                    let bytes = hexfmt::parse(hex, 7).map_err(|e| err(e.column, e.message))?;
+                    if bytes.is_empty() {
+                        return Err(err(1, "`random` needs the bytes to replay, in hex".into()));
+                    }
+                    steps.push(Step {
+                        line,
+                        action: Action::Random(bytes),
+                        expect: None,
+                    });
+                    continue;
+                }
+            }
             if pending.is_none() && keyword == "reset" {
                 steps.push(Step {
                     line,
@@ -406,6 +430,12 @@ pub enum Exchange {
         /// What the status word means.
         meaning: &'static str,
     },
+    /// Fixed random bytes for the simulated card.
+    Random {
+        /// The bytes the card's random source replays from now on, hex.
+        #[serde(serialize_with = "hexfmt::serialize_upper")]
+        random: Vec<u8>,
+    },
     /// A reset.
     Reset {
         /// Always true (tells resets apart in JSON).
@@ -448,6 +478,7 @@ impl Outcome {
                 spaced(response)
             ),
             Exchange::Reset { atr, .. } => format!("> RESET\n< ATR {}\n", spaced(atr)),
+            Exchange::Random { random } => format!("> RANDOM {}\n", spaced(random)),
         }
     }
 
@@ -459,6 +490,7 @@ impl Outcome {
         let (what, actual) = match &self.exchange {
             Exchange::Apdu { response, .. } => ("response", spaced(response)),
             Exchange::Reset { atr, .. } => ("ATR", spaced(atr)),
+            Exchange::Random { random } => ("random bytes", spaced(random)),
         };
         Some(format!(
             "{unit} {}: unexpected {what}\n  expected: {}\n  actual:   {actual}\n",
@@ -521,6 +553,16 @@ pub fn run(
                 let ok = step.expect.as_ref().is_none_or(|p| p.matches_all(&atr));
                 let expected = step.expect.as_ref().map(|p| p.to_string());
                 (Exchange::Reset { reset: true, atr }, ok, expected)
+            }
+            Action::Random(bytes) => {
+                transport.fix_random(bytes).map_err(|e| fail(e, summary))?;
+                (
+                    Exchange::Random {
+                        random: bytes.clone(),
+                    },
+                    true,
+                    None,
+                )
             }
             Action::Apdu(command) => {
                 let response = transport.transmit(command).map_err(|e| fail(e, summary))?;
@@ -773,6 +815,29 @@ mod tests {
     }
 
     #[test]
+    fn random_lines_fix_the_simulated_cards_random_bytes() {
+        let s = Script::parse("random BB83BFF3\n0084000004 => BB83BFF3 9000\n").unwrap();
+        assert_eq!(
+            s.steps[0].action,
+            Action::Random(vec![0xBB, 0x83, 0xBF, 0xF3])
+        );
+        assert!(Script::parse("random\n").is_err(), "bytes are needed");
+        assert!(
+            Script::parse("random 12 => 9000\n").is_err(),
+            "no expectation"
+        );
+        assert!(Script::parse("random 1G\n").is_err(), "bad hex");
+        // On a card that cannot take them (anything but the simulated card) the run stops.
+        let mut card = Scripted::new(&[]);
+        let e = run(&mut card, &s, RunOptions::default(), |_| {}).unwrap_err();
+        assert!(
+            e.source.to_string().contains("simulated card"),
+            "{}",
+            e.source
+        );
+    }
+
+    #[test]
     fn transport_errors_stop_the_run_with_the_line() {
         struct Gone;
         impl Transport for Gone {
@@ -826,7 +891,7 @@ mod tests {
             let s = Script::parse(&text).unwrap();
             let got: Vec<Vec<u8>> = s.steps.into_iter().map(|st| match st.action {
                 Action::Apdu(b) => b,
-                Action::Reset => unreachable!(),
+                Action::Reset | Action::Random(_) => unreachable!(),
             }).collect();
             prop_assert_eq!(got, cmds);
         }

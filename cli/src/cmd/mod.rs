@@ -3,5 +3,6 @@
 pub mod apdu;
 pub mod bench;
 pub mod demo;
+pub mod keys;
 pub mod readers;
 pub mod sim;

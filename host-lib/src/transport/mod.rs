@@ -40,6 +40,16 @@ pub trait Transport {
     fn atr(&self) -> &[u8];
     /// A name for messages: the reader's name, or a description of the simulated card.
     fn name(&self) -> &str;
+    /// Makes the card's random source replay `bytes` from now on (the `random` script line), so
+    /// challenges and cryptograms become reproducible. Only the simulated card can do this.
+    fn fix_random(&mut self, bytes: &[u8]) -> Result<(), Error> {
+        let _ = bytes;
+        Err(Error::Unsupported {
+            reader: self.name().to_string(),
+            what: "fixing the card's random bytes (`random` in a script) works only on the \
+                   simulated card (--sim IMAGE)",
+        })
+    }
 }
 
 impl<T: Transport + ?Sized> Transport for Box<T> {
@@ -55,6 +65,9 @@ impl<T: Transport + ?Sized> Transport for Box<T> {
     fn name(&self) -> &str {
         (**self).name()
     }
+    fn fix_random(&mut self, bytes: &[u8]) -> Result<(), Error> {
+        (**self).fix_random(bytes)
+    }
 }
 
 impl<T: Transport + ?Sized> Transport for &mut T {
@@ -69,6 +82,9 @@ impl<T: Transport + ?Sized> Transport for &mut T {
     }
     fn name(&self) -> &str {
         (**self).name()
+    }
+    fn fix_random(&mut self, bytes: &[u8]) -> Result<(), Error> {
+        (**self).fix_random(bytes)
     }
 }
 
@@ -188,6 +204,14 @@ pub enum Error {
         reader: String,
         /// The PC/SC error.
         source: ::pcsc::Error,
+    },
+    /// The transport cannot do what was asked.
+    #[error("`{reader}`: {what}")]
+    Unsupported {
+        /// The reader's or transport's name.
+        reader: String,
+        /// What is not supported, and where it is.
+        what: &'static str,
     },
     /// The simulated card's image could not be opened.
     #[error(transparent)]

@@ -143,6 +143,11 @@ impl Transport for SimTransport {
     fn name(&self) -> &str {
         &self.name
     }
+
+    fn fix_random(&mut self, bytes: &[u8]) -> Result<(), Error> {
+        self.card.set_rng(card_os::sim::card::SimRng::fixed(bytes));
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -97,6 +97,9 @@ impl<T: Transport> Transport for AutoGetResponse<T> {
     fn name(&self) -> &str {
         self.inner.name()
     }
+    fn fix_random(&mut self, bytes: &[u8]) -> Result<(), Error> {
+        self.inner.fix_random(bytes)
+    }
 }
 
 #[cfg(test)]

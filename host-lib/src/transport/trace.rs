@@ -109,6 +109,9 @@ impl<T: Transport> Transport for Trace<T> {
     fn name(&self) -> &str {
         self.inner.name()
     }
+    fn fix_random(&mut self, bytes: &[u8]) -> Result<(), Error> {
+        self.inner.fix_random(bytes)
+    }
 }
 
 #[cfg(test)]
