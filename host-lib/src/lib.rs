@@ -2,11 +2,13 @@
 //!
 //! Transports ([`transport`]: PC/SC and the in-process simulated card, with T=0 and tracing
 //! middleware), issuer keys ([`keys`]), the e-purse terminal ([`terminal`]), applicant data
-//! ([`holder`]), the declarative card layout ([`profile`]), personalization ([`personalize`]) and the
-//! issuance registry ([`registry`]).
+//! ([`holder`]), the declarative card layout ([`profile`]), personalization ([`personalize`]), the
+//! issuance registry ([`registry`]) and a card's applications over its life ([`apps`]: blocks,
+//! the blacklist on the terminal, applications on demand).
 //!
 //! The APDU codec, status words and crypto come from `card-os`, so host and card cannot drift apart.
 
+pub mod apps;
 pub mod hexfmt;
 pub mod holder;
 pub mod keys;

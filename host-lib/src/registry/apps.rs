@@ -10,7 +10,7 @@
 //!   new chip's purse: the load host puts it there, and [`Registry::record_chip_credit`] records
 //!   each such credit with the card's counter and TAC. [`Registry::owed_to_chip`] is what is left.
 
-use rusqlite::params;
+use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
 use serde_json::json;
 
@@ -181,6 +181,21 @@ impl Registry {
         )?;
         tx.commit()?;
         Ok(previous)
+    }
+
+    /// The card with this card serial (the number inside EF05's card identification code and
+    /// the purse application serial), if the registry issued one.
+    pub fn card_by_serial(&self, serial: u32) -> Result<Option<CardNumber>> {
+        let n: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT card_number FROM cards WHERE serial = ?1",
+                [serial],
+                |r| r.get(0),
+            )
+            .optional()?;
+        n.map(|n| CardNumber::parse(&n).map_err(|e| RegistryError::Corrupt(e.to_string())))
+            .transpose()
     }
 
     /// The part of a card's carried-over balance (its `transfer_in` entries) that the load host
