@@ -86,7 +86,7 @@ impl Global {
 }
 
 /// Seconds (possibly fractional) as a duration.
-fn parse_seconds(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_seconds(s: &str) -> Result<Duration, String> {
     let secs: f64 = s.parse().map_err(|e| format!("{e}"))?;
     Duration::try_from_secs_f64(secs).map_err(|e| format!("{e}"))
 }
@@ -118,6 +118,8 @@ enum Command {
     Bench(cmd::bench::BenchCommand),
     /// Create and inspect issuer key-set files (`keys init`, `keys show`); never prints key bytes.
     Keys(cmd::keys::KeysArgs),
+    /// The e-purse terminal: balance, load, purchase, log (amounts in yuan, e.g. 12.34).
+    Purse(cmd::purse::PurseArgs),
 }
 
 fn run(cli: Cli) -> Result<(), Failure> {
@@ -129,6 +131,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Sim(command) => cmd::sim::run(&cli.global, command),
         Command::Bench(command) => cmd::bench::run(&cli.global, command),
         Command::Keys(args) => cmd::keys::run(&cli.global, args),
+        Command::Purse(args) => cmd::purse::run(&cli.global, args),
     }
 }
 

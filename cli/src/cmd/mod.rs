@@ -4,5 +4,6 @@ pub mod apdu;
 pub mod bench;
 pub mod demo;
 pub mod keys;
+pub mod purse;
 pub mod readers;
 pub mod sim;
