@@ -125,7 +125,7 @@ impl Global {
 }
 
 /// Seconds (possibly fractional) as a duration.
-fn parse_seconds(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_seconds(s: &str) -> Result<Duration, String> {
     let secs: f64 = s.parse().map_err(|e| format!("{e}"))?;
     Duration::try_from_secs_f64(secs).map_err(|e| format!("{e}"))
 }
@@ -163,6 +163,8 @@ enum Command {
     /// Read the issuance registry: cards, people, the audit log, the blacklist for terminals.
     #[command(subcommand)]
     Registry(cmd::registry::RegistryCommand),
+    /// The e-purse terminal: balance, load, purchase, log (amounts in yuan, e.g. 12.34).
+    Purse(cmd::purse::PurseArgs),
 }
 
 fn run(cli: Cli) -> Result<(), Failure> {
@@ -176,6 +178,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Keys(args) => cmd::keys::run(&cli.global, args),
         Command::Card(command) => cmd::card::run(&cli.global, command),
         Command::Registry(command) => cmd::registry::run(&cli.global, command),
+        Command::Purse(args) => cmd::purse::run(&cli.global, args),
     }
 }
 

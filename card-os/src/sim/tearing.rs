@@ -186,7 +186,10 @@ pub struct TearingCard {
     session: Session,
     removal: Option<Duration>,
     events: Vec<TearEvent>,
+    observer: Option<Observer>,
 }
+
+type Observer = std::boxed::Box<dyn FnMut(&TearEvent) + Send>;
 
 impl TearingCard {
     /// Tears `card`'s commands as `specs` say, drawing random points from `seed`, and stays out
@@ -205,9 +208,24 @@ impl TearingCard {
             away,
             removal: None,
             events: Vec::new(),
+            observer: None,
         };
         t.start_session();
         t
+    }
+
+    /// Hands every [`TearEvent`] to `f` as it happens (instead of keeping it for
+    /// [`TearingCard::take_events`]), e.g. to log it while the card is served.
+    pub fn on_event(mut self, f: impl FnMut(&TearEvent) + Send + 'static) -> Self {
+        self.observer = Some(std::boxed::Box::new(f));
+        self
+    }
+
+    fn event(&mut self, e: TearEvent) {
+        match &mut self.observer {
+            Some(f) => f(&e),
+            None => self.events.push(e),
+        }
     }
 
     /// The card.
@@ -315,7 +333,7 @@ impl TearingCard {
                 let lengths = match self.dry_run(command) {
                     Ok(l) => l,
                     Err(reason) => {
-                        self.events.push(TearEvent::Untorn {
+                        self.event(TearEvent::Untorn {
                             command: command.to_vec(),
                             reason,
                         });
@@ -323,7 +341,7 @@ impl TearingCard {
                     }
                 };
                 if lengths.is_empty() {
-                    self.events.push(TearEvent::Untorn {
+                    self.event(TearEvent::Untorn {
                         command: command.to_vec(),
                         reason: "the command writes nothing (refused?)".to_string(),
                     });
@@ -340,7 +358,7 @@ impl TearingCard {
         if self.card.is_on() {
             // The command ended before the write the cut was armed for.
             self.card.nvm_mut().disarm_cut();
-            self.events.push(TearEvent::Untorn {
+            self.event(TearEvent::Untorn {
                 command: command.to_vec(),
                 reason: format!(
                     "it made fewer than {} page writes, so the cut at write {} never came",
@@ -354,7 +372,7 @@ impl TearingCard {
         if let Some((_, _, torn)) = self.specs.get_mut(spec) {
             *torn += 1;
         }
-        self.events.push(TearEvent::Torn {
+        self.event(TearEvent::Torn {
             command: command.to_vec(),
             cut,
             writes,

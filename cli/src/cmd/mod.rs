@@ -5,6 +5,7 @@ pub mod bench;
 pub mod card;
 pub mod demo;
 pub mod keys;
+pub mod purse;
 pub mod readers;
 pub mod registry;
 pub mod sim;

@@ -742,10 +742,12 @@ impl<'a, T: Transport> Terminal<'a, T> {
             error: &error,
             wait,
         });
-        let cause = format!(
-            "the reader failed during {} ({error})",
-            pending.kind.completing_command()
-        );
+        let what = match &error {
+            transport::Error::CardRemoved { .. } => "the card was removed".to_string(),
+            transport::Error::Unresponsive { .. } => "the card stopped answering".to_string(),
+            other => format!("the reader failed ({other})"),
+        };
+        let cause = format!("{what} during {}", pending.kind.completing_command());
         let deadline = Instant::now() + wait;
         let mut last = error.to_string();
         loop {
