@@ -370,3 +370,123 @@ fn help_explains_the_life_cycle() {
     let help = f.ok(&["registry", "blacklist", "--help"]);
     assert!(help.contains("blacklist-format.md"), "{help}");
 }
+
+/// `purse purchase` refuses a blacklisted card, blocks its purse for good and records it; a card
+/// not listed pays as before.
+#[test]
+fn terminal_refuses_and_blocks_a_blacklisted_card() {
+    use host_lib::keys::KeySet;
+    use host_lib::testing::purse::{purse_image, PurseSetup};
+
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let keys = KeySet::load(&root.join("test-vectors/keys/dev.toml")).unwrap();
+    let f = Fixture::new();
+    // The test purse's application serial ends in card serial 1: the registry's first card.
+    let image = f.dir().join("card.img");
+    purse_image(&image, &keys, &PurseSetup::default(), [0, 0, 0, 1]).unwrap();
+    let people = samples();
+    let card = {
+        let mut reg = f.open();
+        issue(&mut reg, &people[0])
+    };
+    assert_eq!(card.as_str(), "W00000018");
+    let state = f.dir().join("state");
+    let purse = |args: &[&str]| {
+        let mut a = vec!["--sim", image.to_str().unwrap(), "purse"];
+        a.extend_from_slice(args);
+        a.extend_from_slice(&["--state", state.to_str().unwrap()]);
+        let out = Command::new(env!("CARGO_BIN_EXE_citizencard"))
+            .args(["--registry", f.db.to_str().unwrap(), "--operator", OP])
+            .args(&a)
+            .env_remove("CITIZENCARD_KEYS")
+            .current_dir(&root)
+            .output()
+            .unwrap();
+        (out.status.code(), text(&out.stdout), text(&out.stderr))
+    };
+    let (code, _, err) = purse(&["load", "20"]);
+    assert_eq!(code, Some(0), "{err}");
+    let (code, _, err) = purse(&["purchase", "1.50"]);
+    assert_eq!(code, Some(0), "a card not listed pays: {err}");
+
+    // Reported lost: the next purchase is refused and the purse blocked.
+    f.ok(&["card", "report-loss", card.as_str()]);
+    let (code, out, err) = purse(&["purchase", "1.50"]);
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(
+        err.contains("card W00000018 is blacklisted (lost since")
+            && err.contains("blocked for good")
+            && err.contains("recorded in the registry's audit log"),
+        "{err}"
+    );
+    // The card itself now refuses the purse: even a balance enquiry.
+    let (code, _, err) = purse(&["balance"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("permanently blocked"), "{err}");
+    let last = f.json_lines(&["registry", "audit", "--card", card.as_str(), "--limit", "1"]);
+    assert_eq!(last[0]["action"], "app.block");
+    assert_eq!(last[0]["details"]["application"], "purse");
+    assert_eq!(last[0]["details"]["by"], "terminal");
+    assert_eq!(last[0]["details"]["blacklist"]["reason"], "lost");
+    let status = f.ok(&["card", "status", card.as_str()]);
+    assert!(status.contains("purse blocked"), "{status}");
+}
+
+/// The terminal can check against an exported list instead of the registry; a list cut short is
+/// refused before the card is touched.
+#[test]
+fn terminal_uses_an_exported_blacklist() {
+    use host_lib::keys::KeySet;
+    use host_lib::testing::purse::{purse_image, PurseSetup};
+
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let keys = KeySet::load(&root.join("test-vectors/keys/dev.toml")).unwrap();
+    let f = Fixture::new();
+    let image = f.dir().join("card.img");
+    purse_image(&image, &keys, &PurseSetup::default(), [0, 0, 0, 1]).unwrap();
+    let card = {
+        let mut reg = f.open();
+        issue(&mut reg, &samples()[1])
+    };
+    f.ok(&[
+        "card",
+        "cancel",
+        card.as_str(),
+        "--reason",
+        "no-longer-needed",
+    ]);
+    let list = f.dir().join("list.txt");
+    f.ok(&["registry", "blacklist", "--export", list.to_str().unwrap()]);
+    let cut = f.dir().join("cut.txt");
+    let full = std::fs::read_to_string(&list).unwrap();
+    std::fs::write(&cut, full.lines().take(4).collect::<Vec<_>>().join("\n")).unwrap();
+    let state = f.dir().join("state");
+    // No registry at all: only the file.
+    let elsewhere = f.dir().join("none.db");
+    let purse = |list: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_citizencard"))
+            .args(["--registry", elsewhere.to_str().unwrap()])
+            .args(["--sim", image.to_str().unwrap(), "purse", "purchase", "1"])
+            .args(["--blacklist", list.to_str().unwrap()])
+            .args(["--state", state.to_str().unwrap()])
+            .env_remove("CITIZENCARD_KEYS")
+            .current_dir(&root)
+            .output()
+            .unwrap()
+    };
+    let out = purse(&cut);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("cut.txt"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = purse(&list);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    // A purse-only card without a registry cannot be identified (the list is keyed on card
+    // numbers, which only EF05 or the registry give): the purchase goes on, and finds no money.
+    assert!(!err.contains("blacklisted"), "{err}");
+    assert!(err.contains("insufficient balance"), "{err}");
+    assert!(!elsewhere.exists(), "the terminal created a registry");
+}

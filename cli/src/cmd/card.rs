@@ -340,3 +340,119 @@ fn cancel(global: &Global, reg: &mut Registry, args: CancelArgs) -> Result<(), F
     );
     Ok(())
 }
+
+/// The blacklist options of `purse purchase`.
+#[derive(Args, Debug, Clone, Default)]
+pub struct GuardArgs {
+    /// Check the card against this exported blacklist (`registry blacklist --export FILE`)
+    /// instead of the registry's list. The registry, if there is one, still records a block.
+    #[arg(long, value_name = "FILE")]
+    pub blacklist: Option<std::path::PathBuf>,
+}
+
+/// The name, in the key set, of the purse's line-protection key `36 00` that APPLICATION BLOCK
+/// is MAC'd with (apdu-specs/keys.md §2: the purse maintenance key).
+pub const PURSE_BLOCK_KEY: &str = "DAMK";
+
+/// The registry at the path the global options name, if that file exists (a terminal never
+/// creates a registry as a side effect).
+fn existing_registry(global: &Global) -> Result<Option<Registry>, Failure> {
+    let path = match &global.registry {
+        Some(p) => p.clone(),
+        None => match host_lib::registry::default_path() {
+            Ok(p) => p,
+            Err(_) => return Ok(None),
+        },
+    };
+    if !path.exists() {
+        return Ok(None);
+    }
+    global.open_registry().map(Some)
+}
+
+/// The blacklist check of `purse purchase`, before any money moves: identifies the card (EF05
+/// item 07, else its purse serial through the registry) and, when the blacklist lists it, blocks
+/// its purse application for good (APPLICATION BLOCK `84 1E 00 01`, MAC'd with the purse's DAMK),
+/// records the block in the registry's audit log and refuses the purchase (exit status 1).
+///
+/// The list is `--blacklist FILE`, else the registry's (global `--registry`, else the default
+/// file). With neither, the check cannot be made: a warning says so and the purchase goes on.
+pub fn guard_purchase<T: host_lib::transport::Transport>(
+    global: &Global,
+    args: &GuardArgs,
+    terminal: &mut host_lib::terminal::Terminal<'_, T>,
+    keys: &dyn host_lib::keys::KeyStore,
+) -> Result<(), Failure> {
+    use host_lib::apps::{guard, lock_current_df, Blacklist, Lock};
+    use host_lib::keys::KeyRef;
+    use host_lib::registry::AppState;
+
+    let mut registry = existing_registry(global)?;
+    let blacklist = match (&args.blacklist, &registry) {
+        (Some(path), _) => Blacklist::from_file(path).map_err(Failure::usage)?,
+        (None, Some(reg)) => Blacklist::from_registry(reg).map_err(Failure::card)?,
+        (None, None) => {
+            eprintln!(
+                "citizencard: warning: no registry and no --blacklist: the card is not checked \
+                 against the blacklist"
+            );
+            return Ok(());
+        }
+    };
+    let app = terminal
+        .select()
+        .map_err(|e| Failure::card(anyhow::anyhow!("{e}")))?;
+    let now = time::OffsetDateTime::now_utc();
+    let verdict = guard::check(
+        terminal.transport_mut(),
+        &blacklist,
+        registry.as_ref(),
+        Some(&app.serial),
+        now,
+    )
+    .map_err(Failure::card)?;
+    if !verdict.refused() {
+        return Ok(());
+    }
+    // Block the purse for good: back into the purse application, then the MAC'd command.
+    let app = terminal
+        .select()
+        .map_err(|e| Failure::card(anyhow::anyhow!("{e}")))?;
+    let factors = app.factors();
+    let blocked = lock_current_df(
+        terminal.transport_mut(),
+        keys,
+        KeyRef::new(PURSE_BLOCK_KEY, &factors),
+        Lock::Permanent,
+    );
+    let refusal = guard::refusal_text(&verdict);
+    if let Err(e) = &blocked {
+        return Err(Failure::card(anyhow::anyhow!(
+            "{refusal}; blocking its purse application failed: {e}"
+        )));
+    }
+    let mut recorded = String::from("not recorded: no registry");
+    if let (Some(reg), Some(card)) = (registry.as_mut(), &verdict.identity.card_number) {
+        let details = serde_json::json!({
+            "by": "terminal",
+            "terminal_id": hex::encode_upper(terminal.config().terminal_id),
+            "app_serial": app.serial_hex(),
+            "blacklist": verdict.listed,
+            "inconsistent": verdict.inconsistent,
+            "blacklist_source": blacklist.source,
+        });
+        recorded = match reg.record_application(
+            &global.operator(),
+            card,
+            "purse",
+            AppState::Blocked,
+            details,
+        ) {
+            Ok(_) => "recorded in the registry's audit log".into(),
+            Err(e) => format!("not recorded: {e}"),
+        };
+    }
+    Err(Failure::card(anyhow::anyhow!(
+        "{refusal}; its purse application is now blocked for good ({recorded})"
+    )))
+}

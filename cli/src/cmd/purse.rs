@@ -89,6 +89,9 @@ enum PurseCommand {
         /// `sfi=17,record=1,data=HEX`. The amount may then be 0.
         #[arg(long, value_name = "SPEC", value_parser = parse_capp)]
         capp: Option<CappUpdate>,
+        /// The blacklist check: a listed card is refused and its purse blocked for good.
+        #[command(flatten)]
+        guard: crate::cmd::card::GuardArgs,
     },
     /// Show the purse's transaction log, newest first (READ RECORD SFI 18); --json for JSON.
     Log,
@@ -342,7 +345,7 @@ fn describe_event(e: &TerminalEvent<'_>) {
 enum Plan {
     Balance,
     Load(u32),
-    Purchase(u32, Option<CappUpdate>),
+    Purchase(u32, Option<CappUpdate>, crate::cmd::card::GuardArgs),
     Log,
 }
 
@@ -359,14 +362,18 @@ fn plan(command: PurseCommand) -> Result<Plan, Failure> {
             }
             cents => Plan::Load(cents),
         },
-        PurseCommand::Purchase { amount: a, capp } => match (amount(&a)?, capp) {
+        PurseCommand::Purchase {
+            amount: a,
+            capp,
+            guard,
+        } => match (amount(&a)?, capp) {
             (0, None) => {
                 return Err(Failure::usage(anyhow!(
                     "amount 0: a purchase must be more than 0.00 yuan (only a composite \
                      purchase, --capp, may be 0)"
                 )))
             }
-            (cents, capp) => Plan::Purchase(cents, capp),
+            (cents, capp) => Plan::Purchase(cents, capp, guard),
         },
     })
 }
@@ -431,7 +438,9 @@ pub fn run(global: &Global, args: PurseArgs) -> Result<(), Failure> {
             let r = terminal.load(cents).map_err(|e| failure(e, json))?;
             print_record(&r, json);
         }
-        Plan::Purchase(cents, capp) => {
+        Plan::Purchase(cents, capp, guard) => {
+            // Before any money moves: a blacklisted card is refused and its purse blocked.
+            crate::cmd::card::guard_purchase(global, &guard, &mut terminal, &keys)?;
             let r = terminal
                 .purchase(cents, capp.as_ref())
                 .map_err(|e| failure(e, json))?;

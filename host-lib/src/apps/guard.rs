@@ -278,10 +278,16 @@ mod tests {
                 lifted_at: None,
             },
         );
-        assert!(list.refuses(&card, datetime!(2026-01-10 00:59:59 UTC)).is_none());
-        assert!(list.refuses(&card, datetime!(2026-01-10 01:00 UTC)).is_some());
+        assert!(list
+            .refuses(&card, datetime!(2026-01-10 00:59:59 UTC))
+            .is_none());
+        assert!(list
+            .refuses(&card, datetime!(2026-01-10 01:00 UTC))
+            .is_some());
         let other = CardNumber::parse("W00000026").unwrap();
-        assert!(list.refuses(&other, datetime!(2027-01-01 0:00 UTC)).is_none());
+        assert!(list
+            .refuses(&other, datetime!(2027-01-01 0:00 UTC))
+            .is_none());
     }
 
     #[test]
