@@ -2,8 +2,8 @@
 //!
 //! Transports ([`transport`]: PC/SC and the in-process simulated card, with T=0 and tracing
 //! middleware), issuer keys ([`keys`]), the e-purse terminal ([`terminal`]), applicant data
-//! ([`holder`]), the declarative card layout ([`profile`]), personalization ([`personalize`]) and the
-//! issuance registry ([`registry`]).
+//! ([`holder`]), the declarative card layout ([`profile`]), personalization ([`personalize`]),
+//! reading a card's social-security data ([`ssse`]) and the issuance registry ([`registry`]).
 //!
 //! The APDU codec, status words and crypto come from `card-os`, so host and card cannot drift apart.
 
@@ -14,6 +14,7 @@ pub mod personalize;
 pub mod profile;
 pub mod registry;
 pub mod script;
+pub mod ssse;
 pub mod terminal;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing;
