@@ -2,9 +2,10 @@
 //!
 //! Transports ([`transport`]: PC/SC and the in-process simulated card, with T=0 and tracing
 //! middleware), issuer keys ([`keys`]), the e-purse terminal ([`terminal`]), applicant data
-//! ([`holder`]), the declarative card layout ([`profile`]), personalization ([`personalize`]), the
-//! issuance registry ([`registry`]) and a card's applications over its life ([`apps`]: blocks,
-//! the blacklist on the terminal, applications on demand).
+//! ([`holder`]), the declarative card layout ([`profile`]), personalization ([`personalize`]),
+//! reading a card's social-security data ([`ssse`]), the issuance registry ([`registry`]) and a
+//! card's applications over its life ([`apps`]: blocks, the blacklist on the terminal,
+//! applications on demand).
 //!
 //! The APDU codec, status words and crypto come from `card-os`, so host and card cannot drift apart.
 
@@ -16,6 +17,7 @@ pub mod personalize;
 pub mod profile;
 pub mod registry;
 pub mod script;
+pub mod ssse;
 pub mod terminal;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing;
