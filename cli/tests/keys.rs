@@ -69,7 +69,7 @@ fn init_makes_a_private_random_key_set_and_never_overwrites_silently() {
     let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
     let first = key_values(&file);
-    assert_eq!(first.len(), 58);
+    assert_eq!(first.len(), host_lib::keys::catalogue::STANDARD_KEYS.len());
     assert_no_key_bytes(&stdout, &first);
 
     // A second init refuses, and leaves the file alone.
@@ -96,7 +96,10 @@ fn init_makes_a_private_random_key_set_and_never_overwrites_silently() {
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["id"], "wenzhou-2025");
     assert_eq!(json["development"], false);
-    assert_eq!(json["keys"].as_array().unwrap().len(), 58);
+    assert_eq!(
+        json["keys"].as_array().unwrap().len(),
+        host_lib::keys::catalogue::STANDARD_KEYS.len()
+    );
     assert_eq!(json["keys"][1]["name"], "MF_MK");
     assert_eq!(json["keys"][1]["algorithm"], "sm4");
     assert_eq!(json["keys"][0]["algorithm"], "3des");

@@ -98,6 +98,10 @@ pub const STANDARD_KEYS: &[StandardKey] = &[
     key("RK1DF04", Ss, Some(0x2D), "DF04 read key"),
     key("UK1DF04", Ss, None, "DF04 update key 1 (no identifier in the spec's HSM table)"),
     key("UK2DF04", Ss, Some(0x2A), "DF04 update key 2"),
+    // The public-services application, added to issued cards on demand (Art. 11-12;
+    // host-lib/src/apps/public.toml).
+    key("PUBSVC_MK", Ss, None, "public-services application master key: key control of its DF (added on demand)"),
+    key("STKPUBSVC", Ss, None, "public-services application maintenance: line-protection MACs for its record writes, application block/unblock"),
     // PBOC electronic purse application.
     key("PURSE_MK", Purse, None, "purse application master key: key control of the purse ADF"),
     key("DAMK", Purse, None, "purse application maintenance: line-protection MACs for files 0015/0016, application block/unblock"),
