@@ -1,6 +1,7 @@
 //! `citizencard purse balance|load|purchase|log`: the e-purse terminal (host_lib::terminal) at the
 //! command line.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -187,31 +188,37 @@ fn outcome_json(status: &str, message: &str, extra: serde_json::Value) -> String
 }
 
 fn print_record(r: &TransactionRecord, json: bool) {
+    let mut out = std::io::stdout().lock();
+    let _ = write_record(&mut out, r, json);
+}
+
+fn write_record(out: &mut dyn Write, r: &TransactionRecord, json: bool) -> std::io::Result<()> {
     if json {
         let mut v = serde_json::to_value(r).unwrap_or_default();
         if let Some(o) = v.as_object_mut() {
             o.insert("status".into(), "done".into());
         }
-        println!("{v}");
-        return;
+        return writeln!(out, "{v}");
     }
     let what = match r.kind {
         TransactionKind::Load => "load",
         TransactionKind::Purchase => "purchase",
         TransactionKind::CappPurchase => "composite purchase",
     };
-    println!(
+    writeln!(
+        out,
         "{what} of {} yuan done: balance {} -> {} yuan",
         format_yuan(r.amount),
         format_yuan(r.balance_before),
         format_yuan(r.balance_after)
-    );
+    )?;
     let counter = if r.kind == TransactionKind::Load {
         "online"
     } else {
         "offline"
     };
-    println!(
+    writeln!(
+        out,
         "  card {}, {counter} counter {}, terminal {}{}, {}",
         r.serial_hex(),
         r.card_counter,
@@ -220,7 +227,7 @@ fn print_record(r: &TransactionRecord, json: bool) {
             .map(|s| format!(", terminal transaction {}", u32::from_be_bytes(s)))
             .unwrap_or_default(),
         host_lib::terminal::record::format_host_time(&r.at)
-    );
+    )?;
     let proof = if r.kind == TransactionKind::Load {
         format!("TAC {}", hex::encode_upper(r.tac))
     } else {
@@ -230,7 +237,8 @@ fn print_record(r: &TransactionRecord, json: bool) {
             hex::encode_upper(r.tac)
         )
     };
-    println!(
+    writeln!(
+        out,
         "  {proof} {}; {} APDUs{}",
         if r.verified {
             "verified"
@@ -243,7 +251,7 @@ fn print_record(r: &TransactionRecord, json: bool) {
         } else {
             ""
         }
-    );
+    )
 }
 
 /// Prints what a failed operation means and gives the exit status.
@@ -327,7 +335,7 @@ fn describe_event(e: &TerminalEvent<'_>) {
         TerminalEvent::EarlierSettled(outcome) => match outcome {
             Ok(r) => {
                 eprintln!("citizencard: a transaction an earlier run left pending was made:");
-                print_record(r, false);
+                let _ = write_record(&mut std::io::stderr().lock(), r, false);
             }
             Err(e) => eprintln!("citizencard: a transaction an earlier run left pending: {e}"),
         },

@@ -349,7 +349,7 @@ impl<'a, T: Transport> Terminal<'a, T> {
             .pending_for(&app.serial)
             .map_err(TerminalError::Journal)?;
         if let Some(pending) = pending {
-            let outcome = self.settle_here(&pending, None);
+            let outcome = self.settle(&pending);
             (self.events)(&TerminalEvent::EarlierSettled(&outcome));
             if let Err(e @ (TerminalError::Unsettled { .. } | TerminalError::Transport(_))) =
                 outcome
@@ -842,7 +842,7 @@ impl<'a, T: Transport> Terminal<'a, T> {
         };
         let why = cause.map(str::to_owned).unwrap_or_else(|| {
             format!(
-                "its answer to {} was lost",
+                "{} was sent but its outcome never learnt",
                 pending.kind.completing_command()
             )
         });
