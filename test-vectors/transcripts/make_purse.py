@@ -240,7 +240,8 @@ def phone_transcript():
     )
     assert len(public) == 30
     s.say("# --- DF 3F01 named A000000632010105 (FCI: EF 0015 in 9F0C), key file, 3DES keys, EF 0015,")
-    s.say("# log 0018 (read F0), EP 0002 (maximum 1000.00 yuan), composite file 0017")
+    s.say("# log 0018 (read F0), EP 0002 (maximum 1000.00 yuan), composite file 0017. The card's NVM")
+    s.say("# cost per transaction (README, Measurements) is measured on this layout.")
     s.say(f"80 E0 3F01 10 38 0400 F0 F0 95 FFFF {h(aid)} => 9000")
     s.say("80 E0 0000 07 3F 0060 95 F0 FF FF => 9000")
     for kt, kid, key in (("3F", 1, dlk), ("3E", 1, dpk), ("34", 0, dtk)):
@@ -248,9 +249,10 @@ def phone_transcript():
     s.say("80 E0 0015 07 28 001E F0 F0 FF FF => 9000")
     s.say(f"00 D6 95 00 1E {h(public)} => 9000")
     s.say("80 E0 0018 07 2E 0A 17 F0 EF FF FF => 9000")
+    s.say("# (the EP before 0017: so the 17 bytes a transaction rewrites lie in one 64-byte page)")
+    s.say("80 E0 0002 0B 2F 0208 F0 00 FF 18 000186A0 => 9000")
     s.say("80 E0 0017 07 2C 02 30 F0 F0 FF FF => 9000")
     s.say(f"00 E2 00 B8 30 022E{'00' * 46} => 9000")
-    s.say("80 E0 0002 0B 2F 0208 F0 00 FF 18 000186A0 => 9000")
     fci = bytes([0x84, len(aid)]) + aid + bytes([0xA5, 3 + len(public), 0x9F, 0x0C, len(public)]) + public
     fci = bytes([0x6F, len(fci)]) + fci
     s.say("reset")

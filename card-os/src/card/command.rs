@@ -626,6 +626,8 @@ pub fn parse<'a>(cmd: &Command<'a>) -> Result<Instruction<'a>, Reject> {
 
 /// The purse commands `80 50`, `80 52`, `80 54`, `80 5A`, `80 5C` (FMCOS 2.0 ch. 8). An Le shorter
 /// than the answer is refused here, before anything happens (apdu-specs/purse.md decision 9).
+/// (Out of line, like [`parse_capp_data_cache`]: inlined into [`parse`] it cost 500 bytes of flash.)
+#[inline(never)]
 fn parse_purse<'a>(cmd: &Command<'a>) -> Result<Instruction<'a>, Reject> {
     let (p1, p2, data) = (cmd.p1, cmd.p2, cmd.data);
     let le_fits = |answer: usize| match cmd.ne {
@@ -719,6 +721,7 @@ fn parse_purse<'a>(cmd: &Command<'a>) -> Result<Instruction<'a>, Reject> {
 
 /// UPDATE CAPP DATA CACHE `80 DC` (FMCOS 2.0 §8.9.2 table 8.9): P2 = SFI << 3 with `100` (P1 =
 /// record number) or `000` (P1 = identifier, first occurrence).
+#[inline(never)]
 fn parse_capp_data_cache(p1: u8, p2: u8, data: &[u8]) -> Result<Instruction<'_>, Reject> {
     let address = match p2 & 0x07 {
         0b100 => RecordAddress::Number(p1),

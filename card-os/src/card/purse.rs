@@ -7,6 +7,9 @@
 //! (purse state, log record, cached CAPP records) all go into the command's one NVM transaction,
 //! which the engine commits on success and drops on refusal: a refused transaction changes
 //! nothing, a completed one changes everything at once, also across a power cut.
+//!
+//! The command functions are `#[inline(never)]`: inlined into the engine's dispatch they made the
+//! firmware a few hundred bytes larger (`card-os/size-report.sh`).
 
 use super::command::{EfSelector, RecordAddress};
 use super::context::Ctx;
@@ -113,6 +116,7 @@ fn debited(state: &PurseState, amount: u32) -> Result<u32, Sw> {
 
 /// INITIALIZE FOR LOAD / PURCHASE / CAPP PURCHASE `80 50` (FMCOS 2.0 §8.7.1, §8.8.1, §8.9.1).
 /// Writes nothing; opens the transaction in RAM.
+#[inline(never)]
 pub(super) fn initialize<N: Nvm>(
     ctx: &mut Ctx<'_, N>,
     init: &Initialize,
@@ -193,6 +197,7 @@ fn record_transaction<N: Nvm>(
 
 /// CREDIT FOR LOAD `80 52` (FMCOS 2.0 §8.7.2): MAC2 checked, then balance, online counter, log
 /// record and proof in one transaction; answers the TAC.
+#[inline(never)]
 pub(super) fn credit_for_load<N: Nvm>(
     ctx: &mut Ctx<'_, N>,
     at: &HostTime,
@@ -258,6 +263,7 @@ pub(super) fn credit_for_load<N: Nvm>(
 /// DEBIT FOR (CAPP) PURCHASE `80 54` (FMCOS 2.0 §8.8.2, §8.9.3): MAC1 checked, then balance,
 /// offline counter, log record, proof (and the cached CAPP records already pending) in one
 /// transaction; answers TAC ‖ MAC2.
+#[inline(never)]
 pub(super) fn debit_for_purchase<N: Nvm>(
     ctx: &mut Ctx<'_, N>,
     terminal_seq: [u8; 4],
@@ -326,6 +332,7 @@ pub(super) fn debit_for_purchase<N: Nvm>(
 
 /// UPDATE CAPP DATA CACHE `80 DC` (FMCOS 2.0 §8.9.2): the record is checked and queued, and the
 /// engine keeps the transaction open, so it is written by the DEBIT that follows or not at all.
+#[inline(never)]
 pub(super) fn update_capp_data_cache<N: Nvm>(
     ctx: &mut Ctx<'_, N>,
     ef: EfSelector,
@@ -361,6 +368,7 @@ pub(super) fn update_capp_data_cache<N: Nvm>(
 }
 
 /// GET BALANCE `80 5C` (FMCOS 2.0 §8.14).
+#[inline(never)]
 pub(super) fn get_balance<N: Nvm>(
     ctx: &mut Ctx<'_, N>,
     kind: PurseKind,
@@ -372,6 +380,7 @@ pub(super) fn get_balance<N: Nvm>(
 
 /// GET TRANSACTION PROOF `80 5A` (FMCOS 2.0 §8.13): MAC ‖ TAC of the last completed transaction
 /// if it has this type and counter, else `9406`.
+#[inline(never)]
 pub(super) fn get_transaction_proof<N: Nvm>(
     ctx: &mut Ctx<'_, N>,
     txn_type: u8,
