@@ -236,7 +236,7 @@ fn refusals_say_what_is_wrong() {
     }
     assert!(ok(&card.run(&["balance"])).contains("balance 5.00 yuan"));
 
-    let o = card.run(&["balance", "--aid", "A00000000386980701"]);
+    let o = card.run(&["balance", "--aid", "A000000632010105"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(err(&o).contains("not personalized"), "{}", err(&o));
 }
@@ -264,7 +264,7 @@ fn a_blank_card_is_not_personalized() {
         "{}",
         err(&o)
     );
-    assert!(err(&o).contains("A000000632010105"), "{}", err(&o));
+    assert!(err(&o).contains("A00000000386980701"), "{}", err(&o));
 }
 
 #[test]
@@ -364,4 +364,48 @@ fn a_pending_purchase_is_settled_by_the_next_command() {
         assert!(!err(&o).contains("pending"), "{}", err(&o));
         assert!(!pending.exists());
     }
+}
+
+#[test]
+fn the_state_lives_beside_the_registry() {
+    let card = Card::new();
+    ok(&card.run(&["load", "10"]));
+    let run = |args: &[&str], env: &[(&str, &std::path::Path)]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_citizencard"));
+        c.arg("--sim")
+            .arg(card.image())
+            .args(args)
+            .env_remove("CITIZENCARD_TERMINAL_STATE")
+            .env_remove("CITIZENCARD_REGISTRY")
+            .current_dir(root());
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c.output().unwrap()
+    };
+    let data = card.dir.path().join("xdg");
+    ok(&run(
+        &["purse", "purchase", "1"],
+        &[("XDG_DATA_HOME", &data)],
+    ));
+    assert_eq!(
+        std::fs::read_to_string(data.join("citizencard/terminal/psam-counter")).unwrap(),
+        "1\n"
+    );
+    let reg = card.dir.path().join("office/registry.db");
+    ok(&run(
+        &[
+            "--registry",
+            reg.to_str().unwrap(),
+            "purse",
+            "purchase",
+            "1",
+        ],
+        &[("XDG_DATA_HOME", &data)],
+    ));
+    assert!(card
+        .dir
+        .path()
+        .join("office/terminal/psam-counter")
+        .exists());
 }

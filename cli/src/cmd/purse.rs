@@ -57,10 +57,10 @@ pub struct PurseOptions {
     #[arg(long, global = true, value_name = "ID", default_value = "000000000001", value_parser = parse_terminal)]
     terminal: [u8; 6],
     /// The purse application's DF name, in hex.
-    #[arg(long, global = true, value_name = "HEX", default_value = "A000000632010105", value_parser = parse_aid)]
+    #[arg(long, global = true, value_name = "HEX", default_value = "A00000000386980701", value_parser = parse_aid)]
     aid: Aid,
     /// The terminal's state directory (PSAM transaction number, pending transactions)
-    /// [default: $XDG_DATA_HOME/citizencard/terminal, beside the registry].
+    /// [default: `terminal` beside the registry: $XDG_DATA_HOME/citizencard/terminal].
     #[arg(long, global = true, value_name = "DIR", env = STATE_ENV)]
     state: Option<PathBuf>,
     /// How long to wait for the card to be back after it was lost during CREDIT or DEBIT.
@@ -149,13 +149,16 @@ fn parse_capp(s: &str) -> Result<CappUpdate, String> {
     })
 }
 
-/// The default state directory: `terminal/` beside the registry.
-fn default_state() -> Result<PathBuf, Failure> {
-    let registry = host_lib::registry::default_path().map_err(|e| {
-        Failure::usage(anyhow!(
-            "{e}; give the terminal's state directory with --state DIR or {STATE_ENV}"
-        ))
-    })?;
+/// The default state directory: `terminal/` beside the registry (`--registry`, or its default).
+fn default_state(global: &Global) -> Result<PathBuf, Failure> {
+    let registry = match &global.registry {
+        Some(r) => r.clone(),
+        None => host_lib::registry::default_path().map_err(|e| {
+            Failure::usage(anyhow!(
+                "{e}; give the terminal's state directory with --state DIR or {STATE_ENV}"
+            ))
+        })?,
+    };
     Ok(registry
         .parent()
         .map(|p| p.join("terminal"))
@@ -386,7 +389,7 @@ pub fn run(global: &Global, args: PurseArgs) -> Result<(), Failure> {
     let (mut keys, keys_label) = load_keys(o.keys.as_deref())?;
     let state = match o.state {
         Some(s) => s,
-        None => default_state()?,
+        None => default_state(global)?,
     };
     let moves_money = matches!(plan, Plan::Load(_) | Plan::Purchase(..));
     if moves_money {
@@ -485,7 +488,7 @@ mod tests {
 
     #[test]
     fn the_default_aid_is_the_terminal_s() {
-        assert_eq!(parse_aid("A000000632010105").unwrap().0, DEFAULT_AID);
+        assert_eq!(parse_aid("A00000000386980701").unwrap().0, DEFAULT_AID);
     }
 
     #[test]

@@ -17,11 +17,11 @@ use crate::keys::{
 };
 use crate::transport::{self, Transport};
 
-/// The AID the terminal selects unless told otherwise: `A0 00 00 06 32 01 01 05`, the
-/// electronic purse of T-Union (交通联合, JT/T 978) transit cards (card-specs §3.3), which phone
-/// readers of Chinese transit cards look for, and the name apdu-specs/purse.md's phone-reader
-/// transcript uses.
-pub const DEFAULT_AID: [u8; 8] = [0xA0, 0x00, 0x00, 0x06, 0x32, 0x01, 0x01, 0x05];
+/// The AID the terminal selects unless told otherwise: `A0 00 00 00 03 86 98 07 01`, the
+/// electronic purse of Chinese city cards ("CityUnion", card-specs §3.3), which phone readers of
+/// transit cards know, and the purse ADF of the project's default Wenzhou profile. (T-Union cards
+/// use `A0 00 00 06 32 01 01 05`: `--aid`.)
+pub const DEFAULT_AID: [u8; 9] = [0xA0, 0x00, 0x00, 0x00, 0x03, 0x86, 0x98, 0x07, 0x01];
 
 /// The terminal id used unless told otherwise.
 pub const DEFAULT_TERMINAL_ID: [u8; 6] = [0x00, 0x00, 0x00, 0x00, 0x00, 0x01];
