@@ -346,6 +346,7 @@ fn purchase_not_done_after_the_card_was_pulled_during_debit() {
         other => panic!("{other:?}"),
     }
     assert!(e.to_string().contains("was NOT made"), "{e}");
+    assert!(e.transaction_was_sent());
     assert!(e.to_string().contains("the balance is 72.23 yuan"), "{e}");
     t.into_transport().done();
 }
@@ -487,6 +488,7 @@ fn refusals_are_typed_and_nothing_is_sent_after_them() {
 
     let e = run(vec![apdu(SELECT, "6A82")], &purchase);
     assert!(matches!(e, TerminalError::NotPersonalized(_)), "{e}");
+    assert!(!e.transaction_was_sent());
     assert!(
         e.to_string()
             .contains("no application named A00000000386980701"),

@@ -475,9 +475,11 @@ impl<'a, T: Transport> Terminal<'a, T> {
             )
             .map_err(TerminalError::from_keys)?;
         let pending = Pending::load(app.serial, purse, &init, &load, &at, mac2);
-        self.journal
-            .begin(&pending)
-            .map_err(TerminalError::Journal)?;
+        self.journal.begin(&pending).map_err(|e| {
+            TerminalError::Journal(format!(
+                "cannot record the pending transaction ({e}), so it was not sent and nothing moved"
+            ))
+        })?;
         let result = match self.exchange(&apdu::credit_for_load(&at, &mac2)) {
             Ok((data, Sw::SUCCESS)) => match <[u8; 4]>::try_from(data.as_slice()) {
                 Ok(tac) => self.finish(&pending, mac2, tac, false),
@@ -592,9 +594,11 @@ impl<'a, T: Transport> Terminal<'a, T> {
             &signed.purchase,
             signed.mac1,
         );
-        self.journal
-            .begin(&pending)
-            .map_err(TerminalError::Journal)?;
+        self.journal.begin(&pending).map_err(|e| {
+            TerminalError::Journal(format!(
+                "cannot record the pending transaction ({e}), so it was not sent and nothing moved"
+            ))
+        })?;
         let result = match self.exchange(&apdu::debit_for_purchase(&signed.debit_data())) {
             Ok((data, Sw::SUCCESS)) if data.len() == 8 => {
                 let tac = [data[0], data[1], data[2], data[3]];
