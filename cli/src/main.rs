@@ -73,7 +73,12 @@ pub struct Global {
     #[arg(long, global = true, value_name = "FILE", env = "CITIZENCARD_REGISTRY")]
     pub registry: Option<std::path::PathBuf>,
     /// The registry's configuration (fees, card series, city; TOML); built-in defaults otherwise.
-    #[arg(long, global = true, value_name = "FILE", env = "CITIZENCARD_REGISTRY_CONFIG")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILE",
+        env = "CITIZENCARD_REGISTRY_CONFIG"
+    )]
     pub registry_config: Option<std::path::PathBuf>,
     /// Who is at the counter: recorded with every change in the registry's audit log.
     #[arg(long, global = true, value_name = "NAME", env = "CITIZENCARD_OPERATOR")]
