@@ -263,3 +263,77 @@ fn counters_stop_at_ffff() {
          805C000204 => 00001BD3 9000",
     );
 }
+
+/// A forged purse session: INITIALIZE (load, purchase or composite purchase, sometimes of the ED
+/// or with odd parameters; its answer through GET RESPONSE or not), composite caches, then CREDIT or
+/// DEBIT with random MACs or some other purse command. Without the keys, none can complete.
+fn forged_session() -> impl proptest::strategy::Strategy<Value = Vec<Vec<u8>>> {
+    use proptest::prelude::*;
+    let init = (
+        prop::sample::select(vec![0u8, 1, 3, 3, 2]),
+        prop::sample::select(vec![2u8, 2, 2, 1, 9]),
+        0u32..3_000,
+        any::<[u8; 6]>(),
+        any::<bool>(),
+    )
+        .prop_map(|(p1, p2, amount, terminal, le)| {
+            let answer = if p1 == 0 { 0x10 } else { 0x0F };
+            let mut apdu = vec![0x80, 0x50, p1, p2, 0x0B, 0x01];
+            apdu.extend(amount.to_be_bytes());
+            apdu.extend(terminal);
+            if le {
+                vec![[apdu, vec![answer]].concat()]
+            } else {
+                vec![apdu, vec![0x00, 0xC0, 0x00, 0x00, answer]]
+            }
+        });
+    let cache = (
+        prop::sample::select(vec![1u8, 2, 2, 3, 0x41]),
+        prop::sample::select(vec![0xBCu8, 0xB8, 0xBC, 0xB9]),
+        any::<[u8; 14]>(),
+    )
+        .prop_map(|(p1, p2, d)| [&[0x80, 0xDC, p1, p2, 16, p1, 14][..], &d].concat());
+    let finish = prop_oneof![
+        any::<[u8; 11]>().prop_map(|d| [&[0x80, 0x52, 0, 0, 0x0B][..], &d, &[0x04]].concat()),
+        any::<[u8; 15]>().prop_map(|d| [&[0x80, 0x54, 1, 0, 0x0F][..], &d, &[0x08]].concat()),
+        any::<[u8; 15]>().prop_map(|d| [&[0x80, 0x54, 1, 0, 0x0F][..], &d].concat()),
+        prop::sample::select(vec![1u8, 2, 3]).prop_map(|p2| vec![0x80, 0x5C, 0, p2, 4]),
+        (prop::sample::select(vec![1u8, 2, 6, 9, 3, 8]), 0u16..4).prop_map(|(p2, c)| [
+            &[0x80, 0x5A, 0, p2, 2][..],
+            &c.to_be_bytes(),
+            &[8]
+        ]
+        .concat()),
+        any::<Vec<u8>>().prop_map(|tail| [&[0x80, 0x54][..], &tail].concat()),
+    ];
+    (init, prop::collection::vec(cache, 0..3), finish)
+        .prop_map(|(init, caches, finish)| [init, caches, vec![finish]].concat())
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+
+    /// Random purse sessions (INITIALIZE, CREDIT/DEBIT with forged MACs, caches, proofs, in any
+    /// order): every answer is a documented status word, and the card — balance, counters, log,
+    /// composite records — is exactly as it was.
+    #[test]
+    fn forged_sessions_change_nothing(sessions in proptest::collection::vec(forged_session(), 1..12)) {
+        let mut card = card();
+        let dump = |card: &mut SimCard| card_os::sim::inspect::dump(card.card().unwrap()).unwrap();
+        let before = dump(&mut card);
+        for apdu in sessions.iter().flatten() {
+            let response = card.transmit(apdu);
+            let [.., sw1, sw2] = response[..] else { panic!("no status word") };
+            let sw = card_os::apdu::Sw::from_bytes(sw1, sw2);
+            let family = match sw1 {
+                0x61 | 0x6C => card_os::apdu::Sw::from_bytes(sw1, 0),
+                _ => sw,
+            };
+            proptest::prop_assert!(card_os::apdu::Sw::DOCUMENTED.contains(&family), "{}", sw);
+        }
+        // what persists: the card after a power cycle
+        card.power_off();
+        card.power_on().unwrap();
+        proptest::prop_assert!(dump(&mut card) == before);
+    }
+}

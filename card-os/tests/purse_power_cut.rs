@@ -52,6 +52,14 @@ fn des_keys() -> Keys {
     }
 }
 
+fn aes_keys() -> Keys {
+    Keys {
+        dlk: Key::Aes128(key16("2B7E151628AED2A6ABF7158809CF4F3C")),
+        dpk: Key::Aes128(key16("8E73B0F7DA0E6452C810F32B809079E5")),
+        dtk: Key::Aes128(key16("603DEB1015CA71BE2B73AEF0857D7781")),
+    }
+}
+
 fn sm4_keys() -> Keys {
     Keys {
         dlk: Key::Sm4(key16("5A3C1E7F9B2D4F6081A3C5E7092B4D6F")),
@@ -291,8 +299,9 @@ fn ride_record(n: u8) -> Vec<u8> {
 }
 
 /// The MF: PIN, 3DES DLK/DPK/DTK, log 0018 (read F0), composite file 0017 (records tagged 01..03),
-/// ED 0001 (PIN) and EP 0002; DF 3F01 with SM4 keys, its own log and EP. Both EPs and the ED hold
-/// money, and their logs some records.
+/// ED 0001 (PIN) and EP 0002; DF 3F01 with SM4 keys (version 02, algorithm 03) and DF 3F02 with
+/// AES-128 keys (version 03, algorithm 04), each with its own log and EP. Every purse holds money,
+/// and every log some records.
 fn image() -> MemoryNvm {
     let personalization = format!(
         "80E0000007 3F 0080 01 F0 FF FF => 9000
@@ -313,6 +322,14 @@ fn image() -> MemoryNvm {
          80D4010115 3E F0 F0 02 03 13579BDF02468ACEFDB97531ECA86420 => 9000
          80D4010015 34 F0 F0 02 03 F0E1D2C3B4A5968778695A4B3C2D1E0F => 9000
          80E0001807 2E 0A 17 F0 EF FF FF => 9000
+         80E000020B 2F 0208 F0 00 FF 18 000F4240 => 9000
+         00A4000C02 3F00 => 9000
+         80E03F0211 38 0300 F0 F0 95 FFFF 50555253452E414553 => 9000
+         80E0000007 3F 0060 95 F0 FF FF => 9000
+         80D4010115 3F F0 F0 03 04 2B7E151628AED2A6ABF7158809CF4F3C => 9000
+         80D4010115 3E F0 F0 03 04 8E73B0F7DA0E6452C810F32B809079E5 => 9000
+         80D4010015 34 F0 F0 03 04 603DEB1015CA71BE2B73AEF0857D7781 => 9000
+         80E0001807 2E 0A 17 F0 EF FF FF => 9000
          80E000020B 2F 0208 F0 00 FF 18 000F4240 => 9000",
         z = "00".repeat(46)
     );
@@ -324,6 +341,7 @@ fn image() -> MemoryNvm {
         (None, false, des_keys(), 2),
         (None, true, des_keys(), 1),
         (Some("00A4000C023F01"), false, sm4_keys(), 2),
+        (Some("00A4000C023F02"), false, aes_keys(), 2),
     ] {
         if let Some(s) = select {
             assert_eq!(card.transmit(&hex(s)), [0x90, 0x00]);
@@ -623,6 +641,24 @@ fn cases() -> Vec<Case> {
             name: "DEBIT FOR PURCHASE (EP, SM4)",
             select: sm4_select,
             keys: sm4_keys(),
+            p2: 2,
+            op: Op::Purchase,
+            amount: 150,
+            ride: None,
+        },
+        Case {
+            name: "CREDIT FOR LOAD (EP, AES)",
+            select: vec![hex("00A4000C023F02")],
+            keys: aes_keys(),
+            p2: 2,
+            op: Op::Load,
+            amount: 2_000,
+            ride: None,
+        },
+        Case {
+            name: "DEBIT FOR PURCHASE (EP, AES)",
+            select: vec![hex("00A4000C023F02")],
+            keys: aes_keys(),
             p2: 2,
             op: Op::Purchase,
             amount: 150,

@@ -236,7 +236,7 @@ fn refusals_say_what_is_wrong() {
     }
     assert!(ok(&card.run(&["balance"])).contains("balance 5.00 yuan"));
 
-    let o = card.run(&["balance", "--aid", "A00000000386980701"]);
+    let o = card.run(&["balance", "--aid", "A000000632010105"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(err(&o).contains("not personalized"), "{}", err(&o));
 }
@@ -264,7 +264,7 @@ fn a_blank_card_is_not_personalized() {
         "{}",
         err(&o)
     );
-    assert!(err(&o).contains("A000000632010105"), "{}", err(&o));
+    assert!(err(&o).contains("A00000000386980701"), "{}", err(&o));
 }
 
 #[test]
@@ -293,4 +293,119 @@ fn help_explains_amounts_and_state() {
         .output()
         .unwrap();
     assert!(out(&o).contains("--capp"), "{}", out(&o));
+}
+
+/// A terminal that died (or lost the card for good) after DEBIT was sent leaves the purchase
+/// pending in its state directory; the next purse command with that card settles it first.
+#[test]
+fn a_pending_purchase_is_settled_by_the_next_command() {
+    use host_lib::keys::TerminalCounter;
+    use host_lib::terminal::{FileJournal, Terminal, TerminalConfig, TerminalError};
+    use host_lib::transport::{self, sim::SimTransport, Transport};
+    use std::time::Duration;
+
+    /// The simulated card, but once it is lost it never comes back.
+    struct NeverBack(SimTransport);
+    impl Transport for NeverBack {
+        fn transmit(&mut self, c: &[u8]) -> Result<Vec<u8>, transport::Error> {
+            self.0.transmit(c)
+        }
+        fn reset(&mut self) -> Result<Vec<u8>, transport::Error> {
+            self.0.reset()
+        }
+        fn reconnect(&mut self, wait: Duration) -> Result<Vec<u8>, transport::Error> {
+            Err(transport::Error::WaitTimeout(wait))
+        }
+        fn atr(&self) -> &[u8] {
+            self.0.atr()
+        }
+        fn name(&self) -> &str {
+            self.0.name()
+        }
+    }
+
+    for (cut_write, made) in [(0u64, false), (3, true)] {
+        let card = Card::new();
+        ok(&card.run(&["load", "10"]));
+        let keys = dev_keys().with_terminal_counter(TerminalCounter::in_memory(50));
+        let mut sim = SimTransport::open_image(&card.image()).unwrap();
+        let config = TerminalConfig {
+            recovery_wait: Duration::from_millis(50),
+            ..TerminalConfig::default()
+        };
+        // SELECT and INITIALIZE write nothing: the cut falls in the DEBIT.
+        sim.card_mut().nvm_mut().arm_cut(card_os::sim::PowerCut {
+            write: cut_write,
+            bytes: 0,
+        });
+        let mut t = Terminal::new(NeverBack(sim), &keys, config)
+            .with_journal(FileJournal::new(&card.state()));
+        let e = t.purchase(300, None).unwrap_err();
+        assert!(matches!(e, TerminalError::Unsettled { .. }), "{e:?}");
+        drop(t);
+        let pending = card.state().join("pending-00003303000000000001.json");
+        assert!(pending.exists());
+
+        let o = card.run(&["balance"]);
+        let (stdout, stderr) = (ok(&o), err(&o));
+        assert!(stderr.contains("an earlier run left pending"), "{stderr}");
+        if made {
+            assert!(stderr.contains("purchase of 3.00 yuan done"), "{stderr}");
+            assert!(stdout.contains("balance 7.00 yuan"), "{stdout}");
+        } else {
+            assert!(
+                stderr.contains("purchase of 3.00 yuan was NOT made"),
+                "{stderr}"
+            );
+            assert!(stdout.contains("balance 10.00 yuan"), "{stdout}");
+        }
+        // Settled: asked once, not again.
+        let o = card.run(&["balance"]);
+        assert!(!err(&o).contains("pending"), "{}", err(&o));
+        assert!(!pending.exists());
+    }
+}
+
+#[test]
+fn the_state_lives_beside_the_registry() {
+    let card = Card::new();
+    ok(&card.run(&["load", "10"]));
+    let run = |args: &[&str], env: &[(&str, &std::path::Path)]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_citizencard"));
+        c.arg("--sim")
+            .arg(card.image())
+            .args(args)
+            .env_remove("CITIZENCARD_TERMINAL_STATE")
+            .env_remove("CITIZENCARD_REGISTRY")
+            .current_dir(root());
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c.output().unwrap()
+    };
+    let data = card.dir.path().join("xdg");
+    ok(&run(
+        &["purse", "purchase", "1"],
+        &[("XDG_DATA_HOME", &data)],
+    ));
+    assert_eq!(
+        std::fs::read_to_string(data.join("citizencard/terminal/psam-counter")).unwrap(),
+        "1\n"
+    );
+    let reg = card.dir.path().join("office/registry.db");
+    ok(&run(
+        &[
+            "--registry",
+            reg.to_str().unwrap(),
+            "purse",
+            "purchase",
+            "1",
+        ],
+        &[("XDG_DATA_HOME", &data)],
+    ));
+    assert!(card
+        .dir
+        .path()
+        .join("office/terminal/psam-counter")
+        .exists());
 }

@@ -346,6 +346,7 @@ fn purchase_not_done_after_the_card_was_pulled_during_debit() {
         other => panic!("{other:?}"),
     }
     assert!(e.to_string().contains("was NOT made"), "{e}");
+    assert!(e.transaction_was_sent());
     assert!(e.to_string().contains("the balance is 72.23 yuan"), "{e}");
     t.into_transport().done();
 }
@@ -487,6 +488,7 @@ fn refusals_are_typed_and_nothing_is_sent_after_them() {
 
     let e = run(vec![apdu(SELECT, "6A82")], &purchase);
     assert!(matches!(e, TerminalError::NotPersonalized(_)), "{e}");
+    assert!(!e.transaction_was_sent());
     assert!(
         e.to_string()
             .contains("no application named A00000000386980701"),
@@ -612,5 +614,55 @@ fn no_debit_without_the_journal_entry() {
     let e = t.purchase(0x100, None).unwrap_err();
     assert!(matches!(e, TerminalError::Journal(_)), "{e:?}");
     assert!(e.to_string().contains("nothing moved"), "{e}");
+    t.into_transport().done();
+}
+
+/// The card was used at another terminal before it came back: that terminal's purchase took the
+/// same counter, so the proof is its own (not ours) and the log shows its record. Ours did not
+/// happen (apdu-specs/purse.md, GET TRANSACTION PROOF).
+#[test]
+fn a_proof_of_another_terminal_s_purchase_means_not_done() {
+    let keys = tv_keys();
+    let debit = debit_1_yuan();
+    let card = Scripted::new(vec![
+        apdu(SELECT, FCI),
+        apdu(TV5_INIT, TV5_INIT_ANSWER),
+        Step::Lost(h(&debit)),
+        Step::Back(true),
+        apdu(SELECT, FCI),
+        apdu("805A000602000008", "11223344 55667788 9000"),
+        apdu(
+            "00B201C400",
+            "0000 000000 00000200 06 000000000077 20250101 000000 9000",
+        ),
+        apdu("805C000204", "00001A37 9000"),
+    ]);
+    let mut t = tv5_terminal(card, &keys);
+    let e = t.purchase(0x100, None).unwrap_err();
+    let TerminalError::NotDone { balance, cause, .. } = &e else {
+        panic!("{e:?}")
+    };
+    assert_eq!(*balance, Some(0x1A37));
+    assert!(
+        cause.contains("another transaction with the same counter"),
+        "{cause}"
+    );
+    t.into_transport().done();
+
+    // The same foreign proof with no record of that counter in the log: the outcome stays
+    // unknown (and pending), rather than guessed.
+    let keys = tv_keys();
+    let card = Scripted::new(vec![
+        apdu(SELECT, FCI),
+        apdu(TV5_INIT, TV5_INIT_ANSWER),
+        Step::Lost(h(&debit)),
+        Step::Back(true),
+        apdu(SELECT, FCI),
+        apdu("805A000602000008", "11223344 55667788 9000"),
+        apdu("00B201C400", "6A83"),
+    ]);
+    let mut t = tv5_terminal(card, &keys);
+    let e = t.purchase(0x100, None).unwrap_err();
+    assert!(matches!(e, TerminalError::Unsettled { .. }), "{e:?}");
     t.into_transport().done();
 }

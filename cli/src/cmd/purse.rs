@@ -1,6 +1,7 @@
 //! `citizencard purse balance|load|purchase|log`: the e-purse terminal (host_lib::terminal) at the
 //! command line.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -56,10 +57,10 @@ pub struct PurseOptions {
     #[arg(long, global = true, value_name = "ID", default_value = "000000000001", value_parser = parse_terminal)]
     terminal: [u8; 6],
     /// The purse application's DF name, in hex.
-    #[arg(long, global = true, value_name = "HEX", default_value = "A000000632010105", value_parser = parse_aid)]
+    #[arg(long, global = true, value_name = "HEX", default_value = "A00000000386980701", value_parser = parse_aid)]
     aid: Aid,
     /// The terminal's state directory (PSAM transaction number, pending transactions)
-    /// [default: $XDG_DATA_HOME/citizencard/terminal, beside the registry].
+    /// [default: `terminal` beside the registry: $XDG_DATA_HOME/citizencard/terminal].
     #[arg(long, global = true, value_name = "DIR", env = STATE_ENV)]
     state: Option<PathBuf>,
     /// How long to wait for the card to be back after it was lost during CREDIT or DEBIT.
@@ -151,13 +152,16 @@ fn parse_capp(s: &str) -> Result<CappUpdate, String> {
     })
 }
 
-/// The default state directory: `terminal/` beside the registry.
-fn default_state() -> Result<PathBuf, Failure> {
-    let registry = host_lib::registry::default_path().map_err(|e| {
-        Failure::usage(anyhow!(
-            "{e}; give the terminal's state directory with --state DIR or {STATE_ENV}"
-        ))
-    })?;
+/// The default state directory: `terminal/` beside the registry (`--registry`, or its default).
+fn default_state(global: &Global) -> Result<PathBuf, Failure> {
+    let registry = match &global.registry {
+        Some(r) => r.clone(),
+        None => host_lib::registry::default_path().map_err(|e| {
+            Failure::usage(anyhow!(
+                "{e}; give the terminal's state directory with --state DIR or {STATE_ENV}"
+            ))
+        })?,
+    };
     Ok(registry
         .parent()
         .map(|p| p.join("terminal"))
@@ -190,31 +194,37 @@ fn outcome_json(status: &str, message: &str, extra: serde_json::Value) -> String
 }
 
 fn print_record(r: &TransactionRecord, json: bool) {
+    let mut out = std::io::stdout().lock();
+    let _ = write_record(&mut out, r, json);
+}
+
+fn write_record(out: &mut dyn Write, r: &TransactionRecord, json: bool) -> std::io::Result<()> {
     if json {
         let mut v = serde_json::to_value(r).unwrap_or_default();
         if let Some(o) = v.as_object_mut() {
             o.insert("status".into(), "done".into());
         }
-        println!("{v}");
-        return;
+        return writeln!(out, "{v}");
     }
     let what = match r.kind {
         TransactionKind::Load => "load",
         TransactionKind::Purchase => "purchase",
         TransactionKind::CappPurchase => "composite purchase",
     };
-    println!(
+    writeln!(
+        out,
         "{what} of {} yuan done: balance {} -> {} yuan",
         format_yuan(r.amount),
         format_yuan(r.balance_before),
         format_yuan(r.balance_after)
-    );
+    )?;
     let counter = if r.kind == TransactionKind::Load {
         "online"
     } else {
         "offline"
     };
-    println!(
+    writeln!(
+        out,
         "  card {}, {counter} counter {}, terminal {}{}, {}",
         r.serial_hex(),
         r.card_counter,
@@ -223,7 +233,7 @@ fn print_record(r: &TransactionRecord, json: bool) {
             .map(|s| format!(", terminal transaction {}", u32::from_be_bytes(s)))
             .unwrap_or_default(),
         host_lib::terminal::record::format_host_time(&r.at)
-    );
+    )?;
     let proof = if r.kind == TransactionKind::Load {
         format!("TAC {}", hex::encode_upper(r.tac))
     } else {
@@ -233,7 +243,8 @@ fn print_record(r: &TransactionRecord, json: bool) {
             hex::encode_upper(r.tac)
         )
     };
-    println!(
+    writeln!(
+        out,
         "  {proof} {}; {} APDUs{}",
         if r.verified {
             "verified"
@@ -246,7 +257,7 @@ fn print_record(r: &TransactionRecord, json: bool) {
         } else {
             ""
         }
-    );
+    )
 }
 
 /// Prints what a failed operation means and gives the exit status.
@@ -330,7 +341,7 @@ fn describe_event(e: &TerminalEvent<'_>) {
         TerminalEvent::EarlierSettled(outcome) => match outcome {
             Ok(r) => {
                 eprintln!("citizencard: a transaction an earlier run left pending was made:");
-                print_record(r, false);
+                let _ = write_record(&mut std::io::stderr().lock(), r, false);
             }
             Err(e) => eprintln!("citizencard: a transaction an earlier run left pending: {e}"),
         },
@@ -385,7 +396,7 @@ pub fn run(global: &Global, args: PurseArgs) -> Result<(), Failure> {
     let (mut keys, keys_label) = load_keys(o.keys.as_deref())?;
     let state = match o.state {
         Some(s) => s,
-        None => default_state()?,
+        None => default_state(global)?,
     };
     let moves_money = matches!(plan, Plan::Load(_) | Plan::Purchase(..));
     if moves_money {
@@ -486,7 +497,7 @@ mod tests {
 
     #[test]
     fn the_default_aid_is_the_terminal_s() {
-        assert_eq!(parse_aid("A000000632010105").unwrap().0, DEFAULT_AID);
+        assert_eq!(parse_aid("A00000000386980701").unwrap().0, DEFAULT_AID);
     }
 
     #[test]

@@ -86,8 +86,9 @@ pub enum TerminalError {
     /// The key store failed (an unknown key, the terminal counter file…).
     #[error("key store: {0}")]
     Keys(KeyError),
-    /// The pending transaction could not be written down, so CREDIT/DEBIT was not sent.
-    #[error("cannot record the pending transaction, so it was not sent and nothing moved: {0}")]
+    /// The terminal's journal of pending transactions failed: it could not write one down (so
+    /// CREDIT/DEBIT was not sent), or could not read one.
+    #[error("terminal state: {0}")]
     Journal(String),
     /// The card proves that the transaction did not happen: nothing moved.
     #[error("the {} of {} yuan was NOT made: {cause}; the card proves it did not happen, nothing was {}; {}",
@@ -158,7 +159,8 @@ impl TerminalError {
         }
     }
 
-    /// True when money may have moved: the caller must show this error, not retry blindly.
+    /// True when CREDIT or DEBIT was sent (the outcome is not done, done but unverified, or
+    /// unknown): the caller must show this error and never simply retry.
     pub fn transaction_was_sent(&self) -> bool {
         matches!(
             self,

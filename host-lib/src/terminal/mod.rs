@@ -18,9 +18,11 @@
 //! card pulled out, a power cut, a reader error), the terminal waits for the card to be back,
 //! selects the purse, checks it is the same card and asks GET TRANSACTION PROOF with the
 //! counter of the INITIALIZE. `9000` with MAC2 and TAC that verify: **done**; `9406`: **not done**
-//! (nothing moved; the log is checked too, in case the card has made another transaction since).
-//! A transaction whose outcome cannot be learnt is reported as unsettled and kept in the journal
-//! until the card is seen again.
+//! (nothing moved). If the card was used elsewhere in between, the proof may be another
+//! transaction's: then the purse log decides (a record with our counter that is ours: done but
+//! unprovable; another's: not done). A transaction whose outcome cannot be learnt is reported as
+//! unsettled and kept in the journal until the card is seen again, and settled before anything
+//! else then.
 
 pub mod amount;
 pub mod apdu;

@@ -17,11 +17,11 @@ use crate::keys::{
 };
 use crate::transport::{self, Transport};
 
-/// The AID the terminal selects unless told otherwise: `A0 00 00 06 32 01 01 05`, the
-/// electronic purse of T-Union (交通联合, JT/T 978) transit cards (card-specs §3.3), which phone
-/// readers of Chinese transit cards look for, and the name apdu-specs/purse.md's phone-reader
-/// transcript uses.
-pub const DEFAULT_AID: [u8; 8] = [0xA0, 0x00, 0x00, 0x06, 0x32, 0x01, 0x01, 0x05];
+/// The AID the terminal selects unless told otherwise: `A0 00 00 00 03 86 98 07 01`, the
+/// electronic purse of Chinese city cards ("CityUnion", card-specs §3.3), which phone readers of
+/// transit cards know, and the purse ADF of the project's default Wenzhou profile. (T-Union cards
+/// use `A0 00 00 06 32 01 01 05`: `--aid`.)
+pub const DEFAULT_AID: [u8; 9] = [0xA0, 0x00, 0x00, 0x00, 0x03, 0x86, 0x98, 0x07, 0x01];
 
 /// The terminal id used unless told otherwise.
 pub const DEFAULT_TERMINAL_ID: [u8; 6] = [0x00, 0x00, 0x00, 0x00, 0x00, 0x01];
@@ -206,15 +206,14 @@ pub struct Terminal<'a, T: Transport> {
     apdus: u32,
 }
 
-/// What GET TRANSACTION PROOF (and the log) said about a pending transaction.
-enum Settled {
-    Done {
-        mac: [u8; 4],
-        tac: [u8; 4],
-    },
-    /// Not the last transaction any more, but the log has it: done, without a proof.
-    LoggedOnly,
-    NotDone,
+/// What the purse log says about a pending transaction.
+enum InLog {
+    /// A record with its counter that is its own.
+    Ours,
+    /// A record with its counter that belongs to another transaction.
+    Another,
+    /// No record with its counter.
+    Missing,
 }
 
 impl<'a, T: Transport> Terminal<'a, T> {
@@ -349,7 +348,7 @@ impl<'a, T: Transport> Terminal<'a, T> {
             .pending_for(&app.serial)
             .map_err(TerminalError::Journal)?;
         if let Some(pending) = pending {
-            let outcome = self.settle_here(&pending, None);
+            let outcome = self.settle(&pending);
             (self.events)(&TerminalEvent::EarlierSettled(&outcome));
             if let Err(e @ (TerminalError::Unsettled { .. } | TerminalError::Transport(_))) =
                 outcome
@@ -475,9 +474,11 @@ impl<'a, T: Transport> Terminal<'a, T> {
             )
             .map_err(TerminalError::from_keys)?;
         let pending = Pending::load(app.serial, purse, &init, &load, &at, mac2);
-        self.journal
-            .begin(&pending)
-            .map_err(TerminalError::Journal)?;
+        self.journal.begin(&pending).map_err(|e| {
+            TerminalError::Journal(format!(
+                "cannot record the pending transaction ({e}), so it was not sent and nothing moved"
+            ))
+        })?;
         let result = match self.exchange(&apdu::credit_for_load(&at, &mac2)) {
             Ok((data, Sw::SUCCESS)) => match <[u8; 4]>::try_from(data.as_slice()) {
                 Ok(tac) => self.finish(&pending, mac2, tac, false),
@@ -592,9 +593,11 @@ impl<'a, T: Transport> Terminal<'a, T> {
             &signed.purchase,
             signed.mac1,
         );
-        self.journal
-            .begin(&pending)
-            .map_err(TerminalError::Journal)?;
+        self.journal.begin(&pending).map_err(|e| {
+            TerminalError::Journal(format!(
+                "cannot record the pending transaction ({e}), so it was not sent and nothing moved"
+            ))
+        })?;
         let result = match self.exchange(&apdu::debit_for_purchase(&signed.debit_data())) {
             Ok((data, Sw::SUCCESS)) if data.len() == 8 => {
                 let tac = [data[0], data[1], data[2], data[3]];
@@ -646,37 +649,9 @@ impl<'a, T: Transport> Terminal<'a, T> {
         }
     }
 
-    /// The record of a transaction that happened, verified: MAC2 (a purchase's, or for a load
-    /// the one the host sent) and the TAC.
-    fn finish(
-        &mut self,
-        pending: &Pending,
-        mac2: [u8; 4],
-        tac: [u8; 4],
-        recovered: bool,
-    ) -> Result<TransactionRecord, TerminalError> {
-        let mut record = TransactionRecord {
-            card_serial: pending.card_serial,
-            kind: pending.kind,
-            purse: pending.purse,
-            txn_type: pending.txn_type,
-            amount: pending.amount,
-            balance_before: pending.balance_before,
-            balance_after: pending.balance_if_done(),
-            card_counter: pending.card_counter,
-            key_version: pending.key_version,
-            algorithm_id: pending.algorithm_id,
-            terminal_id: pending.terminal_id,
-            terminal_seq: pending.terminal_seq,
-            at: pending.at(),
-            mac2,
-            tac,
-            verified: false,
-            recovered,
-            apdus: 0,
-        };
-        // The outcome is known from here on: the journal entry goes whatever the verification says.
-        self.forget(pending);
+    /// Why MAC2 (a purchase's, or for a load the one the host sent) and the TAC of `pending`
+    /// do not verify, if they do not.
+    fn proof_problem(&self, pending: &Pending, mac2: [u8; 4], tac: [u8; 4]) -> Option<String> {
         let factors = CardFactors::NONE
             .with_application_serial(&pending.card_serial)
             .unwrap_or_default();
@@ -718,16 +693,85 @@ impl<'a, T: Transport> Terminal<'a, T> {
                 })
                 .map_err(|e| e.to_string()),
         };
-        match checked {
-            Ok(()) => {
-                record.verified = true;
-                Ok(record)
-            }
-            Err(problem) => Err(TerminalError::Unverified {
-                record: Box::new(record),
+        checked.err()
+    }
+
+    /// The record of `pending` as done, with this proof.
+    fn record_of(
+        pending: &Pending,
+        mac2: [u8; 4],
+        tac: [u8; 4],
+        recovered: bool,
+        verified: bool,
+    ) -> TransactionRecord {
+        TransactionRecord {
+            card_serial: pending.card_serial,
+            kind: pending.kind,
+            purse: pending.purse,
+            txn_type: pending.txn_type,
+            amount: pending.amount,
+            balance_before: pending.balance_before,
+            balance_after: pending.balance_if_done(),
+            card_counter: pending.card_counter,
+            key_version: pending.key_version,
+            algorithm_id: pending.algorithm_id,
+            terminal_id: pending.terminal_id,
+            terminal_seq: pending.terminal_seq,
+            at: pending.at(),
+            mac2,
+            tac,
+            verified,
+            recovered,
+            apdus: 0,
+        }
+    }
+
+    /// The card answered CREDIT/DEBIT: the transaction happened. Its record, verified or not; the
+    /// journal entry goes either way.
+    fn finish(
+        &mut self,
+        pending: &Pending,
+        mac2: [u8; 4],
+        tac: [u8; 4],
+        recovered: bool,
+    ) -> Result<TransactionRecord, TerminalError> {
+        self.forget(pending);
+        match self.proof_problem(pending, mac2, tac) {
+            None => Ok(Self::record_of(pending, mac2, tac, recovered, true)),
+            Some(problem) => Err(TerminalError::Unverified {
+                record: Box::new(Self::record_of(pending, mac2, tac, recovered, false)),
                 problem: format!("its proof does not verify: {problem}"),
             }),
         }
+    }
+
+    /// What the purse log says of `pending`: a record of its purse and kind with its counter that
+    /// is its own (same type, amount, terminal, date and time), another transaction's, or none.
+    fn find_in_log(&mut self, pending: &Pending) -> Result<InLog, TerminalError> {
+        let load = pending.kind == TransactionKind::Load;
+        let family = |t: u8| match (load, pending.purse) {
+            (true, PurseKind::Ep) => t == 0x02,
+            (true, PurseKind::Ed) => t == 0x01,
+            (false, PurseKind::Ep) => t == 0x06 || t == 0x09,
+            (false, PurseKind::Ed) => t == 0x05,
+        };
+        let ours = pending.card_counter;
+        // Newest first: stop at the first record of the family at or below our counter.
+        let log = self.read_log(|r| family(r.txn_type) && r.counter <= ours)?;
+        Ok(
+            match log.iter().find(|r| family(r.txn_type) && r.counter == ours) {
+                Some(r)
+                    if r.txn_type == pending.txn_type
+                        && r.amount == pending.amount
+                        && r.terminal_id == pending.terminal_id
+                        && r.at == pending.at() =>
+                {
+                    InLog::Ours
+                }
+                Some(_) => InLog::Another,
+                None => InLog::Missing,
+            },
+        )
     }
 
     /// The reader failed after CREDIT/DEBIT was sent: wait for the card, then settle.
@@ -806,106 +850,90 @@ impl<'a, T: Transport> Terminal<'a, T> {
             pending.txn_type,
             pending.card_counter,
         ))?;
-        let settled = match sw {
-            Sw::SUCCESS if data.len() == 8 => Settled::Done {
-                mac: [data[0], data[1], data[2], data[3]],
-                tac: [data[4], data[5], data[6], data[7]],
-            },
-            Sw::MAC_NOT_AVAILABLE => {
-                // Not the card's last transaction. The log tells whether it happened before a
-                // later one replaced its proof (a record of this purse with this type family and
-                // counter), or not at all.
-                let load = pending.kind == TransactionKind::Load;
-                let family = |t: u8| match (load, pending.purse) {
-                    (true, PurseKind::Ep) => t == 0x02,
-                    (true, PurseKind::Ed) => t == 0x01,
-                    (false, PurseKind::Ep) => t == 0x06 || t == 0x09,
-                    (false, PurseKind::Ed) => t == 0x05,
-                };
-                let ours = pending.card_counter;
-                let log = self.read_log(|r| family(r.txn_type) && r.counter <= ours)?;
-                let found = log.iter().any(|r| {
-                    family(r.txn_type)
-                        && r.counter == ours
-                        && r.txn_type == pending.txn_type
-                        && r.amount == pending.amount
-                        && r.terminal_id == pending.terminal_id
-                        && r.at == pending.at()
-                });
-                if found {
-                    Settled::LoggedOnly
-                } else {
-                    Settled::NotDone
-                }
-            }
-            sw => return Err(unsettled(format!("GET TRANSACTION PROOF answered {sw}"))),
-        };
         let why = cause.map(str::to_owned).unwrap_or_else(|| {
             format!(
-                "its answer to {} was lost",
+                "{} was sent but its outcome never learnt",
                 pending.kind.completing_command()
             )
         });
-        match settled {
-            Settled::Done { mac, tac } => {
-                // Read before the journal entry goes, so a card lost here is asked again.
-                let balance = self.balance_while_settling()?;
-                match self.finish(pending, mac, tac, true) {
-                    Ok(r) if balance.is_some_and(|b| b != r.balance_after) => {
-                        Err(TerminalError::Unverified {
+        let not_done = |this: &mut Self, why: String| -> Result<TransactionRecord, TerminalError> {
+            let balance = this.balance_while_settling()?;
+            this.forget(pending);
+            Err(TerminalError::NotDone {
+                kind: pending.kind,
+                amount: pending.amount,
+                balance,
+                cause: why,
+            })
+        };
+        match sw {
+            Sw::SUCCESS if data.len() == 8 => {
+                let mac = [data[0], data[1], data[2], data[3]];
+                let tac = [data[4], data[5], data[6], data[7]];
+                let Some(problem) = self.proof_problem(pending, mac, tac) else {
+                    // Ours, proven. Read the balance before the journal entry goes, so a card
+                    // lost here is asked again.
+                    let balance = self.balance_while_settling()?;
+                    self.forget(pending);
+                    let record = Self::record_of(pending, mac, tac, true, true);
+                    return match balance {
+                        Some(b) if b != record.balance_after => Err(TerminalError::Unverified {
                             problem: format!(
                                 "the card's balance is {} yuan where the proven transaction \
                                  leaves {}",
-                                super::amount::format_yuan(balance.unwrap_or_default()),
-                                super::amount::format_yuan(r.balance_after)
+                                super::amount::format_yuan(b),
+                                super::amount::format_yuan(record.balance_after)
                             ),
                             record: Box::new(TransactionRecord {
                                 verified: false,
-                                ..r
+                                ..record
                             }),
+                        }),
+                        _ => Ok(record),
+                    };
+                };
+                // A proof that is not ours: another terminal may have made a transaction with the
+                // same counter since (then ours did not happen), or ours happened and its proof
+                // is wrong. The log tells which (apdu-specs/purse.md, GET TRANSACTION PROOF).
+                match self.find_in_log(pending)? {
+                    InLog::Ours => {
+                        self.forget(pending);
+                        Err(TerminalError::Unverified {
+                            record: Box::new(Self::record_of(pending, mac, tac, true, false)),
+                            problem: format!("its proof does not verify: {problem}"),
                         })
                     }
-                    other => other,
+                    InLog::Another => not_done(
+                        self,
+                        format!(
+                            "{why}; the card has since made another transaction with the same \
+                             counter elsewhere, so this one did not happen"
+                        ),
+                    ),
+                    InLog::Missing => Err(unsettled(format!(
+                        "the card proves a transaction with this counter that is not this one \
+                         ({problem}), and its log shows none"
+                    ))),
                 }
             }
-            Settled::LoggedOnly => {
-                self.forget(pending);
-                Err(TerminalError::Unverified {
-                    record: Box::new(TransactionRecord {
-                        card_serial: pending.card_serial,
-                        kind: pending.kind,
-                        purse: pending.purse,
-                        txn_type: pending.txn_type,
-                        amount: pending.amount,
-                        balance_before: pending.balance_before,
-                        balance_after: pending.balance_if_done(),
-                        card_counter: pending.card_counter,
-                        key_version: pending.key_version,
-                        algorithm_id: pending.algorithm_id,
-                        terminal_id: pending.terminal_id,
-                        terminal_seq: pending.terminal_seq,
-                        at: pending.at(),
-                        mac2: [0; 4],
-                        tac: [0; 4],
-                        verified: false,
-                        recovered: true,
-                        apdus: 0,
-                    }),
-                    problem: "the card has made another transaction since, so it can no longer \
-                              prove this one; its log shows it happened (no TAC to verify)"
-                        .into(),
-                })
+            Sw::MAC_NOT_AVAILABLE => {
+                // Not the card's last transaction. The log tells whether it happened before a
+                // later one replaced its proof, or not at all.
+                match self.find_in_log(pending)? {
+                    InLog::Ours => {
+                        self.forget(pending);
+                        Err(TerminalError::Unverified {
+                            record: Box::new(Self::record_of(pending, [0; 4], [0; 4], true, false)),
+                            problem: "the card has made another transaction since, so it can no \
+                                      longer prove this one; its log shows it happened (no TAC \
+                                      to verify)"
+                                .into(),
+                        })
+                    }
+                    InLog::Another | InLog::Missing => not_done(self, why),
+                }
             }
-            Settled::NotDone => {
-                let balance = self.balance_while_settling()?;
-                self.forget(pending);
-                Err(TerminalError::NotDone {
-                    kind: pending.kind,
-                    amount: pending.amount,
-                    balance,
-                    cause: why,
-                })
-            }
+            sw => Err(unsettled(format!("GET TRANSACTION PROOF answered {sw}"))),
         }
     }
 
