@@ -3,6 +3,8 @@
 pub mod apdu;
 pub mod bench;
 pub mod demo;
+pub mod info;
+pub mod issue;
 pub mod keys;
 pub mod readers;
 pub mod sim;
