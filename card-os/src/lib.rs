@@ -33,6 +33,7 @@ pub mod card;
 pub mod crypto;
 pub mod fs;
 pub mod nvm;
+pub mod purse;
 pub mod security;
 
 #[cfg(feature = "sim")]

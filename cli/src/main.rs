@@ -69,6 +69,20 @@ pub struct Global {
     /// one with `citizencard sim new`).
     #[arg(long, global = true, value_name = "IMAGE", conflicts_with_all = ["reader", "wait"])]
     pub sim: Option<std::path::PathBuf>,
+    /// The issuance registry (SQLite); default `$XDG_DATA_HOME/citizencard/registry.db`.
+    #[arg(long, global = true, value_name = "FILE", env = "CITIZENCARD_REGISTRY")]
+    pub registry: Option<std::path::PathBuf>,
+    /// The registry's configuration (fees, card series, city; TOML); built-in defaults otherwise.
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILE",
+        env = "CITIZENCARD_REGISTRY_CONFIG"
+    )]
+    pub registry_config: Option<std::path::PathBuf>,
+    /// Who is at the counter: recorded with every change in the registry's audit log.
+    #[arg(long, global = true, value_name = "NAME", env = "CITIZENCARD_OPERATOR")]
+    pub operator: Option<String>,
 }
 
 impl Global {
@@ -82,6 +96,30 @@ impl Global {
             auto_get_response: !self.no_auto_get_response,
             sim: self.sim.clone(),
         }
+    }
+}
+
+impl Global {
+    /// The operator's name for the audit log: `--operator`, else the login name.
+    pub fn operator(&self) -> String {
+        self.operator
+            .clone()
+            .or_else(|| std::env::var("USER").ok())
+            .unwrap_or_else(|| "operator".to_string())
+    }
+
+    /// Opens the registry these flags name (creating it, and its directory, if needed).
+    pub fn open_registry(&self) -> Result<host_lib::registry::Registry, Failure> {
+        use host_lib::registry::{default_path, Registry, RegistryConfig};
+        let config = match &self.registry_config {
+            Some(path) => RegistryConfig::load(path).map_err(Failure::usage)?,
+            None => RegistryConfig::default(),
+        };
+        let path = match &self.registry {
+            Some(path) => path.clone(),
+            None => default_path().map_err(Failure::card)?,
+        };
+        Registry::open(&path, config).map_err(Failure::card)
     }
 }
 

@@ -8,6 +8,7 @@ use crate::crypto::{Key, Rng};
 use crate::fs::header::{DF_FLAG_BLOCKED_PERMANENTLY, DF_FLAG_BLOCKED_TEMPORARILY};
 use crate::fs::{self, DfPath, FileRef};
 use crate::nvm::{Nvm, Storage};
+use crate::purse::Session;
 use crate::security::keys::{self, KeyEntry, KeyType};
 use crate::security::{AccessRight, Challenge};
 
@@ -27,6 +28,12 @@ pub(super) struct Ctx<'a, N: Nvm> {
     pub challenge: Option<Challenge>,
     /// Set by CARD BLOCK: once the command commits, the engine's cached life cycle follows.
     pub card_blocked: bool,
+    /// The purse transaction the previous command opened (taken out of the volatile state: a
+    /// handler that continues it puts it back into `ram.purse`).
+    pub purse: Option<Session>,
+    /// Set by UPDATE CAPP DATA CACHE: the engine leaves the command's writes pending for the DEBIT
+    /// that follows instead of committing them.
+    pub keep_open: bool,
 }
 
 impl<N: Nvm> Ctx<'_, N> {

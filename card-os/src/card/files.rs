@@ -287,8 +287,12 @@ fn record_ef<N: Nvm>(ctx: &mut Ctx<'_, N>, selector: EfSelector) -> Result<FileR
     Ok(ef)
 }
 
-/// The record number an address designates (and moves the record pointer there).
-fn locate<N: Nvm>(ctx: &mut Ctx<'_, N>, ef: &FileRef, address: RecordAddress) -> Result<usize, Sw> {
+/// The record number an address designates.
+pub(super) fn locate<N: Nvm>(
+    ctx: &mut Ctx<'_, N>,
+    ef: &FileRef,
+    address: RecordAddress,
+) -> Result<usize, Sw> {
     let number = match address {
         RecordAddress::Number(0) => ctx.ram.record_pointer.ok_or(Sw::RECORD_NOT_FOUND)?,
         RecordAddress::Number(n) => usize::from(n),

@@ -10,6 +10,12 @@
 //! * otherwise the data and the status word.
 //!
 //! Any command other than GET RESPONSE discards data still waiting.
+//!
+//! A purse transaction opened by INITIALIZE lives in the volatile state until the next command:
+//! only its CREDIT/DEBIT (and a composite purchase's UPDATE CAPP DATA CACHE) may use it, GET
+//! RESPONSE leaves it alone, any other command ends it. UPDATE CAPP DATA CACHE is the one command
+//! that leaves its NVM transaction open: its record is committed by the DEBIT that follows, or
+//! dropped (apdu-specs/purse.md).
 
 mod auth;
 pub mod command;
@@ -17,6 +23,7 @@ mod context;
 mod files;
 mod life_cycle;
 mod pin;
+mod purse;
 mod secure_messaging;
 pub mod system;
 mod write_key;
@@ -25,6 +32,7 @@ use crate::apdu::{Command, Sw, MAX_RESPONSE_DATA};
 use crate::crypto::Rng;
 use crate::fs::DfPath;
 use crate::nvm::{Nvm, NvmError, Storage};
+use crate::purse::Session;
 use crate::security::{Challenge, SecurityState};
 use command::{Instruction, Reject};
 use context::Ctx;
@@ -48,6 +56,9 @@ pub struct Volatile {
     pub security: SecurityState,
     /// The random of a GET CHALLENGE, kept for the next command only (FMCOS 2.0 §7.2).
     pub challenge: Option<Challenge>,
+    /// The purse transaction INITIALIZE opened, kept for the next command only (FMCOS 2.0 §8.7.2:
+    /// CREDIT/DEBIT without it is `6901`).
+    pub purse: Option<Session>,
 }
 
 impl Volatile {
@@ -59,6 +70,7 @@ impl Volatile {
             entered_without_keys: false,
             security: SecurityState::CLEAR,
             challenge: None,
+            purse: None,
         }
     }
 }
@@ -272,6 +284,8 @@ impl<N: Nvm, R: Rng> Card<N, R> {
         // FMCOS 2.0 §7.2: a challenge is good for the one command after GET CHALLENGE, whatever
         // that command is.
         let challenge = self.ram.challenge.take();
+        // PBOC ED/EP (FMCOS 2.0 §8.7–8.9): CREDIT and DEBIT must directly follow their INITIALIZE.
+        let purse = self.ram.purse.take();
         let cmd = match Command::parse(raw) {
             Ok(cmd) => cmd,
             Err(e) => return self.fail(Reject::from(e).status()),
@@ -284,7 +298,20 @@ impl<N: Nvm, R: Rng> Card<N, R> {
             Err(reject) => return self.fail(reject.status()),
         };
         if instruction == Instruction::GetResponse {
-            return self.get_response(cmd.ne, room);
+            // T=0 readers fetch INITIALIZE's answer this way: the transaction stays open.
+            let answer = self.get_response(cmd.ne, room);
+            if answer.0.is_success() {
+                self.ram.purse = purse;
+            }
+            return answer;
+        }
+        // Only a composite purchase's next step may see the records UPDATE CAPP DATA CACHE left
+        // pending; for every other command they are gone.
+        if !matches!(
+            instruction,
+            Instruction::UpdateCappDataCache { .. } | Instruction::DebitForPurchase { .. }
+        ) {
+            self.storage.abort();
         }
         self.reply.clear();
         let result = {
@@ -301,21 +328,21 @@ impl<N: Nvm, R: Rng> Card<N, R> {
                 nc: cmd.data.len(),
                 challenge,
                 card_blocked: false,
+                purse,
+                keep_open: false,
             };
             let result = execute(&mut ctx, instruction, &mut response);
-            (result, ctx.card_blocked)
+            (result, ctx.card_blocked, ctx.keep_open)
         };
         let result = match result {
-            (Ok(()), card_blocked) => self.storage.commit().map_err(Sw::from).map(|()| {
+            (Ok(()), _, true) => Ok(()),
+            (Ok(()), card_blocked, false) => self.storage.commit().map_err(Sw::from).map(|()| {
                 // The cached life cycle follows the system area once the block is durable.
                 if card_blocked {
                     self.system.life_cycle = system::LIFE_CYCLE_BLOCKED;
                 }
             }),
-            (Err(sw), _) => {
-                self.storage.abort();
-                Err(sw)
-            }
+            (Err(sw), _, _) => Err(sw),
         };
         match result {
             Ok(()) => self.shape(cmd.ne, room),
@@ -323,7 +350,10 @@ impl<N: Nvm, R: Rng> Card<N, R> {
         }
     }
 
+    /// A refused command: nothing it queued is written, and no purse transaction survives it.
     fn fail(&mut self, sw: Sw) -> (Sw, Range<usize>) {
+        self.storage.abort();
+        self.ram.purse = None;
         self.reply.clear();
         (sw, 0..0)
     }
@@ -426,6 +456,38 @@ fn execute<N: Nvm>(
         }
         Instruction::ApplicationUnblock { mac } => life_cycle::application_unblock(ctx, &mac),
         Instruction::CardBlock { mac } => life_cycle::card_block(ctx, &mac),
+        Instruction::InitializePurse {
+            operation,
+            purse,
+            key_id,
+            amount,
+            terminal_id,
+        } => purse::initialize(
+            ctx,
+            &purse::Initialize {
+                operation,
+                purse,
+                key_id,
+                amount,
+                terminal_id,
+            },
+            response,
+        ),
+        Instruction::CreditForLoad { at, mac2 } => {
+            purse::credit_for_load(ctx, &at, &mac2, response)
+        }
+        Instruction::DebitForPurchase {
+            terminal_seq,
+            at,
+            mac1,
+        } => purse::debit_for_purchase(ctx, terminal_seq, at, &mac1, response),
+        Instruction::UpdateCappDataCache { ef, address, data } => {
+            purse::update_capp_data_cache(ctx, ef, address, data)
+        }
+        Instruction::GetBalance { purse } => purse::get_balance(ctx, purse, response),
+        Instruction::GetTransactionProof { txn_type, counter } => {
+            purse::get_transaction_proof(ctx, txn_type, counter, response)
+        }
     }
 }
 

@@ -13,6 +13,9 @@ pub struct FileSpec<'a> {
     pub header: Header,
     /// A DF's name (empty for other files).
     pub name: &'a [u8],
+    /// A purse's maximum balance, the first 4 bytes of its body (apdu-specs/purse.md; 0 for other
+    /// files).
+    pub purse_max_balance: u32,
 }
 
 impl<'a> FileSpec<'a> {
@@ -25,7 +28,7 @@ impl<'a> FileSpec<'a> {
     /// | DF `38` | `38 space(2) createRight eraseRight fciFile FF FF name(5..16)` |
     /// | binary `28` (`A8`/`68`/`E8` protected) | `28 size(2) readRight writeRight FF keyByte` |
     /// | record `2A`/`2C`/`2E` (+ bits) | `2A nRecords recordLen readRight writeRight FF keyByte` |
-    /// | purse `2F` | `2F 02 08 useRight tacKeyId FF logSfi` |
+    /// | purse `2F` | `2F 02 08 useRight tacKeyId FF logSfi [maxBalance(4)]` (the 4 bytes are ours) |
     /// | key file `3F` | `3F space(2) dfSfi addRight FF FF` |
     pub fn parse(fid: u16, data: &'a [u8]) -> Result<FileSpec<'a>, Sw> {
         let [f0, f1] = fid.to_be_bytes();
@@ -56,9 +59,19 @@ impl<'a> FileSpec<'a> {
             return Ok(FileSpec {
                 header: Header::new(raw, kind),
                 name,
+                purse_max_balance: 0,
             });
         }
-        let [_, b1, b2, b3, b4, b5, b6] = match data {
+        // A purse may carry its maximum balance after the FMCOS fields; without it the limit is
+        // the largest 4-byte amount.
+        let (fmcos, purse_max_balance) = match (kind, data) {
+            (FileKind::Purse, [fmcos @ .., m0, m1, m2, m3]) if fmcos.len() == 7 => {
+                (fmcos, u32::from_be_bytes([*m0, *m1, *m2, *m3]))
+            }
+            (FileKind::Purse, _) => (data, u32::MAX),
+            _ => (data, 0),
+        };
+        let [_, b1, b2, b3, b4, b5, b6] = match fmcos {
             [a, b, c, d, e, f, g] => [*a, *b, *c, *d, *e, *f, *g],
             _ => return Err(Sw::WRONG_LENGTH),
         };
@@ -88,6 +101,7 @@ impl<'a> FileSpec<'a> {
         Ok(FileSpec {
             header: Header::new(raw, kind),
             name: &[],
+            purse_max_balance,
         })
     }
 }
@@ -151,6 +165,12 @@ pub fn create_file<N: Nvm>(
     }
     storage.write(addr, spec.header.raw())?;
     storage.write(addr + Header::NAME_OFFSET, spec.name)?;
+    if kind == FileKind::Purse {
+        storage.write(
+            addr + HEADER_LEN + crate::purse::offset::MAX_BALANCE,
+            &spec.purse_max_balance.to_be_bytes(),
+        )?;
+    }
     storage.write_u16(parent.addr + field::DF_USED, used16)?;
     file_at(storage, addr)
 }

@@ -31,8 +31,13 @@ pub const MF_DEFAULT_NAME: &[u8] = b"1PAY.SYS.DDF01";
 pub const MAX_DEPTH: usize = 3;
 
 impl From<NvmError> for Sw {
-    fn from(_: NvmError) -> Sw {
-        Sw::MEMORY_FAILURE
+    /// A command whose writes overflow the transaction buffer did not fit (`6A84`: a composite
+    /// purchase caching too many records); every other NVM error is a memory failure.
+    fn from(e: NvmError) -> Sw {
+        match e {
+            NvmError::TransactionFull => Sw::NOT_ENOUGH_SPACE,
+            _ => Sw::MEMORY_FAILURE,
+        }
     }
 }
 

@@ -1,0 +1,400 @@
+//! Execution of the purse commands: INITIALIZE FOR LOAD / PURCHASE / CAPP PURCHASE, CREDIT FOR
+//! LOAD, UPDATE CAPP DATA CACHE, DEBIT FOR PURCHASE, GET BALANCE and GET TRANSACTION PROOF
+//! (FMCOS 2.0 ch. 8 as PBOC ED/EP; apdu-specs/purse.md). Layouts: `crate::purse`; MACs and
+//! session keys: `crate::crypto::purse`.
+//!
+//! Every check that can refuse a load or purchase runs before its first write, and its writes
+//! (purse state, log record, cached CAPP records) all go into the command's one NVM transaction,
+//! which the engine commits on success and drops on refusal: a refused transaction changes
+//! nothing, a completed one changes everything at once, also across a power cut.
+//!
+//! The command functions are `#[inline(never)]`: inlined into the engine's dispatch they made the
+//! firmware a few hundred bytes larger (`card-os/size-report.sh`).
+
+use super::command::{EfSelector, RecordAddress};
+use super::context::Ctx;
+use super::Response;
+use crate::apdu::Sw;
+use crate::crypto::purse::{self as pboc, HostTime, Load, Purchase};
+use crate::crypto::{ct_eq, CryptoError, Key};
+use crate::fs::header::{FileKind, PURSE_BODY_LEN};
+use crate::fs::{self, records, FileRef};
+use crate::nvm::Nvm;
+use crate::purse::{
+    offset, Body, LogRecord, Operation, Proof, PurseKind, PurseState, Session, LOG_RECORD_LEN,
+};
+use crate::security::keys::{KeyEntry, KeyType};
+
+/// What INITIALIZE names (`80 50` data).
+pub(super) struct Initialize {
+    pub operation: Operation,
+    pub purse: PurseKind,
+    pub key_id: u8,
+    pub amount: u32,
+    pub terminal_id: [u8; 6],
+}
+
+/// The purse file a command uses and its body as stored.
+struct OpenPurse {
+    file: FileRef,
+    body: Body,
+}
+
+/// Crypto errors cannot come from terminal input (keys are checked when written): an internal
+/// error.
+fn internal(_: CryptoError) -> Sw {
+    Sw::NO_PRECISE_DIAGNOSIS
+}
+
+/// The ED (EF `0001`) or EP (EF `0002`) of the current DF, its use right met (FMCOS 2.0 §8.7 note 2).
+fn open<N: Nvm>(ctx: &Ctx<'_, N>, kind: PurseKind) -> Result<OpenPurse, Sw> {
+    let df = ctx.current_df()?;
+    let file = fs::find_child(ctx.storage, &df, kind.fid())?
+        .filter(|f| f.header.kind() == FileKind::Purse)
+        .ok_or(Sw::FILE_NOT_FOUND)?;
+    ctx.require(file.header.use_right())?;
+    let raw = ctx.storage.read_array::<PURSE_BODY_LEN>(file.body())?;
+    Ok(OpenPurse {
+        file,
+        body: Body::decode(&raw),
+    })
+}
+
+/// The purse's log: the cyclic file of 23-byte records its log SFI names (FMCOS 2.0 appendix A-3).
+fn log_file<N: Nvm>(ctx: &Ctx<'_, N>, purse: &FileRef) -> Result<FileRef, Sw> {
+    let df = ctx.current_df()?;
+    let log = fs::find_by_sfi(ctx.storage, &df, purse.header.purse_log_sfi())?
+        .ok_or(Sw::FILE_NOT_FOUND)?;
+    if log.header.kind() != FileKind::CyclicRecord || log.header.record_len() != LOG_RECORD_LEN {
+        return Err(Sw::INCOMPATIBLE_FILE_STRUCTURE);
+    }
+    Ok(log)
+}
+
+/// A purse key of the current DF; one it does not have is an unsupported key index (`9403`).
+fn purse_key<N: Nvm>(ctx: &Ctx<'_, N>, key_type: KeyType, id: u8) -> Result<KeyEntry, Sw> {
+    ctx.key(key_type, id).map_err(|sw| match sw {
+        Sw::REFERENCED_DATA_NOT_FOUND | Sw::FILE_NOT_FOUND => Sw::KEY_INDEX_NOT_SUPPORTED,
+        other => other,
+    })
+}
+
+/// The key a terminal names by index: the DLK (`3F`) of a load, the DPK (`3E`) of a purchase.
+fn session_master<N: Nvm>(ctx: &Ctx<'_, N>, operation: Operation, id: u8) -> Result<KeyEntry, Sw> {
+    let key_type = match operation {
+        Operation::Load => KeyType::Load,
+        Operation::Purchase | Operation::CappPurchase => KeyType::Purchase,
+    };
+    let entry = purse_key(ctx, key_type, id)?;
+    ctx.require(entry.use_right())?;
+    Ok(entry)
+}
+
+/// The TAC key: `34` with the purse's TAC key id (FMCOS 2.0 §7.13), as `DTK_L ⊕ DTK_R` for 3DES
+/// (§8.7.2).
+fn tac_key<N: Nvm>(ctx: &Ctx<'_, N>, purse: &FileRef) -> Result<Key, Sw> {
+    let entry = purse_key(ctx, KeyType::Internal, purse.header.purse_tac_key_id())?;
+    Ok(pboc::tac_key(&ctx.load_key(&entry)?))
+}
+
+/// The balance after crediting `amount`: at most the maximum balance (`9401` beyond, ours).
+fn credited(body: &Body, amount: u32) -> Result<u32, Sw> {
+    body.state
+        .balance
+        .checked_add(amount)
+        .filter(|&balance| balance <= body.max_balance)
+        .ok_or(Sw::INSUFFICIENT_FUNDS)
+}
+
+/// The balance after debiting `amount` (`9401` when it is short: no overdraft on this card).
+fn debited(state: &PurseState, amount: u32) -> Result<u32, Sw> {
+    state
+        .balance
+        .checked_sub(amount)
+        .ok_or(Sw::INSUFFICIENT_FUNDS)
+}
+
+/// INITIALIZE FOR LOAD / PURCHASE / CAPP PURCHASE `80 50` (FMCOS 2.0 §8.7.1, §8.8.1, §8.9.1).
+/// Writes nothing; opens the transaction in RAM.
+#[inline(never)]
+pub(super) fn initialize<N: Nvm>(
+    ctx: &mut Ctx<'_, N>,
+    init: &Initialize,
+    response: &mut Response<'_>,
+) -> Result<(), Sw> {
+    let purse = open(ctx, init.purse)?;
+    log_file(ctx, &purse.file)?;
+    let entry = session_master(ctx, init.operation, init.key_id)?;
+    // The TAC key is needed only once the MAC verified; a card without it refuses now.
+    tac_key(ctx, &purse.file)?;
+    let state = purse.body.state;
+    let load = init.operation == Operation::Load;
+    let counter = if load {
+        state.online_counter
+    } else {
+        state.offline_counter
+    };
+    // The counters never wrap: FFFF has no successor (PBOC 9402).
+    if counter == u16::MAX {
+        return Err(Sw::COUNTER_AT_MAX);
+    }
+    if load {
+        credited(&purse.body, init.amount)?;
+    } else {
+        debited(&state, init.amount)?;
+    }
+    let mut random = [0u8; 4];
+    ctx.rng.fill(&mut random);
+    let session = Session {
+        operation: init.operation,
+        purse: init.purse,
+        key_id: init.key_id,
+        random,
+        amount: init.amount,
+        terminal_id: init.terminal_id,
+    };
+    response.push(&state.balance.to_be_bytes())?;
+    response.push(&counter.to_be_bytes())?;
+    if !load {
+        // The overdraft limit (FMCOS 2.0 table 8.8): no overdraft on this card.
+        response.push(&[0, 0, 0])?;
+    }
+    response.push(&[entry.version(), entry.algorithm_byte()])?;
+    response.push(&random)?;
+    if load {
+        // PBOC ED/EP MAC1: SESLK = E(DLK, random ‖ onlineCounter ‖ 8000) (FMCOS 2.0 §8.7.1.4).
+        let seslk =
+            pboc::load_session_key(&ctx.load_key(&entry)?, &random, counter).map_err(internal)?;
+        let mac1 =
+            pboc::load_mac1(&seslk, state.balance, &load_fields(&session)).map_err(internal)?;
+        response.push(&mac1)?;
+    }
+    ctx.ram.purse = Some(session);
+    Ok(())
+}
+
+fn load_fields(session: &Session) -> Load {
+    Load {
+        amount: session.amount,
+        txn_type: session.txn_type(),
+        terminal_id: session.terminal_id,
+    }
+}
+
+/// Queues what a completed transaction changes: the purse state and a new newest log record.
+fn record_transaction<N: Nvm>(
+    ctx: &mut Ctx<'_, N>,
+    purse: &FileRef,
+    state: &PurseState,
+    entry: &LogRecord,
+) -> Result<(), Sw> {
+    let log = log_file(ctx, purse)?;
+    ctx.storage
+        .write(purse.body() + offset::STATE, &state.encode())?;
+    records::append_record(ctx.storage, &log, &entry.encode())?;
+    Ok(())
+}
+
+/// CREDIT FOR LOAD `80 52` (FMCOS 2.0 §8.7.2): MAC2 checked, then balance, online counter, log
+/// record and proof in one transaction; answers the TAC.
+#[inline(never)]
+pub(super) fn credit_for_load<N: Nvm>(
+    ctx: &mut Ctx<'_, N>,
+    at: &HostTime,
+    mac2: &[u8; 4],
+    response: &mut Response<'_>,
+) -> Result<(), Sw> {
+    let session = ctx
+        .purse
+        .filter(|s| s.operation == Operation::Load)
+        .ok_or(Sw::INVALID_STATE)?;
+    let purse = open(ctx, session.purse)?;
+    let state = purse.body.state;
+    let fields = load_fields(&session);
+    let entry = session_master(ctx, Operation::Load, session.key_id)?;
+    let seslk = pboc::load_session_key(
+        &ctx.load_key(&entry)?,
+        &session.random,
+        state.online_counter,
+    )
+    .map_err(internal)?;
+    // PBOC ED/EP MAC2 (FMCOS 2.0 §8.7.2.3), compared in constant time.
+    let expected = pboc::load_mac2(&seslk, &fields, at).map_err(internal)?;
+    if !ct_eq(&expected, mac2) {
+        return Err(Sw::MAC_INVALID);
+    }
+    let balance = credited(&purse.body, session.amount)?;
+    let next = state
+        .online_counter
+        .checked_add(1)
+        .ok_or(Sw::COUNTER_AT_MAX)?;
+    // PBOC ED/EP TAC over the new balance and the counter before its increment (§8.7.2.4).
+    let tac = pboc::load_tac(
+        &tac_key(ctx, &purse.file)?,
+        balance,
+        state.online_counter,
+        &fields,
+        at,
+    )
+    .map_err(internal)?;
+    let txn_type = session.txn_type();
+    let new_state = PurseState {
+        balance,
+        online_counter: next,
+        offline_counter: state.offline_counter,
+        last: Proof {
+            txn_type,
+            mac: *mac2,
+            tac,
+        },
+    };
+    let entry = LogRecord {
+        counter: state.online_counter,
+        overdraft_limit: 0,
+        amount: session.amount,
+        txn_type,
+        terminal_id: session.terminal_id,
+        at: *at,
+    };
+    record_transaction(ctx, &purse.file, &new_state, &entry)?;
+    response.push(&tac)
+}
+
+/// DEBIT FOR (CAPP) PURCHASE `80 54` (FMCOS 2.0 §8.8.2, §8.9.3): MAC1 checked, then balance,
+/// offline counter, log record, proof (and the cached CAPP records already pending) in one
+/// transaction; answers TAC ‖ MAC2.
+#[inline(never)]
+pub(super) fn debit_for_purchase<N: Nvm>(
+    ctx: &mut Ctx<'_, N>,
+    terminal_seq: [u8; 4],
+    at: HostTime,
+    mac1: &[u8; 4],
+    response: &mut Response<'_>,
+) -> Result<(), Sw> {
+    let session = ctx
+        .purse
+        .filter(|s| s.operation != Operation::Load)
+        .ok_or(Sw::INVALID_STATE)?;
+    let purse = open(ctx, session.purse)?;
+    let state = purse.body.state;
+    let entry = session_master(ctx, session.operation, session.key_id)?;
+    // SESPK = E(DPK, random ‖ offlineCounter ‖ terminalSeq[2..4]) (FMCOS 2.0 §8.8.2.3).
+    let sespk = pboc::purchase_session_key(
+        &ctx.load_key(&entry)?,
+        &session.random,
+        state.offline_counter,
+        &terminal_seq,
+    )
+    .map_err(internal)?;
+    let txn_type = session.txn_type();
+    let fields = Purchase {
+        amount: session.amount,
+        txn_type,
+        terminal_id: session.terminal_id,
+        terminal_seq,
+        at,
+    };
+    // PBOC ED/EP MAC1, compared in constant time.
+    let expected = pboc::purchase_mac1(&sespk, &fields).map_err(internal)?;
+    if !ct_eq(&expected, mac1) {
+        return Err(Sw::MAC_INVALID);
+    }
+    let balance = debited(&state, session.amount)?;
+    let next = state
+        .offline_counter
+        .checked_add(1)
+        .ok_or(Sw::COUNTER_AT_MAX)?;
+    // PBOC ED/EP MAC2 and TAC (FMCOS 2.0 §8.8.2.4).
+    let mac2 = pboc::purchase_mac2(&sespk, session.amount).map_err(internal)?;
+    let tac = pboc::purchase_tac(&tac_key(ctx, &purse.file)?, &fields).map_err(internal)?;
+    let new_state = PurseState {
+        balance,
+        online_counter: state.online_counter,
+        offline_counter: next,
+        last: Proof {
+            txn_type,
+            mac: mac2,
+            tac,
+        },
+    };
+    let entry = LogRecord {
+        counter: state.offline_counter,
+        overdraft_limit: 0,
+        amount: session.amount,
+        txn_type,
+        terminal_id: session.terminal_id,
+        at,
+    };
+    record_transaction(ctx, &purse.file, &new_state, &entry)?;
+    response.push(&tac)?;
+    response.push(&mac2)
+}
+
+/// UPDATE CAPP DATA CACHE `80 DC` (FMCOS 2.0 §8.9.2): the record is checked and queued, and the
+/// engine keeps the transaction open, so it is written by the DEBIT that follows or not at all.
+#[inline(never)]
+pub(super) fn update_capp_data_cache<N: Nvm>(
+    ctx: &mut Ctx<'_, N>,
+    ef: EfSelector,
+    address: RecordAddress,
+    data: &[u8],
+) -> Result<(), Sw> {
+    let session = ctx
+        .purse
+        .filter(|s| s.operation == Operation::CappPurchase)
+        .ok_or(Sw::INVALID_STATE)?;
+    let file = ctx.ef(ef)?;
+    if !matches!(
+        file.header.kind(),
+        FileKind::FixedRecord | FileKind::VariableRecord
+    ) {
+        return Err(Sw::INCOMPATIBLE_FILE_STRUCTURE);
+    }
+    ctx.require(file.header.write_right())?;
+    // This command carries no MAC: a file whose writes need one cannot take it.
+    if file.header.write_needs_mac() {
+        return Err(Sw::SM_MAC_MISSING);
+    }
+    let number = match address {
+        // Record n + 1 by number appends, as UPDATE RECORD does (files.md).
+        RecordAddress::Number(n) if n != 0 => usize::from(n),
+        _ => super::files::locate(ctx, &file, address)?,
+    };
+    records::update_record(ctx.storage, &file, number, data)?;
+    ctx.ram.record_pointer = Some(number);
+    ctx.ram.purse = Some(session);
+    ctx.keep_open = true;
+    Ok(())
+}
+
+/// GET BALANCE `80 5C` (FMCOS 2.0 §8.14).
+#[inline(never)]
+pub(super) fn get_balance<N: Nvm>(
+    ctx: &mut Ctx<'_, N>,
+    kind: PurseKind,
+    response: &mut Response<'_>,
+) -> Result<(), Sw> {
+    let purse = open(ctx, kind)?;
+    response.push(&purse.body.state.balance.to_be_bytes())
+}
+
+/// GET TRANSACTION PROOF `80 5A` (FMCOS 2.0 §8.13): MAC ‖ TAC of the last completed transaction
+/// if it has this type and counter, else `9406`.
+#[inline(never)]
+pub(super) fn get_transaction_proof<N: Nvm>(
+    ctx: &mut Ctx<'_, N>,
+    txn_type: u8,
+    counter: u16,
+    response: &mut Response<'_>,
+) -> Result<(), Sw> {
+    // Unload, cash withdrawal and overdraft updates never happen on this card.
+    let kind = PurseKind::of_transaction_type(txn_type).ok_or(Sw::MAC_NOT_AVAILABLE)?;
+    let purse = open(ctx, kind)?;
+    let proof = purse
+        .body
+        .state
+        .proof_of(txn_type, counter)
+        .ok_or(Sw::MAC_NOT_AVAILABLE)?;
+    response.push(&proof.mac)?;
+    response.push(&proof.tac)
+}
