@@ -165,6 +165,25 @@ enum Command {
     Registry(cmd::registry::RegistryCommand),
     /// The e-purse terminal: balance, load, purchase, log (amounts in yuan, e.g. 12.34).
     Purse(cmd::purse::PurseArgs),
+    /// Issue cards: applicants (one TOML file or a CSV batch) personalized, verified and recorded
+    /// in the registry.
+    #[command(
+        long_about = "Issue cards: each applicant gets a card number from the registry, \
+    the card is personalized with the profile and the key set (keys loaded encrypted under the \
+    transport key), read back and compared, and only then recorded as issued. A card pulled out \
+    (or a power cut) mid-way is finished by running the same command again with the same card: \
+    the registry hands back the same card number and the card is completed or redone.\n\n\
+    Cards come from a reader (-r, --wait: in a batch each next card is waited for, and each \
+    finished one must be taken out), from one image (--sim IMAGE, one applicant) or from a \
+    directory of simulated cards (--sim-dir DIR: one image per card, named by card number). \
+    A bad row of a batch is reported and skipped; a summary ends the run (APDUs and time per \
+    card). Exit status 0 when every applicant was issued, 1 when any was not, 2 for unusable \
+    arguments or files (nothing is issued then)."
+    )]
+    Issue(cmd::issue::IssueArgs),
+    /// Show what a card holds: issuer and cardholder data (after RKSSSE authentication), photo,
+    /// purse information; a table or --json.
+    Info(cmd::info::InfoArgs),
 }
 
 fn run(cli: Cli) -> Result<(), Failure> {
@@ -179,6 +198,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Card(command) => cmd::card::run(&cli.global, command),
         Command::Registry(command) => cmd::registry::run(&cli.global, command),
         Command::Purse(args) => cmd::purse::run(&cli.global, args),
+        Command::Issue(args) => cmd::issue::run(&cli.global, args),
+        Command::Info(args) => cmd::info::run(&cli.global, args),
     }
 }
 

@@ -98,6 +98,15 @@ pub enum ReadError {
     /// The card's data gives no diversification factors.
     #[error("the card's data gives no key diversification factors: {0}")]
     Factors(#[from] FactorError),
+    /// The card's personalization did not finish, and reading it failed.
+    #[error(
+        "the card is not issued: its personalization did not finish (run `citizencard issue` \
+         with it again); reading it: {source}"
+    )]
+    Unfinished {
+        /// What failed.
+        source: Box<ReadError>,
+    },
     /// The profile has no social-security environment to read.
     #[error("profile {0} has no EF with issuer-items: it describes no social-security card")]
     NoSsse(String),
@@ -375,21 +384,19 @@ fn date_text(b: &[u8]) -> Option<String> {
     decode_date(b).ok().map(|d| d.to_string())
 }
 
-/// Reads the card behind `transport` (see the module docs). Without `keys`, or when the read
-/// key is refused, the error says so: EF06 and the photo need RKSSSE (Art. 9 privacy).
+/// Reads the card behind `transport` (see the module docs). EF06 and the photo need RKSSSE
+/// (Art. 9 privacy): a key set that is not the card's gives an error naming the authentication.
 pub fn read_card(
     transport: &mut dyn Transport,
     keys: &dyn KeyStore,
     profile: &Profile,
     options: ReadOptions,
 ) -> Result<CardContents, ReadError> {
-    let issuer_at = profile
-        .find(&EfData::IssuerItems)
-        .ok_or_else(|| ReadError::NoSsse(profile.id.clone()))?;
-    let holder_at = profile
-        .find(&EfData::CardholderItems)
-        .ok_or_else(|| ReadError::NoSsse(profile.id.clone()))?;
-    let ssse = issuer_at.df;
+    if profile.find(&EfData::IssuerItems).is_none()
+        || profile.find(&EfData::CardholderItems).is_none()
+    {
+        return Err(ReadError::NoSsse(profile.id.clone()));
+    }
     let atr = transport.atr().to_vec();
     let historical = historical_bytes(&atr).ok();
     let mut r = SsseReader::new(transport);
@@ -414,6 +421,71 @@ pub fn read_card(
             None => None,
         }
     };
+
+    let parts = match read_ssse(&mut r, keys, profile, options, historical) {
+        Ok(parts) => parts,
+        // An unfinished card may lack what a finished one has: say why first.
+        Err(e) if card_info.as_ref().is_some_and(|i| !i.issued) => {
+            return Err(ReadError::Unfinished {
+                source: Box::new(e),
+            })
+        }
+        Err(e) => return Err(e),
+    };
+    let SsseParts {
+        fci,
+        issuer,
+        holder,
+        photo,
+        purse,
+    } = parts;
+    Ok(CardContents {
+        atr: hex::encode_upper(&atr),
+        chip_serial: historical.map(|h| hex::encode_upper(h.serial)),
+        card_info,
+        ssse: fci,
+        inconsistencies: holder.inconsistencies(),
+        photo_summary: photo.as_ref().map(|p| {
+            format!(
+                "{} bytes, {}x{} JPEG",
+                p.bytes().len(),
+                p.width(),
+                p.height()
+            )
+        }),
+        photo,
+        issuer,
+        holder,
+        purse,
+        mode: options.mode,
+        apdus: r.apdus(),
+    })
+}
+
+/// What steps 2 to 5 of [`read_card`] read.
+struct SsseParts {
+    fci: SsseFci,
+    issuer: IssuerItems,
+    holder: CardholderItems,
+    photo: Option<Photo>,
+    purse: Option<PurseInfo>,
+}
+
+/// Steps 2 to 5 of [`read_card`].
+fn read_ssse(
+    r: &mut SsseReader<'_>,
+    keys: &dyn KeyStore,
+    profile: &Profile,
+    options: ReadOptions,
+    historical: Option<card_os::card::HistoricalBytes>,
+) -> Result<SsseParts, ReadError> {
+    let (Some(issuer_at), Some(holder_at)) = (
+        profile.find(&EfData::IssuerItems),
+        profile.find(&EfData::CardholderItems),
+    ) else {
+        return Err(ReadError::NoSsse(profile.id.clone()));
+    };
+    let ssse = issuer_at.df;
 
     // 2. The SSSE.
     let fci = r.select_name(&ssse.name)?;
@@ -494,27 +566,12 @@ pub fn read_card(
         },
         None => None,
     };
-
-    Ok(CardContents {
-        atr: hex::encode_upper(&atr),
-        chip_serial: historical.map(|h| hex::encode_upper(h.serial)),
-        card_info,
-        ssse: fci,
-        inconsistencies: holder.inconsistencies(),
-        photo_summary: photo.as_ref().map(|p| {
-            format!(
-                "{} bytes, {}x{} JPEG",
-                p.bytes().len(),
-                p.width(),
-                p.height()
-            )
-        }),
-        photo,
+    Ok(SsseParts {
+        fci,
         issuer,
         holder,
+        photo,
         purse,
-        mode: options.mode,
-        apdus: r.apdus(),
     })
 }
 

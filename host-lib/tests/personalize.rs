@@ -749,3 +749,45 @@ fn measured_apdus_and_time_per_card() {
         }
     }
 }
+
+#[test]
+fn an_unfinished_card_reads_as_unfinished() {
+    let keys = keys("dev.toml");
+    let mut reg = registry();
+    let a = with_photo();
+    let pending = reserve(&mut reg, "op", &a, &keys).unwrap().pending;
+    // Cut after EF05 got its first records: the card information exists and says not issued.
+    let mut card = Faulty {
+        card: blank_card(8),
+        sent: 0,
+        at: 28,
+        fault: Fault::Before,
+        writes: vec![],
+        fired: false,
+    };
+    issue_pending(
+        &mut reg,
+        "op",
+        &mut card,
+        &keys,
+        &Profile::wenzhou(),
+        &pending,
+        &mut |_| {},
+    )
+    .unwrap_err();
+    let e = read_card(
+        &mut card.card,
+        &keys,
+        &Profile::wenzhou(),
+        ReadOptions::default(),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(e, host_lib::ssse::ReadError::Unfinished { .. }),
+        "{e}"
+    );
+    assert!(
+        e.to_string().contains("personalization did not finish"),
+        "{e}"
+    );
+}

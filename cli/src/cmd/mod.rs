@@ -4,6 +4,8 @@ pub mod apdu;
 pub mod bench;
 pub mod card;
 pub mod demo;
+pub mod info;
+pub mod issue;
 pub mod keys;
 pub mod purse;
 pub mod readers;
