@@ -165,7 +165,7 @@ fn operator(args: &IssueArgs) -> String {
 }
 
 /// Where cards come from.
-enum Cards<'a> {
+pub(crate) enum Cards<'a> {
     /// One image per card.
     SimDir(&'a Path),
     /// The global `--sim IMAGE`: one card.
@@ -392,7 +392,7 @@ fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1e3)
 }
 
-fn image_path(dir: &Path, card: &impl std::fmt::Display) -> PathBuf {
+pub(crate) fn image_path(dir: &Path, card: &impl std::fmt::Display) -> PathBuf {
     dir.join(format!("{card}.img"))
 }
 

@@ -153,7 +153,7 @@ fn parse_capp(s: &str) -> Result<CappUpdate, String> {
 }
 
 /// The default state directory: `terminal/` beside the registry (`--registry`, or its default).
-fn default_state(global: &Global) -> Result<PathBuf, Failure> {
+pub(crate) fn default_state(global: &Global) -> Result<PathBuf, Failure> {
     let registry = match &global.registry {
         Some(r) => r.clone(),
         None => host_lib::registry::default_path().map_err(|e| {
@@ -446,16 +446,20 @@ pub fn run(global: &Global, args: PurseArgs) -> Result<(), Failure> {
             print_log(&log, json);
         }
         Plan::Load(cents) => {
+            // The registry's view of the card, and its ledger entry (cmd/card.rs).
+            let ledger = crate::cmd::card::before_load(global, &mut terminal)?;
             let r = terminal.load(cents).map_err(|e| failure(e, json))?;
             print_record(&r, json);
+            crate::cmd::card::record_transaction(global, ledger, &r);
         }
         Plan::Purchase(cents, capp, guard) => {
             // Before any money moves: a blacklisted card is refused and its purse blocked.
-            crate::cmd::card::guard_purchase(global, &guard, &mut terminal, &keys)?;
+            let ledger = crate::cmd::card::guard_purchase(global, &guard, &mut terminal, &keys)?;
             let r = terminal
                 .purchase(cents, capp.as_ref())
                 .map_err(|e| failure(e, json))?;
             print_record(&r, json);
+            crate::cmd::card::record_transaction(global, ledger, &r);
         }
     }
     Ok(())
