@@ -163,6 +163,9 @@ enum Command {
     /// Read the issuance registry: cards, people, the audit log, the blacklist for terminals.
     #[command(subcommand)]
     Registry(cmd::registry::RegistryCommand),
+    /// Applications on demand (Art. 11-12): add one to the card at hand, switch it off or on.
+    #[command(subcommand)]
+    App(cmd::app::AppCommand),
     /// The e-purse terminal: balance, load, purchase, log (amounts in yuan, e.g. 12.34).
     Purse(cmd::purse::PurseArgs),
     /// Issue cards: applicants (one TOML file or a CSV batch) personalized, verified and recorded
@@ -197,6 +200,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Keys(args) => cmd::keys::run(&cli.global, args),
         Command::Card(command) => cmd::card::run(&cli.global, command),
         Command::Registry(command) => cmd::registry::run(&cli.global, command),
+        Command::App(command) => cmd::app::run(&cli.global, command),
         Command::Purse(args) => cmd::purse::run(&cli.global, args),
         Command::Issue(args) => cmd::issue::run(&cli.global, args),
         Command::Info(args) => cmd::info::run(&cli.global, args),

@@ -1,6 +1,7 @@
 //! One module per subcommand group.
 
 pub mod apdu;
+pub mod app;
 pub mod bench;
 pub mod card;
 pub mod demo;

@@ -183,6 +183,39 @@ impl Registry {
         Ok(previous)
     }
 
+    /// Records (audits, `app.update`) that the data of an enabled application changed on an
+    /// active card, e.g. its records rewritten; its state stays as it is.
+    pub fn record_application_update(
+        &mut self,
+        operator: &str,
+        card: &CardNumber,
+        name: &str,
+        details: serde_json::Value,
+    ) -> Result<()> {
+        let op = check_operator(operator)?.to_owned();
+        let state = self.application_state(card, name)?;
+        let (tx, at) = self.begin()?;
+        let row = load_card(&tx, card)?;
+        if row.status != CardStatus::Active || state != Some(AppState::Enabled) {
+            return Err(RegistryError::Transition {
+                card_number: card.to_string(),
+                status: row.status,
+                action: "update an application on",
+                hint: format!(
+                    "application {name} must be enabled on an active card (it is {})",
+                    state.map_or("not recorded", |s| s.as_str())
+                ),
+            });
+        }
+        let mut d = json!({ "application": name });
+        if let (Some(m), serde_json::Value::Object(extra)) = (d.as_object_mut(), details) {
+            m.extend(extra);
+        }
+        audit(&tx, &at, &op, "app.update", Some(card.as_str()), None, d)?;
+        tx.commit()?;
+        Ok(())
+    }
+
     /// The card with this card serial (the number inside EF05's card identification code and
     /// the purse application serial), if the registry issued one.
     pub fn card_by_serial(&self, serial: u32) -> Result<Option<CardNumber>> {
@@ -414,6 +447,10 @@ mod tests {
             .unwrap();
         assert_eq!(last[0].details["by"], "t");
         assert_eq!(last[0].details["application"], "purse");
+        let e = reg
+            .record_application_update(OP, &card, "public", json!({}))
+            .unwrap_err();
+        assert!(e.to_string().contains("must be enabled"), "{e}");
         // Blocked is for good.
         let e = reg
             .record_application(OP, &card, "purse", AppState::Enabled, json!({}))
