@@ -767,6 +767,40 @@ fn carry_over(
     card: &CardNumber,
     terminal_id: [u8; 6],
 ) -> Result<(i64, i64), Failure> {
+    if reg.owed_to_chip(card).map_err(registry_failure)? <= 0 {
+        return Ok((0, 0));
+    }
+    let state = match std::env::var_os(crate::cmd::purse::STATE_ENV) {
+        Some(s) => std::path::PathBuf::from(s),
+        None => crate::cmd::purse::default_state(global)?,
+    };
+    carry_over_with(
+        reg,
+        keys,
+        profile,
+        transport,
+        card,
+        terminal_id,
+        &global.operator(),
+        &state,
+        host_lib::terminal::china_time_now,
+    )
+}
+
+/// [`carry_over`] with the operator, the terminal-state directory (its journal of pending
+/// loads) and the load host's clock given.
+#[allow(clippy::too_many_arguments)]
+pub fn carry_over_with(
+    reg: &mut Registry,
+    keys: &host_lib::keys::KeySet,
+    profile: &host_lib::profile::Profile,
+    transport: Box<dyn host_lib::transport::Transport>,
+    card: &CardNumber,
+    terminal_id: [u8; 6],
+    op: &str,
+    state: &std::path::Path,
+    clock: impl FnMut() -> host_lib::keys::HostTime,
+) -> Result<(i64, i64), Failure> {
     use host_lib::registry::ChipCredit;
     use host_lib::terminal::{
         FileJournal, Terminal, TerminalConfig, TerminalEvent, TransactionKind,
@@ -781,11 +815,7 @@ fn carry_over(
         .into_iter()
         .find(|t| t.name == "purse")
         .ok_or_else(|| Failure::usage(anyhow::anyhow!("the profile has no purse application")))?;
-    let state = match std::env::var_os(crate::cmd::purse::STATE_ENV) {
-        Some(s) => std::path::PathBuf::from(s),
-        None => crate::cmd::purse::default_state(global)?,
-    };
-    std::fs::create_dir_all(&state)
+    std::fs::create_dir_all(state)
         .map_err(|e| Failure::usage(anyhow::anyhow!("terminal state {}: {e}", state.display())))?;
     let settled: RefCell<Vec<host_lib::terminal::TransactionRecord>> = RefCell::new(Vec::new());
     let config = TerminalConfig {
@@ -794,13 +824,13 @@ fn carry_over(
         ..TerminalConfig::default()
     };
     let mut terminal = Terminal::new(transport, keys, config)
-        .with_journal(FileJournal::new(&state))
+        .with_journal(FileJournal::new(state))
+        .with_clock(clock)
         .on_event(|e| {
             if let TerminalEvent::EarlierSettled(Ok(r)) = e {
                 settled.borrow_mut().push(r.clone());
             }
         });
-    let op = global.operator();
     let mut credited = 0i64;
     // A load an interrupted run left pending is settled first (balance: SELECT, settle, GET
     // BALANCE); if it was the carry-over, it is recorded, not loaded again.
@@ -811,7 +841,7 @@ fn carry_over(
     for r in earlier {
         if r.kind == TransactionKind::Load && r.verified && i64::from(r.amount) == owed - credited {
             reg.record_chip_credit(
-                &op,
+                op,
                 card,
                 &ChipCredit {
                     amount_cents: r.amount,
@@ -835,7 +865,7 @@ fn carry_over(
             ))
         })?;
         reg.record_chip_credit(
-            &op,
+            op,
             card,
             &ChipCredit {
                 amount_cents: r.amount,
@@ -891,9 +921,7 @@ pub fn guard_purchase<T: host_lib::transport::Transport>(
     terminal: &mut host_lib::terminal::Terminal<'_, T>,
     keys: &dyn host_lib::keys::KeyStore,
 ) -> Result<Option<Ledger>, Failure> {
-    use host_lib::apps::{guard, lock_current_df, Blacklist, Lock};
-    use host_lib::keys::KeyRef;
-    use host_lib::registry::AppState;
+    use host_lib::apps::Blacklist;
 
     let mut registry = existing_registry(global)?;
     let blacklist = match (&args.blacklist, &registry) {
@@ -907,28 +935,54 @@ pub fn guard_purchase<T: host_lib::transport::Transport>(
             return Ok(None);
         }
     };
+    let card = screen(
+        registry.as_mut(),
+        &blacklist,
+        terminal,
+        keys,
+        &global.operator(),
+        time::OffsetDateTime::now_utc(),
+    )?;
+    // The purchase goes on; it is recorded for a card this registry issued (by EF05).
+    Ok(match (registry, card) {
+        (Some(registry), Some(card)) => Some(Ledger { registry, card }),
+        _ => None,
+    })
+}
+
+/// The core of [`guard_purchase`] (the demo calls it too): identifies the card, and when the
+/// blacklist refuses it at `now`, blocks its purse for good, records the block in `registry` and
+/// returns the refusal as the error. Otherwise returns the card number EF05 gave, if any.
+pub fn screen<T: host_lib::transport::Transport>(
+    mut registry: Option<&mut Registry>,
+    blacklist: &host_lib::apps::Blacklist,
+    terminal: &mut host_lib::terminal::Terminal<'_, T>,
+    keys: &dyn host_lib::keys::KeyStore,
+    operator: &str,
+    now: time::OffsetDateTime,
+) -> Result<Option<CardNumber>, Failure> {
+    use host_lib::apps::{guard, lock_current_df, Lock};
+    use host_lib::keys::KeyRef;
+    use host_lib::registry::AppState;
+
     let app = terminal
         .select()
         .map_err(|e| Failure::card(anyhow::anyhow!("{e}")))?;
-    let now = time::OffsetDateTime::now_utc();
     let verdict = guard::check(
         terminal.transport_mut(),
-        &blacklist,
-        registry.as_ref(),
+        blacklist,
+        registry.as_deref(),
         Some(&app.serial),
         now,
     )
     .map_err(Failure::card)?;
     if !verdict.refused() {
-        // The purchase goes on; it is recorded for a card this registry issued (by EF05).
-        let card = match (&verdict.identity.card_number, verdict.identity.source) {
-            (Some(n), "ef05") => Some(n.clone()),
-            _ => None,
-        };
-        return Ok(match (registry, card) {
-            (Some(registry), Some(card)) => Some(Ledger { registry, card }),
-            _ => None,
-        });
+        return Ok(
+            match (&verdict.identity.card_number, verdict.identity.source) {
+                (Some(n), "ef05") => Some(n.clone()),
+                _ => None,
+            },
+        );
     }
     // Block the purse for good: back into the purse application, then the MAC'd command.
     let app = terminal
@@ -957,13 +1011,8 @@ pub fn guard_purchase<T: host_lib::transport::Transport>(
             "inconsistent": verdict.inconsistent,
             "blacklist_source": blacklist.source,
         });
-        recorded = match reg.record_application(
-            &global.operator(),
-            card,
-            "purse",
-            AppState::Blocked,
-            details,
-        ) {
+        recorded = match reg.record_application(operator, card, "purse", AppState::Blocked, details)
+        {
             Ok(_) => "recorded in the registry's audit log".into(),
             Err(e) => format!("not recorded: {e}"),
         };
