@@ -490,3 +490,217 @@ fn terminal_uses_an_exported_blacklist() {
     assert!(err.contains("insufficient balance"), "{err}");
     assert!(!elsewhere.exists(), "the terminal created a registry");
 }
+
+/// The life of a card through the CLI on simulated cards: issue, load and pay (recorded in the
+/// ledger), application on demand, loss, replacement with the balance carried onto the new chip,
+/// cancellation with the card at hand.
+#[test]
+fn replace_and_cancel_on_simulated_cards() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let f = Fixture::new();
+    let cards = f.dir().join("cards");
+    let state = f.dir().join("state");
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_citizencard"))
+            .args(["--registry", f.db.to_str().unwrap(), "--operator", OP])
+            .args(args)
+            .env("CITIZENCARD_TERMINAL_STATE", &state)
+            .env_remove("CITIZENCARD_KEYS")
+            .current_dir(&root)
+            .output()
+            .unwrap();
+        (out.status.code(), text(&out.stdout), text(&out.stderr))
+    };
+    let ok = |args: &[&str]| {
+        let (code, out, err) = run(args);
+        assert_eq!(code, Some(0), "{args:?}\n{out}\n{err}");
+        out
+    };
+    let applicant = root.join("test-vectors/applicants/one.toml");
+    ok(&[
+        "issue",
+        "--applicant",
+        applicant.to_str().unwrap(),
+        "--sim-dir",
+        cards.to_str().unwrap(),
+    ]);
+    let old = cards.join("W00000018.img");
+    let sim = |img: &Path| vec!["--sim".to_string(), img.to_str().unwrap().to_string()];
+    let with = |img: &Path, rest: &[&str]| {
+        let mut a = sim(img);
+        a.extend(rest.iter().map(|s| s.to_string()));
+        a
+    };
+    fn argv(v: &[String]) -> Vec<&str> {
+        v.iter().map(String::as_str).collect()
+    }
+    let aid = "A00000000386980701";
+    let out = ok(&argv(&with(&old, &["purse", "--aid", aid, "load", "30"])));
+    assert!(
+        out.contains("recorded in the registry: card W00000018, ledger balance 30.00"),
+        "{out}"
+    );
+    let out = ok(&argv(&with(
+        &old,
+        &["purse", "--aid", aid, "purchase", "4.5"],
+    )));
+    assert!(out.contains("ledger balance 25.50"), "{out}");
+
+    // An application on demand, then switched off.
+    let out = ok(&argv(&with(
+        &old,
+        &["app", "enable", "public", "--set", "library=L-1"],
+    )));
+    assert!(out.contains("application public added"), "{out}");
+    let out = ok(&argv(&with(&old, &["--json", "app", "show", "public"])));
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["fields"]["library"], "L-1");
+    ok(&argv(&with(&old, &["app", "disable", "public"])));
+    let (code, _, err) = run(&argv(&with(&old, &["app", "show", "public"])));
+    assert_eq!(code, Some(1));
+    assert!(err.contains("disabled"), "{err}");
+    let (code, _, err) = run(&["app", "enable", "public"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("needs the card"), "{err}");
+
+    // Replacing an active card as lost is refused; after the report it works.
+    let (code, _, err) = run(&[
+        "card",
+        "replace",
+        "W00000018",
+        "--reason",
+        "lost",
+        "--sim-dir",
+        cards.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("report the loss first"), "{err}");
+    let (code, _, err) = run(&["card", "replace", "W00000018", "--reason", "data-changed"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("--applicant"), "{err}");
+    ok(&["card", "report-loss", "W00000018"]);
+    let out = ok(&[
+        "--json",
+        "card",
+        "replace",
+        "W00000018",
+        "--reason",
+        "lost",
+        "--sim-dir",
+        cards.to_str().unwrap(),
+    ]);
+    let v: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    assert_eq!(v["new_card"], "W00000026");
+    assert_eq!(v["fee_cents"], 2000);
+    assert_eq!(v["transferred_cents"], 2550);
+    assert_eq!(v["carried_onto_chip_cents"], 2550);
+    let new = cards.join("W00000026.img");
+    let out = ok(&argv(&with(&new, &["purse", "--aid", aid, "balance"])));
+    assert!(out.contains("balance 25.50 yuan"), "{out}");
+    // Replacing again is refused (the old card is closed; nothing is owed to the new chip).
+    let (code, _, err) = run(&[
+        "card",
+        "replace",
+        "W00000018",
+        "--reason",
+        "lost",
+        "--sim-dir",
+        cards.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("cancelled"), "{err}");
+
+    // Cancel with the wrong card at hand: nothing changes; with the right one, the purse blocks.
+    let (code, _, err) = run(&argv(&with(
+        &old,
+        &["card", "cancel", "W00000026", "--reason", "moved-away"],
+    )));
+    assert_eq!(code, Some(1));
+    assert!(err.contains("is W00000018, not W00000026"), "{err}");
+    assert!(f.ok(&["card", "status", "W00000026"]).contains("active"));
+    let out = ok(&argv(&with(
+        &new,
+        &["card", "cancel", "W00000026", "--reason", "moved-away"],
+    )));
+    assert!(
+        out.contains("refund 25.50") && out.contains("blocked for good"),
+        "{out}"
+    );
+    let (code, _, err) = run(&argv(&with(&new, &["purse", "--aid", aid, "balance"])));
+    assert_eq!(code, Some(1));
+    assert!(err.contains("permanently blocked"), "{err}");
+    let actions: Vec<String> = f
+        .json_lines(&["registry", "audit", "--card", "W00000026"])
+        .iter()
+        .map(|e| e["action"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "replace.begin",
+            "issue.complete",
+            "purse.carry_over",
+            "card.cancel",
+            "app.block"
+        ]
+    );
+}
+
+#[test]
+fn the_demo_tells_the_whole_story_and_keeps_its_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let keep = dir.path().join("demo");
+    let out = Command::new(env!("CARGO_BIN_EXE_citizencard"))
+        .args(["demo", "--keep", keep.to_str().unwrap()])
+        // The demo needs nothing from the source tree or the environment.
+        .current_dir(dir.path())
+        .env_remove("CITIZENCARD_REGISTRY")
+        .output()
+        .unwrap();
+    let stdout = text(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        text(&out.stderr)
+    );
+    for step in [
+        "1. Issue a card",
+        "2. Read it back",
+        "3. Load 100.00",
+        "4. Pay 2.00",
+        "6. The holder reports the card lost",
+        "refused: card W00000018 is blacklisted",
+        "before the report (the holder's loss): 1 purchase(s), 2.00",
+        "98.00 carried over: the new card's purse holds 98.00 yuan",
+        "refund 98.00 recorded",
+        "PUBLIC development key set",
+    ] {
+        assert!(stdout.contains(step), "{step:?} missing:\n{stdout}");
+    }
+    let db = keep.join("registry.db");
+    let list = Command::new(env!("CARGO_BIN_EXE_citizencard"))
+        .args([
+            "--registry",
+            db.to_str().unwrap(),
+            "--json",
+            "registry",
+            "list",
+        ])
+        .output()
+        .unwrap();
+    let rows: Vec<serde_json::Value> = text(&list.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 2);
+    assert!(rows.iter().all(|r| r["status"] == "cancelled"));
+    assert!(keep.join("cards/W00000026.img").exists());
+    // A second run refuses to mix its registry with the first one's.
+    let again = Command::new(env!("CARGO_BIN_EXE_citizencard"))
+        .args(["demo", "--keep", keep.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(1));
+    assert!(text(&again.stderr).contains("not empty"));
+}
