@@ -113,6 +113,64 @@ pub struct ServeArgs {
     /// the removal).
     #[arg(long, value_name = "SECONDS", default_value = "1", value_parser = crate::parse_seconds)]
     pub tear_away: Duration,
+    /// Pull the card out of the reader at the N-th APDU it receives (1 = the first), before it
+    /// reaches the card (the effect of killing the serving process there), and put it back after
+    /// --tear-away. With --pull-answered, the card runs the command and only its answer is lost.
+    /// For sweeps that pull the card at every APDU of a run (cli/tests/e2e_lifecycle.rs).
+    #[arg(long, value_name = "N", conflicts_with = "tear", value_parser = clap::value_parser!(u64).range(1..))]
+    pub pull_at: Option<u64>,
+    /// With --pull-at: the N-th command is run on the card, then the card leaves without
+    /// answering.
+    #[arg(long, requires = "pull_at")]
+    pub pull_answered: bool,
+}
+
+/// A served card pulled out of the reader at one APDU (`sim serve --pull-at`).
+struct PullingCard {
+    card: SimCard,
+    at: u64,
+    answered: bool,
+    seen: u64,
+    away: Duration,
+    pulled: bool,
+}
+
+impl vpcd::VirtualCard for PullingCard {
+    fn atr(&self) -> Vec<u8> {
+        vpcd::VirtualCard::atr(&self.card)
+    }
+    fn power_on(&mut self) {
+        vpcd::VirtualCard::power_on(&mut self.card)
+    }
+    fn power_off(&mut self) {
+        vpcd::VirtualCard::power_off(&mut self.card)
+    }
+    fn reset(&mut self) {
+        vpcd::VirtualCard::reset(&mut self.card)
+    }
+    fn process(&mut self, apdu: &[u8]) -> Vec<u8> {
+        self.seen += 1;
+        if self.seen == self.at {
+            self.pulled = true;
+            eprintln!(
+                "citizencard: pull: the card leaves the reader at APDU {} ({}), {}",
+                self.at,
+                hex::encode_upper(&apdu[..apdu.len().min(4)]),
+                if self.answered {
+                    "after running it"
+                } else {
+                    "before it reaches the card"
+                }
+            );
+            if !self.answered {
+                return Vec::new();
+            }
+        }
+        vpcd::VirtualCard::process(&mut self.card, apdu)
+    }
+    fn take_removal(&mut self) -> Option<Duration> {
+        std::mem::take(&mut self.pulled).then_some(self.away)
+    }
 }
 
 fn parse_tear(s: &str) -> Result<TearSpec, String> {
@@ -247,7 +305,18 @@ fn serve(args: ServeArgs) -> Result<(), Failure> {
         ),
         _ => {}
     };
-    let (card, stats) = if args.tear.is_empty() {
+    let (card, stats) = if let Some(at) = args.pull_at {
+        let mut pulling = PullingCard {
+            card,
+            at,
+            answered: args.pull_answered,
+            seen: 0,
+            away: args.tear_away,
+            pulled: false,
+        };
+        let stats = vpcd::serve_with(&mut pulling, &config, &stop, on_event);
+        (pulling.card, stats)
+    } else if args.tear.is_empty() {
         let mut card = card;
         let stats = vpcd::serve_with(&mut card, &config, &stop, on_event);
         (card, stats)
