@@ -10,6 +10,7 @@ fn citizencard(args: &[&str]) -> Output {
         .args(args)
         .env_remove("CITIZENCARD_READER")
         .env_remove("CITIZENCARD_REGISTRY")
+        .env_remove("CITIZENCARD_REGISTRY_CONFIG")
         .env("CITIZENCARD_OPERATOR", "test-operator")
         // No pcscd for these tests, whatever runs on the machine.
         .env(

@@ -41,19 +41,10 @@ pub struct IssueArgs {
     pub batch: Option<PathBuf>,
     #[command(flatten)]
     pub setup: Setup,
-    /// The issuance registry (SQLite; created if missing).
-    #[arg(long, value_name = "FILE", env = "CITIZENCARD_REGISTRY")]
-    pub registry: Option<PathBuf>,
-    /// Registry configuration (card-number series, city, validity, fees; TOML).
-    #[arg(long, value_name = "FILE")]
-    pub registry_config: Option<PathBuf>,
     /// Simulated cards instead of a reader: one image per card in DIR, named <card number>.img;
     /// a missing image is made blank, an existing one is finished or verified.
     #[arg(long, value_name = "DIR")]
     pub sim_dir: Option<PathBuf>,
-    /// The operator recorded in the registry's audit log.
-    #[arg(long, value_name = "NAME", env = "CITIZENCARD_OPERATOR")]
-    pub operator: Option<String>,
     /// Print the plan for the first applicant (every step and its APDUs, on a simulated card's
     /// ATR) and stop: no card is touched, nothing is recorded.
     #[arg(long)]
@@ -142,28 +133,6 @@ fn load_entries(args: &IssueArgs) -> Result<(String, Vec<Entry>), Failure> {
     Ok((path.display().to_string(), entries))
 }
 
-fn open_registry(args: &IssueArgs) -> Result<Registry, Failure> {
-    let config = match &args.registry_config {
-        Some(p) => RegistryConfig::load(p).map_err(Failure::usage)?,
-        None => RegistryConfig::default(),
-    };
-    let path = match &args.registry {
-        Some(p) => p.clone(),
-        None => registry::default_path().map_err(Failure::usage)?,
-    };
-    Registry::open(&path, config)
-        .with_context(|| format!("opening the registry {}", path.display()))
-        .map_err(Failure::card)
-}
-
-fn operator(args: &IssueArgs) -> String {
-    args.operator
-        .clone()
-        .or_else(|| std::env::var("USER").ok())
-        .filter(|o| !o.trim().is_empty())
-        .unwrap_or_else(|| "operator".into())
-}
-
 /// Where cards come from.
 enum Cards<'a> {
     /// One image per card.
@@ -208,15 +177,15 @@ pub fn run(global: &Global, args: IssueArgs) -> Result<(), Failure> {
         (None, None) => Cards::Reader,
     };
     if args.plan {
-        return show_plan(global, &args, &keys, &profile, &entries);
+        return show_plan(global, &keys, &profile, &entries);
     }
     if let Cards::SimDir(dir) = cards {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("creating {}", dir.display()))
             .map_err(Failure::usage)?;
     }
-    let mut reg = open_registry(&args)?;
-    let operator = operator(&args);
+    let mut reg = global.open_registry()?;
+    let operator = global.operator();
     if let Some(w) = development_warning(&keys) {
         eprintln!("citizencard: {w}");
     }
@@ -544,7 +513,6 @@ pub fn truncate(s: &str, width: usize) -> String {
 /// registry and the ATR of a simulated card.
 fn show_plan(
     global: &Global,
-    args: &IssueArgs,
     keys: &KeySet,
     profile: &Profile,
     entries: &[Entry],
@@ -553,7 +521,7 @@ fn show_plan(
         .iter()
         .find_map(|e| e.applicant.as_ref().ok())
         .ok_or_else(|| Failure::usage(anyhow!("no valid applicant to plan for")))?;
-    let config = match &args.registry_config {
+    let config = match &global.registry_config {
         Some(p) => RegistryConfig::load(p).map_err(Failure::usage)?,
         None => RegistryConfig::default(),
     };

@@ -351,6 +351,9 @@ pub enum EfKind {
         tac_key: u8,
         /// The SFI of its transaction log.
         log_sfi: u8,
+        /// The highest balance a load may reach, in cents (`None`: no limit, `FFFFFFFF`;
+        /// apdu-specs/purse.md).
+        max_balance: Option<u32>,
     },
 }
 
@@ -476,7 +479,12 @@ impl EfSpec {
                 use_right,
                 tac_key,
                 log_sfi,
-            } => vec![t, 0x02, 0x08, use_right.0, tac_key, 0xFF, log_sfi],
+                max_balance,
+            } => {
+                let mut d = vec![t, 0x02, 0x08, use_right.0, tac_key, 0xFF, log_sfi];
+                d.extend(max_balance.map(u32::to_be_bytes).into_iter().flatten());
+                d
+            }
         }
     }
 
@@ -989,6 +997,7 @@ struct RawEf {
     use_right: Option<String>,
     tac_key: Option<String>,
     log: Option<String>,
+    max_balance: Option<u32>,
 }
 
 /// Collects problems while converting; `None` from a step means "already reported".
@@ -1462,6 +1471,7 @@ fn convert_ef(e: RawEf, at: &str, p: &mut Problems<'_>) -> Option<EfSpec> {
                     use_right,
                     tac_key,
                     log_sfi,
+                    max_balance: e.max_balance,
                 }),
                 _ => None,
             }
@@ -1478,6 +1488,7 @@ fn convert_ef(e: RawEf, at: &str, p: &mut Problems<'_>) -> Option<EfSpec> {
         not_for("use", e.use_right.is_some(), p);
         not_for("tac_key", e.tac_key.is_some(), p);
         not_for("log", e.log.is_some(), p);
+        not_for("max_balance", e.max_balance.is_some(), p);
     }
     let is_purse = e.kind == "purse";
     let right = |r: &Option<String>, what: &str, p: &mut Problems<'_>| -> Option<Right> {

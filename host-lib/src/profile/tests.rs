@@ -129,7 +129,10 @@ fn create_file_data() {
     );
     let purse = p.df(&[MF, 0x1001]).unwrap();
     let ep = purse.ef(0x0002).unwrap();
-    assert_eq!(hex::encode_upper(ep.create_data()), "2F0208F000FF18");
+    assert_eq!(
+        hex::encode_upper(ep.create_data()),
+        "2F0208F000FF18000186A0"
+    );
     let log = purse.ef(0x0018).unwrap();
     assert_eq!(hex::encode_upper(log.create_data()), "2E0A17F0EFFFFF");
     let pub_info = purse.ef(0x0015).unwrap();
