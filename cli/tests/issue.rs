@@ -224,7 +224,8 @@ fn one_applicant_onto_one_image_then_info() {
     let out = citizencard(&["--sim", s(&img), "info"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        text(&out.stderr).contains("EXTERNAL AUTHENTICATE with RKSSSE"),
+        text(&out.stderr)
+            .contains("issued with key set citizencard-dev-sm4, not citizencard-dev-3des"),
         "{}",
         text(&out.stderr)
     );

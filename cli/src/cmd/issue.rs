@@ -211,13 +211,8 @@ pub fn run(global: &Global, args: IssueArgs) -> Result<(), Failure> {
         );
         b
     };
-    let say = |line: String| {
-        if bar.is_hidden() {
-            println!("{line}");
-        } else {
-            bar.println(line);
-        }
-    };
+    // Lines go to stdout, above the bar (which is on stderr, and only on a terminal).
+    let say = |line: String| bar.suspend(|| println!("{line}"));
 
     let started = Instant::now();
     let mut done: Vec<(String, IssueReport)> = Vec::new();
