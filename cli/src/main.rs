@@ -124,7 +124,7 @@ impl Global {
 }
 
 /// Seconds (possibly fractional) as a duration.
-fn parse_seconds(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_seconds(s: &str) -> Result<Duration, String> {
     let secs: f64 = s.parse().map_err(|e| format!("{e}"))?;
     Duration::try_from_secs_f64(secs).map_err(|e| format!("{e}"))
 }
@@ -175,6 +175,8 @@ enum Command {
     /// Show what a card holds: issuer and cardholder data (after RKSSSE authentication), photo,
     /// purse information; a table or --json.
     Info(cmd::info::InfoArgs),
+    /// The e-purse terminal: balance, load, purchase, log (amounts in yuan, e.g. 12.34).
+    Purse(cmd::purse::PurseArgs),
 }
 
 fn run(cli: Cli) -> Result<(), Failure> {
@@ -188,6 +190,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Keys(args) => cmd::keys::run(&cli.global, args),
         Command::Issue(args) => cmd::issue::run(&cli.global, args),
         Command::Info(args) => cmd::info::run(&cli.global, args),
+        Command::Purse(args) => cmd::purse::run(&cli.global, args),
     }
 }
 

@@ -10,6 +10,10 @@
 //!   lock file per slot so e2e tests (also across processes) never share a slot, waits until the
 //!   card is visible through PC/SC, and stops it again (also on drop).
 //! * [`run_tool`] — runs a third-party program with a time limit, capturing its output.
+//! * [`purse`] — a personalized purse application (keys loaded with the issuer's key store) to
+//!   test terminals against.
+
+pub mod purse;
 
 use std::fs::File;
 use std::io::Read;

@@ -6,6 +6,8 @@
 //! * [`card::SimCard`] — a card in a simulated reader: power on/off, reset, transmit;
 //! * [`inspect`] — the file tree and a canonical dump of a card's contents;
 //! * [`tear`] — power-cut sweeps over a command;
+//! * [`tearing`] — a card pulled out of its reader at a chosen or random write of a chosen command
+//!   (`citizencard sim serve --tear`);
 //! * [`vpcd`] — a client of vsmartcard's vpcd reader driver, so a card appears in a real `pcscd`
 //!   as `Virtual PCD 00 00` (or `00 01`).
 #![allow(clippy::indexing_slicing)]
@@ -15,6 +17,7 @@ pub mod image;
 pub mod inspect;
 pub mod nvm;
 pub mod tear;
+pub mod tearing;
 pub mod vpcd;
 
 pub use card::{SimCard, SimRng, SimulatedCard};

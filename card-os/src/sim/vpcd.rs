@@ -57,6 +57,13 @@ pub trait VirtualCard {
     fn reset(&mut self);
     /// Processes one command APDU and returns the response APDU (data followed by `SW1 SW2`).
     fn process(&mut self, apdu: &[u8]) -> Vec<u8>;
+    /// Asked after every APDU: `Some(away)` when the card has just left the reader (it was pulled
+    /// out during the command). The bridge then sends no answer, closes the connection (pcscd
+    /// reports the card removed), powers the card off, waits `away` and connects again (pcscd
+    /// sees a card inserted and powers it up). The default never leaves.
+    fn take_removal(&mut self) -> Option<Duration> {
+        None
+    }
 }
 
 impl<C: VirtualCard + ?Sized> VirtualCard for &mut C {
@@ -74,6 +81,9 @@ impl<C: VirtualCard + ?Sized> VirtualCard for &mut C {
     }
     fn process(&mut self, apdu: &[u8]) -> Vec<u8> {
         (**self).process(apdu)
+    }
+    fn take_removal(&mut self) -> Option<Duration> {
+        (**self).take_removal()
     }
 }
 
@@ -147,6 +157,9 @@ pub enum Event<'a> {
     Disconnected(&'a io::Error),
     /// A control code was received.
     Control(u8),
+    /// The card left the reader during a command (see [`VirtualCard::take_removal`]) and comes
+    /// back after this long.
+    Removed(Duration),
     /// An APDU was processed.
     Apdu {
         /// The command APDU.
@@ -165,6 +178,8 @@ pub struct Stats {
     pub apdus: u64,
     /// Get-ATR requests answered (pcscd's presence polls).
     pub atr_requests: u64,
+    /// Times the card left the reader during a command.
+    pub removals: u64,
 }
 
 /// Serves `card` to vpcd until `stop` is set, reconnecting whenever the connection is lost.
@@ -205,7 +220,13 @@ pub fn serve_with<C: VirtualCard>(
         // A card whose reader went away has no power.
         card.power_off();
         match ended {
-            Ok(()) => break, // stop requested
+            Ok(Ended::Stopped) => break,
+            Ok(Ended::Removed(away)) => {
+                stats.removals = stats.removals.saturating_add(1);
+                on_event(Event::Removed(away));
+                sleep_unless_stopped(away, stop);
+                delay = config.backoff_min;
+            }
             Err(e) => {
                 on_event(Event::Disconnected(&e));
                 // The connection worked, so pcscd is probably restarting: retry soon.
@@ -248,6 +269,14 @@ struct Connection {
     quickack: bool,
 }
 
+/// Why a connection ended without an error.
+enum Ended {
+    /// The stop flag was set.
+    Stopped,
+    /// The card left the reader; it comes back after this long.
+    Removed(Duration),
+}
+
 /// How a frame read ended.
 enum Frame {
     Message(Vec<u8>),
@@ -255,18 +284,19 @@ enum Frame {
 }
 
 impl Connection {
-    /// Answers vpcd until the stop flag is set (`Ok`) or the connection fails (`Err`).
+    /// Answers vpcd until the stop flag is set or the card leaves (`Ok`), or the connection fails
+    /// (`Err`).
     fn run<C: VirtualCard>(
         &mut self,
         card: &mut C,
         stop: &AtomicBool,
         stats: &mut Stats,
         on_event: &mut impl FnMut(Event<'_>),
-    ) -> io::Result<()> {
+    ) -> io::Result<Ended> {
         loop {
             let msg = match self.read_frame(stop)? {
                 Frame::Message(m) => m,
-                Frame::Stopped => return Ok(()),
+                Frame::Stopped => return Ok(Ended::Stopped),
             };
             match msg.as_slice() {
                 [] => {}
@@ -287,6 +317,10 @@ impl Connection {
                 apdu => {
                     let response = card.process(apdu);
                     stats.apdus = stats.apdus.saturating_add(1);
+                    if let Some(away) = card.take_removal() {
+                        // Pulled out during the command: no answer.
+                        return Ok(Ended::Removed(away));
+                    }
                     on_event(Event::Apdu {
                         command: apdu,
                         response: &response,
@@ -483,12 +517,83 @@ mod tests {
             Stats {
                 connections: 2,
                 apdus: 2,
-                atr_requests: 1
+                atr_requests: 1,
+                removals: 0
             }
         );
         // After a stop the socket is closed: vpcd sees the card removed.
         let mut buf = [0u8; 1];
         assert_eq!(s.read(&mut buf).unwrap(), 0);
+    }
+
+    /// Leaves the reader when it sees INS `EE`.
+    #[derive(Default)]
+    struct Leaver {
+        inner: Recorder,
+        leaving: bool,
+    }
+
+    impl VirtualCard for Leaver {
+        fn atr(&self) -> Vec<u8> {
+            self.inner.atr()
+        }
+        fn power_on(&mut self) {
+            self.inner.power_on()
+        }
+        fn power_off(&mut self) {
+            self.inner.power_off()
+        }
+        fn reset(&mut self) {
+            self.inner.reset()
+        }
+        fn process(&mut self, apdu: &[u8]) -> Vec<u8> {
+            self.leaving = apdu.get(1) == Some(&0xEE);
+            self.inner.process(apdu)
+        }
+        fn take_removal(&mut self) -> Option<Duration> {
+            core::mem::take(&mut self.leaving).then_some(Duration::from_millis(150))
+        }
+    }
+
+    #[test]
+    fn a_card_that_leaves_closes_the_connection_unanswered_and_comes_back() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop2 = Arc::clone(&stop);
+        let t = std::thread::spawn(move || {
+            let mut events = Vec::new();
+            let mut card = Leaver::default();
+            let stats = serve_with(&mut card, &fast_config(port), &stop2, |e| {
+                if let Event::Removed(d) = e {
+                    events.push(d);
+                }
+            });
+            (card, stats, events)
+        });
+        let (mut s, _) = listener.accept().unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        send(&mut s, &[0x80, 0x01]);
+        assert_eq!(recv(&mut s), [0x01, 0x80, 0x90, 0x00]);
+        send(&mut s, &[0x80, 0xEE]);
+        // No answer: the connection just closes.
+        let mut buf = [0u8; 1];
+        assert_eq!(s.read(&mut buf).unwrap(), 0);
+        let gone = Instant::now();
+        let (mut s, _) = listener.accept().unwrap();
+        assert!(
+            gone.elapsed() >= Duration::from_millis(140),
+            "came back too early"
+        );
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        send(&mut s, &[CTRL_POWER_ON]);
+        send(&mut s, &[0x80, 0x02]);
+        assert_eq!(recv(&mut s), [0x02, 0x80, 0x90, 0x00]);
+        stop.store(true, Ordering::Relaxed);
+        let (card, stats, events) = t.join().unwrap();
+        assert_eq!(events, [Duration::from_millis(150)]);
+        assert_eq!((stats.connections, stats.apdus, stats.removals), (2, 3, 1));
+        assert_eq!(card.inner.log, ["8001", "80EE", "off", "on", "8002", "off"]);
     }
 
     #[test]

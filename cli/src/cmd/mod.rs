@@ -6,5 +6,6 @@ pub mod demo;
 pub mod info;
 pub mod issue;
 pub mod keys;
+pub mod purse;
 pub mod readers;
 pub mod sim;

@@ -5,13 +5,14 @@ use std::hash::{BuildHasher, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, Context};
 use card_os::card::HistoricalBytes;
 use card_os::fs::FileKind;
 use card_os::nvm::Geometry;
 use card_os::sim::inspect::{self, FileInfo};
+use card_os::sim::tearing::{TearEvent, TearSpec, TearingCard};
 use card_os::sim::{image, vpcd, SimCard};
 use clap::{Args, Subcommand};
 use serde::Serialize;
@@ -34,7 +35,12 @@ pub enum SimCommand {
         answers as the card, so opensc-tool, scriptor, pyscard and `citizencard -r` can talk to it. \
         It reconnects when pcscd restarts. Power-off and reset clear the card's volatile state as \
         a real card's do. Every write the card makes goes to the image file at once; Ctrl-C or \
-        SIGTERM stops serving."
+        SIGTERM stops serving.\n\n\
+        With --tear the card is pulled out of the reader in the middle of the commands you name, \
+        its memory cut at one NVM page write, and put back after --tear-away (its power-up runs \
+        the card's recovery), so a terminal's recovery can be tested through a real pcscd: \
+        e.g. `--tear ins=54,random` tears the next DEBIT FOR PURCHASE at a random point of its \
+        writes."
     )]
     Serve(ServeArgs),
     /// Print an image's header, ATR, space used and files.
@@ -76,6 +82,41 @@ pub struct ServeArgs {
     /// Log every APDU and control event to stderr.
     #[arg(short, long)]
     pub verbose: bool,
+    /// Pull the card out during a command, its memory cut at an NVM write (repeatable; the first
+    /// rule that matches a command applies).
+    #[arg(
+        long,
+        value_name = "SPEC",
+        value_parser = parse_tear,
+        long_help = "Pull the card out of the reader during a command, with its memory cut at one \
+        NVM page write, then put it back after --tear-away. SPEC is comma-separated:\n\
+        \x20 ins=HH        the command's INS, e.g. 54 (DEBIT FOR PURCHASE), 52 (CREDIT FOR LOAD); \
+        required\n\
+        \x20 cla=HH        only with this CLA\n\
+        \x20 write=N       cut during page write N of the command (0 = its first)...\n\
+        \x20 byte=B        ...after B of its bytes reached the memory (default 0: before it \
+        changed anything; its length or more: right after it)\n\
+        \x20 random        ...or a write and a byte drawn at random from the writes the command \
+        would make (see --seed)\n\
+        \x20 after=N       let N matching commands through first (default 0)\n\
+        \x20 times=N|all   tear this many matching commands (default 1)\n\
+        Examples: --tear ins=54,write=0 (a DEBIT cut before it writes anything: not done), \
+        --tear ins=54,random --seed 7, --tear ins=52,random,times=all. A cut past the command's \
+        last write leaves it whole (logged). Repeat --tear for several rules."
+    )]
+    pub tear: Vec<TearSpec>,
+    /// Seed of the random cuts (`random` in --tear); without it one is drawn and printed, so a
+    /// run can be repeated.
+    #[arg(long, value_name = "N", requires = "tear")]
+    pub seed: Option<u64>,
+    /// How long a torn card stays out of the reader (at least about 0.5 s, so that pcscd notices
+    /// the removal).
+    #[arg(long, value_name = "SECONDS", default_value = "1", value_parser = crate::parse_seconds)]
+    pub tear_away: Duration,
+}
+
+fn parse_tear(s: &str) -> Result<TearSpec, String> {
+    s.parse()
 }
 
 /// Arguments of `sim info`.
@@ -169,7 +210,7 @@ fn open_card(path: &Path, live: bool) -> Result<(image::ImageHeader, SimCard), F
 }
 
 fn serve(args: ServeArgs) -> Result<(), Failure> {
-    let (_, mut card) = open_card(&args.image, true)?;
+    let (_, card) = open_card(&args.image, true)?;
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(signal, Arc::clone(&stop))
@@ -187,10 +228,13 @@ fn serve(args: ServeArgs) -> Result<(), Failure> {
         hex::encode_upper(card.atr())
     );
     let verbose = args.verbose;
-    let stats = vpcd::serve_with(&mut card, &config, &stop, |event| match event {
+    let on_event = |event: vpcd::Event<'_>| match event {
         vpcd::Event::Connected(addr) => eprintln!("citizencard: connected to vpcd at {addr}"),
         vpcd::Event::Disconnected(e) => {
             eprintln!("citizencard: vpcd connection ended ({e}); reconnecting")
+        }
+        vpcd::Event::Removed(away) => {
+            eprintln!("citizencard: tear: the card is out of the reader; back in {away:?}")
         }
         vpcd::Event::ConnectFailed(e, delay) if verbose => {
             eprintln!("citizencard: cannot reach vpcd ({e}); retrying in {delay:?}")
@@ -202,7 +246,28 @@ fn serve(args: ServeArgs) -> Result<(), Failure> {
             hex::encode_upper(response)
         ),
         _ => {}
-    });
+    };
+    let (card, stats) = if args.tear.is_empty() {
+        let mut card = card;
+        let stats = vpcd::serve_with(&mut card, &config, &stop, on_event);
+        (card, stats)
+    } else {
+        let seed = args
+            .seed
+            .unwrap_or_else(|| u64::from_be_bytes(random_bytes()));
+        let rules: Vec<String> = args.tear.iter().map(ToString::to_string).collect();
+        eprintln!(
+            "citizencard: tearing {} (seed {seed}: --seed {seed} repeats the random cuts); a torn \
+             card stays out {:?}",
+            rules.join(" and "),
+            args.tear_away
+        );
+        let mut tearing =
+            TearingCard::new(card, &args.tear, seed, args.tear_away).on_event(describe_tear);
+        let stats = vpcd::serve_with(&mut tearing, &config, &stop, on_event);
+        eprintln!("citizencard: {} command(s) torn", tearing.tears());
+        (tearing.into_card(), stats)
+    };
     card.nvm()
         .sync_file()
         .with_context(|| format!("flushing {}", args.image.display()))
@@ -214,6 +279,36 @@ fn serve(args: ServeArgs) -> Result<(), Failure> {
         args.image.display()
     );
     Ok(())
+}
+
+fn describe_tear(e: &TearEvent) {
+    match e {
+        TearEvent::Torn {
+            command,
+            cut,
+            writes,
+        } => eprintln!(
+            "citizencard: tear: {}: power cut at write {} after {} byte(s){}; the card does not \
+             answer and leaves the reader",
+            hex::encode_upper(command),
+            cut.write,
+            cut.bytes,
+            writes
+                .map(|n| format!(" (the command makes {n} page writes)"))
+                .unwrap_or_default()
+        ),
+        TearEvent::Untorn { command, reason } => eprintln!(
+            "citizencard: tear: {} ran to its end: {reason}",
+            hex::encode_upper(command)
+        ),
+    }
+}
+
+/// Eight bytes from the OS-seeded hasher (a seed for random cuts needs no more).
+fn random_bytes() -> [u8; 8] {
+    let mut h = RandomState::new().build_hasher();
+    h.write_u8(1);
+    h.finish().to_be_bytes()
 }
 
 #[derive(Serialize)]

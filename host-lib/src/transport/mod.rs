@@ -36,6 +36,17 @@ pub trait Transport {
     fn transmit(&mut self, command: &[u8]) -> Result<Vec<u8>, Error>;
     /// Resets the card (warm reset) and returns the new ATR. Volatile card state is lost.
     fn reset(&mut self) -> Result<Vec<u8>, Error>;
+    /// Connects to the card again after it was lost in the middle of a command (pulled out of the
+    /// reader, a power cut, a reader failure): waits up to `wait` for a card to be back in the
+    /// same reader and connects to it afresh. The card has been powered up again, so its volatile
+    /// state (selected file, security state, an open purse transaction) is gone and its power-up
+    /// recovery has run. Returns the new ATR. It may be another card: callers that care check.
+    ///
+    /// The default resets the card (for transports that cannot lose it).
+    fn reconnect(&mut self, wait: Duration) -> Result<Vec<u8>, Error> {
+        let _ = wait;
+        self.reset()
+    }
     /// The card's ATR as last seen (at connect or the last reset).
     fn atr(&self) -> &[u8];
     /// A name for messages: the reader's name, or a description of the simulated card.
@@ -59,6 +70,9 @@ impl<T: Transport + ?Sized> Transport for Box<T> {
     fn reset(&mut self) -> Result<Vec<u8>, Error> {
         (**self).reset()
     }
+    fn reconnect(&mut self, wait: Duration) -> Result<Vec<u8>, Error> {
+        (**self).reconnect(wait)
+    }
     fn atr(&self) -> &[u8] {
         (**self).atr()
     }
@@ -76,6 +90,9 @@ impl<T: Transport + ?Sized> Transport for &mut T {
     }
     fn reset(&mut self) -> Result<Vec<u8>, Error> {
         (**self).reset()
+    }
+    fn reconnect(&mut self, wait: Duration) -> Result<Vec<u8>, Error> {
+        (**self).reconnect(wait)
     }
     fn atr(&self) -> &[u8] {
         (**self).atr()

@@ -255,7 +255,7 @@ impl PcscTransport {
         Ok(())
     }
 
-    fn reconnect(&mut self, disposition: Disposition) -> Result<(), Error> {
+    fn reconnect_in_place(&mut self, disposition: Disposition) -> Result<(), Error> {
         let name = self.name.clone();
         self.card()?
             .reconnect(ShareMode::Shared, Protocols::ANY, disposition)
@@ -302,7 +302,7 @@ impl Transport for PcscTransport {
             Ok(r) => r,
             Err(::pcsc::Error::ResetCard) => {
                 let was_fresh = self.fresh;
-                self.reconnect(Disposition::LeaveCard)?;
+                self.reconnect_in_place(Disposition::LeaveCard)?;
                 if !was_fresh {
                     return Err(Error::CardReset {
                         reader: self.name.clone(),
@@ -339,8 +339,60 @@ impl Transport for PcscTransport {
     }
 
     fn reset(&mut self) -> Result<Vec<u8>, Error> {
-        self.reconnect(Disposition::ResetCard)?;
+        self.reconnect_in_place(Disposition::ResetCard)?;
         Ok(self.atr.clone())
+    }
+
+    /// Drops the old connection, then until `wait` has passed: connects to the card in the same
+    /// reader as soon as pcscd reports one present, and checks the connection with `SCardStatus`.
+    /// A card that pcscd still shows but that is gone (pcscd notices a removal at its next poll)
+    /// fails to connect; the loop waits for the reader's next change and tries again.
+    fn reconnect(&mut self, wait: Duration) -> Result<Vec<u8>, Error> {
+        if let Some(card) = self.card.take() {
+            let _ = card.disconnect(Disposition::LeaveCard);
+        }
+        let deadline = Instant::now() + wait;
+        let mut states = [ReaderState::new(self.reader.clone(), State::UNAWARE)];
+        loop {
+            let _ = self.ctx.get_status_change(Duration::ZERO, &mut states);
+            let now = states[0].event_state();
+            if now.contains(State::PRESENT) && !now.contains(State::MUTE) {
+                match self
+                    .ctx
+                    .connect(&self.reader, ShareMode::Shared, Protocols::ANY)
+                {
+                    Ok(card) => {
+                        self.card = Some(card);
+                        self.fresh = true;
+                        match self.refresh_status() {
+                            Ok(()) => return Ok(self.atr.clone()),
+                            Err(e) if matches!(e, Error::NoService) => return Err(e),
+                            Err(_) => self.card = None,
+                        }
+                    }
+                    Err(e) => {
+                        let e = map_error(e, "SCardConnect", &self.name);
+                        if matches!(e, Error::NoService | Error::SharingViolation { .. }) {
+                            return Err(e);
+                        }
+                    }
+                }
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(Error::WaitTimeout(wait));
+            }
+            // Sleep until the reader changes; at most 250 ms, so a card that pcscd showed present
+            // but could not be connected to is tried again.
+            states[0].sync_current_state();
+            match self
+                .ctx
+                .get_status_change(left.min(Duration::from_millis(250)), &mut states)
+            {
+                Ok(()) | Err(::pcsc::Error::Timeout) => {}
+                Err(e) => return Err(map_error(e, "SCardGetStatusChange", &self.name)),
+            }
+        }
     }
 
     fn atr(&self) -> &[u8] {

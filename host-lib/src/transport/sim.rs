@@ -136,6 +136,17 @@ impl Transport for SimTransport {
         Ok(self.card.atr().to_vec())
     }
 
+    /// The card is taken out and put back: power off (if it still had power), then a cold start
+    /// with the card's recovery. Never waits: a simulated card is always there.
+    fn reconnect(&mut self, _wait: std::time::Duration) -> Result<Vec<u8>, Error> {
+        self.card.power_off();
+        self.card.power_on().map_err(|e| Error::Protocol {
+            reader: self.name.clone(),
+            detail: format!("the simulated card does not power up: {}", describe(e)),
+        })?;
+        Ok(self.card.atr().to_vec())
+    }
+
     fn atr(&self) -> &[u8] {
         self.card.atr()
     }

@@ -90,6 +90,10 @@ impl<T: Transport> Transport for AutoGetResponse<T> {
         self.inner.reset()
     }
 
+    fn reconnect(&mut self, wait: std::time::Duration) -> Result<Vec<u8>, Error> {
+        self.inner.reconnect(wait)
+    }
+
     fn atr(&self) -> &[u8] {
         self.inner.atr()
     }

@@ -102,6 +102,22 @@ impl<T: Transport> Transport for Trace<T> {
         result
     }
 
+    fn reconnect(&mut self, wait: Duration) -> Result<Vec<u8>, Error> {
+        let start = Instant::now();
+        let result = self.inner.reconnect(wait);
+        let elapsed = human_duration(start.elapsed());
+        let line = match &result {
+            Ok(atr) => format!(
+                "reconnect  < ATR {} [{}]  {elapsed}",
+                spaced(atr),
+                atr.len()
+            ),
+            Err(e) => format!("reconnect  ! {elapsed}  {e}"),
+        };
+        self.line(&line);
+        result
+    }
+
     fn atr(&self) -> &[u8] {
         self.inner.atr()
     }
