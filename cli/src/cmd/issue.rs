@@ -24,6 +24,8 @@ use crate::Global;
 
 /// The public development key set, built in (the same file as test-vectors/keys/dev.toml).
 const DEV_KEYS: &str = include_str!("../../../test-vectors/keys/dev.toml");
+/// Where `--keys` points by default (relative to the current directory), as for `purse`.
+const DEFAULT_KEYS: &str = "test-vectors/keys/dev.toml";
 
 /// Arguments of `citizencard issue`.
 #[derive(Args, Debug)]
@@ -55,8 +57,9 @@ pub struct IssueArgs {
 #[derive(Args, Debug)]
 pub struct Setup {
     /// The issuer's key set (TOML, apdu-specs/keys.md §4). Default: the PUBLIC development key
-    /// set test-vectors/keys/dev.toml (built in), which makes cards anyone can read and change.
-    #[arg(long, value_name = "FILE")]
+    /// set test-vectors/keys/dev.toml if it exists, else the same set built into citizencard;
+    /// cards made with it can be read and changed by anyone.
+    #[arg(long, value_name = "FILE", env = "CITIZENCARD_KEYS")]
     pub keys: Option<PathBuf>,
     /// The card profile (TOML, apdu-specs/layout.md). Default: the built-in Wenzhou profile.
     #[arg(long, value_name = "FILE")]
@@ -66,7 +69,12 @@ pub struct Setup {
 impl Setup {
     /// Loads the key set and the profile and checks them against each other.
     pub fn load(&self) -> Result<(KeySet, Profile), Failure> {
-        let keys = match &self.keys {
+        let default = Path::new(DEFAULT_KEYS);
+        let path = self
+            .keys
+            .as_deref()
+            .or_else(|| default.exists().then_some(default));
+        let keys = match path {
             Some(path) => {
                 let ks = KeySet::load(path).map_err(Failure::usage)?;
                 if !ks.is_development() {
