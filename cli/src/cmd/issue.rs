@@ -268,9 +268,6 @@ pub fn run(global: &Global, args: IssueArgs) -> Result<(), Failure> {
                 );
                 failed.push((entry.origin.clone(), msg));
                 bar.inc(1);
-                if matches!(cards, Cards::Reader) {
-                    break;
-                }
                 continue;
             }
         };
