@@ -10,6 +10,8 @@ fn citizencard(args: &[&str]) -> Output {
         .args(args)
         .env_remove("CITIZENCARD_READER")
         .env_remove("CITIZENCARD_REGISTRY")
+        .env_remove("CITIZENCARD_REGISTRY_CONFIG")
+        .env_remove("CITIZENCARD_KEYS")
         .env("CITIZENCARD_OPERATOR", "test-operator")
         // No pcscd for these tests, whatever runs on the machine.
         .env(
@@ -223,7 +225,8 @@ fn one_applicant_onto_one_image_then_info() {
     let out = citizencard(&["--sim", s(&img), "info"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        text(&out.stderr).contains("EXTERNAL AUTHENTICATE with RKSSSE"),
+        text(&out.stderr)
+            .contains("issued with key set citizencard-dev-sm4, not citizencard-dev-3des"),
         "{}",
         text(&out.stderr)
     );
@@ -334,4 +337,39 @@ fn help_explains_issue_and_info() {
     for w in ["--by-tag", "--photo", "--keys", "--json"] {
         assert!(h.contains(w), "info --help lacks {w}:\n{h}");
     }
+}
+
+#[test]
+fn an_issued_card_works_with_the_purse_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let cards = dir.path().join("cards");
+    let reg = dir.path().join("registry.db");
+    let state = dir.path().join("terminal");
+    let out = citizencard(&[
+        "issue",
+        "--applicant",
+        s(&vectors().join("applicants/one.toml")),
+        "--sim-dir",
+        s(&cards),
+        "--registry",
+        s(&reg),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let img = cards.join("W00000018.img");
+    let purse = |args: &[&str]| {
+        let mut all = vec!["--sim", s(&img), "--registry", s(&reg), "purse"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--state", s(&state)]);
+        citizencard(&all)
+    };
+    let out = purse(&["load", "100"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = purse(&["purchase", "12.34"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = purse(&["balance"]);
+    let t = text(&out.stdout);
+    assert!(
+        t.contains("card 00003303000000000001: balance 87.66 yuan"),
+        "{t}"
+    );
 }

@@ -9,7 +9,8 @@
 //! 3. EF05's items (issuer data), by record number (`00 B2 n 2C`) or by tag (`00 B2 tag 28`);
 //! 4. EXTERNAL AUTHENTICATE with the read key RKSSSE (LD/T 32 style, diversified for the card
 //!    from EF05's card identification code and the ATR), then EF06's items (cardholder) and the
-//!    photo (EF08);
+//!    photo (EF08). A card whose card information names another key set is refused before
+//!    this: a wrong key would spend one of RKSSSE's tries;
 //! 5. the purse's public information (the purse ADF's FCI carries EF0015).
 //!
 //! Everything read is decoded with [`crate::holder::items`], which treats card bytes as
@@ -98,6 +99,18 @@ pub enum ReadError {
     /// The card's data gives no diversification factors.
     #[error("the card's data gives no key diversification factors: {0}")]
     Factors(#[from] FactorError),
+    /// The card was issued with another key set: authenticating with this one would only spend
+    /// one of the read key's tries.
+    #[error(
+        "this card was issued with key set {card}, not {given}: give that key set (--keys); \
+         authenticating with another would spend one of RKSSSE's tries"
+    )]
+    WrongKeySet {
+        /// The key set the card information names.
+        card: String,
+        /// The key set given.
+        given: String,
+    },
     /// The card's personalization did not finish, and reading it failed.
     #[error(
         "the card is not issued: its personalization did not finish (run `citizencard issue` \
@@ -422,6 +435,18 @@ pub fn read_card(
         }
     };
 
+    // The card information names the key set (its first 24 characters): never spend a try of
+    // the card's read key with another one.
+    if let Some(info) = card_info.as_ref().filter(|i| i.issued) {
+        let given = &keys.identity().id;
+        let given_prefix: String = given.chars().take(24).collect();
+        if !info.key_set.is_empty() && given_prefix != info.key_set {
+            return Err(ReadError::WrongKeySet {
+                card: info.key_set.clone(),
+                given: given.clone(),
+            });
+        }
+    }
     let parts = match read_ssse(&mut r, keys, profile, options, historical) {
         Ok(parts) => parts,
         // An unfinished card may lack what a finished one has: say why first.
@@ -504,7 +529,7 @@ fn read_ssse(
         })?;
 
     // 4. RKSSSE, EF06, the photo.
-    let read_key = match profile.read_access(holder_at.df, holder_at.ef.read) {
+    let read_key = match profile.ef_read_access(holder_at.df, holder_at.ef) {
         ReadAccess::Free => None,
         ReadAccess::After(k) => Some(k),
         ReadAccess::Never => {

@@ -589,23 +589,34 @@ fn both_development_key_sets_issue_cards() {
         assert_eq!(c.ssse.algorithm, Some(alg), "{file}");
         assert_eq!(c.ssse.dir_sfi, Some(0x1E));
         assert_eq!(c.card_info.unwrap().key_set, keys.identity().id);
-        // The other key set cannot read the holder's data (RKSSSE differs).
+        // The other key set is refused before it could spend one of RKSSSE's tries: after
+        // five attempts the card still reads with its own.
         let other = self::keys(if file == "dev.toml" {
             "dev-sm4.toml"
         } else {
             "dev.toml"
         });
-        let e = read_card(
+        for _ in 0..5 {
+            let e = read_card(
+                &mut card,
+                &other,
+                &Profile::wenzhou(),
+                ReadOptions::default(),
+            )
+            .unwrap_err();
+            assert!(
+                e.to_string()
+                    .contains(&format!("issued with key set {}", keys.identity().id)),
+                "{e}"
+            );
+        }
+        read_card(
             &mut card,
-            &other,
+            &keys,
             &Profile::wenzhou(),
             ReadOptions::default(),
         )
-        .unwrap_err();
-        assert!(
-            e.to_string().contains("EXTERNAL AUTHENTICATE with RKSSSE"),
-            "{e}"
-        );
+        .unwrap();
     }
 }
 
@@ -790,4 +801,109 @@ fn an_unfinished_card_reads_as_unfinished() {
         e.to_string().contains("personalization did not finish"),
         "{e}"
     );
+}
+
+/// Sends one APDU to a simulated card: (data, SW).
+fn send(card: &mut SimTransport, apdu: &str) -> (Vec<u8>, u16) {
+    let mut r = card
+        .transmit(&hex::decode(apdu.replace(' ', "")).unwrap())
+        .unwrap();
+    let sw = r.split_off(r.len() - 2);
+    (r, u16::from_be_bytes([sw[0], sw[1]]))
+}
+
+#[test]
+fn the_issued_purse_loads_and_pays_with_the_key_sets_keys() {
+    use host_lib::keys::purse::{TYPE_EP_LOAD, TYPE_EP_PURCHASE};
+    use host_lib::keys::{
+        HostTime, KeyRef, Load, LoadInit, PurchaseInit, PurchaseRequest, TerminalCounter,
+    };
+    for file in ["dev.toml", "dev-sm4.toml"] {
+        let keys = keys(file).with_terminal_counter(TerminalCounter::in_memory(0));
+        let mut reg = registry();
+        let pending = reserve(&mut reg, "op", &sample()[1], &keys)
+            .unwrap()
+            .pending;
+        let mut card = blank_card(77);
+        issue_pending(
+            &mut reg,
+            "op",
+            &mut card,
+            &keys,
+            &Profile::wenzhou(),
+            &pending,
+            &mut |_| {},
+        )
+        .unwrap();
+        let h = HistoricalBytes::wenzhou(77u32.to_be_bytes());
+        let factors = CardData::from_pending(&pending, &h).factors(&h).unwrap();
+        let key = |n| KeyRef::new(n, &factors);
+        let at = HostTime {
+            date: [0x20, 0x26, 0x01, 0x10],
+            time: [0x10, 0x31, 0x00],
+        };
+        let terminal = [0x00, 0x00, 0x01, 0x00, 0x00, 0x50];
+
+        assert_eq!(
+            send(&mut card, "00A4040009 A00000000386980701 00").1,
+            0x9000
+        );
+        // Load 100.00 yuan into the EP with DLK 01.
+        let (r, sw) = send(&mut card, "805000020B 01 00002710 000001000050 10");
+        assert_eq!(sw, 0x9000, "{file}");
+        let init = LoadInit::parse(&r).unwrap();
+        let load = Load {
+            amount: 10_000,
+            txn_type: TYPE_EP_LOAD,
+            terminal_id: terminal,
+        };
+        let mac2 = keys.load_mac2(key("DLK"), &init, &load, &at).unwrap();
+        let (tac, sw) = send(
+            &mut card,
+            &format!("805200000B 20260110 103100 {} 04", hex::encode(mac2)),
+        );
+        assert_eq!(sw, 0x9000, "{file}");
+        keys.verify_load_tac(key("DTK"), &init, &load, &at, &tac)
+            .unwrap();
+        // Pay 12.34 with DPK 01; the PSAM side checks MAC2 and the TAC.
+        let (r, sw) = send(&mut card, "805001020B 01 000004D2 000001000050 0F");
+        assert_eq!(sw, 0x9000, "{file}");
+        let init = PurchaseInit::parse(&r).unwrap();
+        let mac1 = keys
+            .purchase_mac1(
+                key("DPK"),
+                &init,
+                &PurchaseRequest {
+                    amount: 1234,
+                    txn_type: TYPE_EP_PURCHASE,
+                    terminal_id: terminal,
+                    at,
+                },
+            )
+            .unwrap();
+        let (r, sw) = send(
+            &mut card,
+            &format!("805401000F {} 08", hex::encode(mac1.debit_data())),
+        );
+        assert_eq!(sw, 0x9000, "{file}");
+        keys.verify_purchase_mac2(key("DPK"), &init, &mac1.purchase, &r[4..])
+            .unwrap();
+        keys.verify_purchase_tac(key("DTK"), &mac1.purchase, &r[..4])
+            .unwrap();
+        assert_eq!(
+            send(&mut card, "805C000204"),
+            (hex::decode("0000223E").unwrap(), 0x9000)
+        );
+        // The log has both; the ED opens with the initial PIN only.
+        let (log, sw) = send(&mut card, "00B201C400");
+        assert_eq!((sw, log[9]), (0x9000, TYPE_EP_PURCHASE));
+        assert_eq!(send(&mut card, "805C000104").1, 0x6982);
+        assert_eq!(send(&mut card, "0020000003 123456").1, 0x9000);
+        assert_eq!(send(&mut card, "805C000104"), (vec![0, 0, 0, 0], 0x9000));
+        // Over the maximum balance of 1,000.00 yuan.
+        assert_eq!(
+            send(&mut card, "805000020B 01 000186A0 000001000050 10").1,
+            0x9401
+        );
+    }
 }

@@ -24,6 +24,8 @@ use crate::Global;
 
 /// The public development key set, built in (the same file as test-vectors/keys/dev.toml).
 const DEV_KEYS: &str = include_str!("../../../test-vectors/keys/dev.toml");
+/// Where `--keys` points by default (relative to the current directory), as for `purse`.
+const DEFAULT_KEYS: &str = "test-vectors/keys/dev.toml";
 
 /// Arguments of `citizencard issue`.
 #[derive(Args, Debug)]
@@ -41,19 +43,10 @@ pub struct IssueArgs {
     pub batch: Option<PathBuf>,
     #[command(flatten)]
     pub setup: Setup,
-    /// The issuance registry (SQLite; created if missing).
-    #[arg(long, value_name = "FILE", env = "CITIZENCARD_REGISTRY")]
-    pub registry: Option<PathBuf>,
-    /// Registry configuration (card-number series, city, validity, fees; TOML).
-    #[arg(long, value_name = "FILE")]
-    pub registry_config: Option<PathBuf>,
     /// Simulated cards instead of a reader: one image per card in DIR, named <card number>.img;
     /// a missing image is made blank, an existing one is finished or verified.
     #[arg(long, value_name = "DIR")]
     pub sim_dir: Option<PathBuf>,
-    /// The operator recorded in the registry's audit log.
-    #[arg(long, value_name = "NAME", env = "CITIZENCARD_OPERATOR")]
-    pub operator: Option<String>,
     /// Print the plan for the first applicant (every step and its APDUs, on a simulated card's
     /// ATR) and stop: no card is touched, nothing is recorded.
     #[arg(long)]
@@ -64,8 +57,9 @@ pub struct IssueArgs {
 #[derive(Args, Debug)]
 pub struct Setup {
     /// The issuer's key set (TOML, apdu-specs/keys.md §4). Default: the PUBLIC development key
-    /// set test-vectors/keys/dev.toml (built in), which makes cards anyone can read and change.
-    #[arg(long, value_name = "FILE")]
+    /// set test-vectors/keys/dev.toml if it exists, else the same set built into citizencard;
+    /// cards made with it can be read and changed by anyone.
+    #[arg(long, value_name = "FILE", env = "CITIZENCARD_KEYS")]
     pub keys: Option<PathBuf>,
     /// The card profile (TOML, apdu-specs/layout.md). Default: the built-in Wenzhou profile.
     #[arg(long, value_name = "FILE")]
@@ -75,7 +69,12 @@ pub struct Setup {
 impl Setup {
     /// Loads the key set and the profile and checks them against each other.
     pub fn load(&self) -> Result<(KeySet, Profile), Failure> {
-        let keys = match &self.keys {
+        let default = Path::new(DEFAULT_KEYS);
+        let path = self
+            .keys
+            .as_deref()
+            .or_else(|| default.exists().then_some(default));
+        let keys = match path {
             Some(path) => {
                 let ks = KeySet::load(path).map_err(Failure::usage)?;
                 if !ks.is_development() {
@@ -142,28 +141,6 @@ fn load_entries(args: &IssueArgs) -> Result<(String, Vec<Entry>), Failure> {
     Ok((path.display().to_string(), entries))
 }
 
-fn open_registry(args: &IssueArgs) -> Result<Registry, Failure> {
-    let config = match &args.registry_config {
-        Some(p) => RegistryConfig::load(p).map_err(Failure::usage)?,
-        None => RegistryConfig::default(),
-    };
-    let path = match &args.registry {
-        Some(p) => p.clone(),
-        None => registry::default_path().map_err(Failure::usage)?,
-    };
-    Registry::open(&path, config)
-        .with_context(|| format!("opening the registry {}", path.display()))
-        .map_err(Failure::card)
-}
-
-fn operator(args: &IssueArgs) -> String {
-    args.operator
-        .clone()
-        .or_else(|| std::env::var("USER").ok())
-        .filter(|o| !o.trim().is_empty())
-        .unwrap_or_else(|| "operator".into())
-}
-
 /// Where cards come from.
 pub(crate) enum Cards<'a> {
     /// One image per card.
@@ -208,15 +185,15 @@ pub fn run(global: &Global, args: IssueArgs) -> Result<(), Failure> {
         (None, None) => Cards::Reader,
     };
     if args.plan {
-        return show_plan(global, &args, &keys, &profile, &entries);
+        return show_plan(global, &keys, &profile, &entries);
     }
     if let Cards::SimDir(dir) = cards {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("creating {}", dir.display()))
             .map_err(Failure::usage)?;
     }
-    let mut reg = open_registry(&args)?;
-    let operator = operator(&args);
+    let mut reg = global.open_registry()?;
+    let operator = global.operator();
     if let Some(w) = development_warning(&keys) {
         eprintln!("citizencard: {w}");
     }
@@ -242,13 +219,8 @@ pub fn run(global: &Global, args: IssueArgs) -> Result<(), Failure> {
         );
         b
     };
-    let say = |line: String| {
-        if bar.is_hidden() {
-            println!("{line}");
-        } else {
-            bar.println(line);
-        }
-    };
+    // Lines go to stdout, above the bar (which is on stderr, and only on a terminal).
+    let say = |line: String| bar.suspend(|| println!("{line}"));
 
     let started = Instant::now();
     let mut done: Vec<(String, IssueReport)> = Vec::new();
@@ -296,9 +268,6 @@ pub fn run(global: &Global, args: IssueArgs) -> Result<(), Failure> {
                 );
                 failed.push((entry.origin.clone(), msg));
                 bar.inc(1);
-                if matches!(cards, Cards::Reader) {
-                    break;
-                }
                 continue;
             }
         };
@@ -544,7 +513,6 @@ pub fn truncate(s: &str, width: usize) -> String {
 /// registry and the ATR of a simulated card.
 fn show_plan(
     global: &Global,
-    args: &IssueArgs,
     keys: &KeySet,
     profile: &Profile,
     entries: &[Entry],
@@ -553,7 +521,7 @@ fn show_plan(
         .iter()
         .find_map(|e| e.applicant.as_ref().ok())
         .ok_or_else(|| Failure::usage(anyhow!("no valid applicant to plan for")))?;
-    let config = match &args.registry_config {
+    let config = match &global.registry_config {
         Some(p) => RegistryConfig::load(p).map_err(Failure::usage)?,
         None => RegistryConfig::default(),
     };

@@ -368,7 +368,8 @@ impl Builder<'_> {
         }
         // EFs and their data.
         let mut df_checks: Vec<Verify> = Vec::new();
-        let mut auth_checks: Vec<Verify> = Vec::new();
+        // EFs read after an authentication, grouped by the key (name, id).
+        let mut auth_checks: Vec<((String, u8, String), Vec<Verify>)> = Vec::new();
         for ef in &df.efs {
             self.push(
                 df,
@@ -416,31 +417,28 @@ impl Builder<'_> {
                     .collect(),
                 _ => vec![],
             };
-            match self.profile.read_access(df, ef.read) {
+            match self.profile.ef_read_access(df, ef) {
                 ReadAccess::Free => df_checks.extend(checks),
-                ReadAccess::After(_) => auth_checks.extend(checks),
+                ReadAccess::After(k) => {
+                    let key = (
+                        k.key_name().unwrap_or_default().to_owned(),
+                        k.id,
+                        k.describe(),
+                    );
+                    match auth_checks.iter_mut().find(|(g, _)| *g == key) {
+                        Some((_, group)) => group.extend(checks),
+                        None => auth_checks.push((key, checks)),
+                    }
+                }
                 ReadAccess::Never => {}
             }
         }
-        if !auth_checks.is_empty() {
-            // The profile checks guarantee a key for every written EF's read right; the first
-            // EF needing one picks it (the default profile has one read key per DF).
-            let right = df
-                .efs
-                .iter()
-                .filter(|e| !matches!(e.data, EfData::None))
-                .map(|e| e.read)
-                .find(|r| !r.met(0, 0));
-            if let Some(ReadAccess::After(k)) = right.map(|r| self.profile.read_access(df, r)) {
-                df_checks.push(Verify {
-                    what: format!("authenticate with {}", k.describe()),
-                    check: Check::Authenticate {
-                        name: k.key_name().unwrap_or_default().to_owned(),
-                        id: k.id,
-                    },
-                });
-            }
-            df_checks.extend(auth_checks);
+        for ((name, id, describe), checks) in auth_checks {
+            df_checks.push(Verify {
+                what: format!("authenticate with {describe}"),
+                check: Check::Authenticate { name, id },
+            });
+            df_checks.extend(checks);
         }
         if df.is_mf() {
             self.mf_checks = df_checks;

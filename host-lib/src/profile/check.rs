@@ -356,14 +356,81 @@ fn ef_structure(p: &Profile, d: &DfSpec, ef: &EfSpec, push: &mut impl FnMut(Stri
     // authenticating with one of the DF's keys.
     if written
         && !matches!(ef.kind, EfKind::Purse { .. })
-        && p.read_access(d, ef.read) == super::ReadAccess::Never
+        && p.ef_read_access(d, ef) == super::ReadAccess::Never
     {
         bad(format!(
-            "read right {} cannot be met by any external-authentication key of the DF, so \
-             personalization could not read back what it wrote",
-            ef.read
+            "read right {} cannot be met by {}, so personalization could not read back what it \
+             wrote",
+            ef.read,
+            ef.read_key.as_deref().map_or(
+                "any external-authentication key of the DF".to_owned(),
+                |k| format!("read_key {k} (an external-authentication key of the DF)")
+            )
         ));
     }
+
+    // The keys the profile names for reading and writing must be the ones that open them.
+    if let Some(name) = &ef.read_key {
+        if let Some(e) = key_meets(p, d, ef.read, name, false) {
+            bad(format!("read_key {name}: {e}"));
+        }
+    }
+    if let Some(name) = &ef.write_key {
+        let problem = if ef.protection != Protection::Plain {
+            let id = ef.write_key_id();
+            (!d.keys.iter().any(|k| {
+                k.kind == KeyKind::LineProtection && k.id == id && k.key_name() == Some(name)
+            }))
+            .then(|| {
+                format!(
+                    "writes need a MAC under line-protection key {id:02X} (key byte {:02X}), \
+                     which is not {name}",
+                    ef.key_byte
+                )
+            })
+        } else {
+            key_meets(p, d, ef.write, name, true)
+        };
+        if let Some(e) = problem {
+            bad(format!("write_key {name}: {e}"));
+        }
+    }
+}
+
+/// Whether authenticating with key `name` meets `right` of an EF of `d` (`None`) or why not: the
+/// key is the DF's (its state in the DF's register; at the MF in both) or, for an MF-authority
+/// right `0Y`, the MF's (its state in the MF register).
+fn key_meets(
+    p: &Profile,
+    d: &DfSpec,
+    right: super::Right,
+    name: &str,
+    write: bool,
+) -> Option<String> {
+    if right.met(0, 0) {
+        return Some(format!(
+            "{} right {right} is met without any key: leave it out",
+            if write { "the write" } else { "the read" }
+        ));
+    }
+    let state_of = |df: &DfSpec| {
+        df.keys
+            .iter()
+            .find(|k| k.kind == KeyKind::ExternalAuth && k.key_name() == Some(name))
+            .map(|k| k.state.unwrap_or(0))
+    };
+    let met = match (state_of(d), state_of(p.mf())) {
+        (Some(s), _) if d.is_mf() => right.met(s, s),
+        (Some(s), _) => right.met(0, s),
+        (None, Some(s)) => right.met(s, 0),
+        (None, None) => {
+            return Some(format!(
+                "{name} is no external-authentication key of {} or of the MF",
+                d.describe()
+            ))
+        }
+    };
+    (!met).then(|| format!("its follow-on state does not meet right {right}"))
 }
 
 /// A variable record template must be one TLV: tag, length, value.

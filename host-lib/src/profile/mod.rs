@@ -351,6 +351,9 @@ pub enum EfKind {
         tac_key: u8,
         /// The SFI of its transaction log.
         log_sfi: u8,
+        /// The highest balance a load may reach, in cents (`None`: no limit, `FFFFFFFF`;
+        /// apdu-specs/purse.md).
+        max_balance: Option<u32>,
     },
 }
 
@@ -443,6 +446,10 @@ pub struct EfSpec {
     pub protection: Protection,
     /// What personalization writes into it.
     pub data: EfData,
+    /// The key whose authentication opens reading (key-set name), as the profile documents it.
+    pub read_key: Option<String>,
+    /// The key whose authentication (or, for a protected EF, whose MAC) opens writing.
+    pub write_key: Option<String>,
 }
 
 impl EfSpec {
@@ -476,7 +483,12 @@ impl EfSpec {
                 use_right,
                 tac_key,
                 log_sfi,
-            } => vec![t, 0x02, 0x08, use_right.0, tac_key, 0xFF, log_sfi],
+                max_balance,
+            } => {
+                let mut d = vec![t, 0x02, 0x08, use_right.0, tac_key, 0xFF, log_sfi];
+                d.extend(max_balance.map(u32::to_be_bytes).into_iter().flatten());
+                d
+            }
         }
     }
 
@@ -787,6 +799,35 @@ impl Profile {
         out
     }
 
+    /// How an EF of `df` is read: its `read_key` if the profile names one, else as
+    /// [`Profile::read_access`] finds.
+    pub fn ef_read_access<'p>(&self, df: &'p DfSpec, ef: &EfSpec) -> ReadAccess<'p> {
+        if ef.read.met(0, 0) {
+            return ReadAccess::Free;
+        }
+        match &ef.read_key {
+            Some(name) => self
+                .auth_key(df, name)
+                .filter(|k| {
+                    let s = k.state.unwrap_or(0);
+                    if df.is_mf() {
+                        ef.read.met(s, s)
+                    } else {
+                        ef.read.met(0, s)
+                    }
+                })
+                .map_or(ReadAccess::Never, ReadAccess::After),
+            None => self.read_access(df, ef.read),
+        }
+    }
+
+    /// The external-authentication key `name` of `df`.
+    pub fn auth_key<'p>(&self, df: &'p DfSpec, name: &str) -> Option<&'p KeySpec> {
+        df.keys
+            .iter()
+            .find(|k| k.kind == KeyKind::ExternalAuth && k.key_name() == Some(name))
+    }
+
     /// How a right of `df` is met for reading: without authentication, after authenticating
     /// with one of its keys (external authentication, not the master unless nothing else does),
     /// or not at all.
@@ -811,22 +852,6 @@ impl Profile {
             .find(granting)
             .or_else(|| df.keys.iter().find(granting))
             .map_or(ReadAccess::Never, ReadAccess::After)
-    }
-
-    /// The profile as TOML text again (a normalized form: hex upper case, every default
-    /// written out).
-    pub fn summary(&self) -> String {
-        let mut s = format!("profile {} ({})\n", self.id, self.description);
-        for df in &self.dfs {
-            s.push_str(&format!(
-                "{:<16} {:<20} keys {:>2}, efs {:>2}\n",
-                df.path_text(),
-                df.name_text,
-                df.keys.len(),
-                df.efs.len()
-            ));
-        }
-        s
     }
 }
 
@@ -985,10 +1010,13 @@ struct RawEf {
     key_byte: Option<String>,
     protection: Option<String>,
     data: Option<RawData>,
+    read_key: Option<String>,
+    write_key: Option<String>,
     #[serde(rename = "use")]
     use_right: Option<String>,
     tac_key: Option<String>,
     log: Option<String>,
+    max_balance: Option<u32>,
 }
 
 /// Collects problems while converting; `None` from a step means "already reported".
@@ -1462,6 +1490,7 @@ fn convert_ef(e: RawEf, at: &str, p: &mut Problems<'_>) -> Option<EfSpec> {
                     use_right,
                     tac_key,
                     log_sfi,
+                    max_balance: e.max_balance,
                 }),
                 _ => None,
             }
@@ -1478,6 +1507,7 @@ fn convert_ef(e: RawEf, at: &str, p: &mut Problems<'_>) -> Option<EfSpec> {
         not_for("use", e.use_right.is_some(), p);
         not_for("tac_key", e.tac_key.is_some(), p);
         not_for("log", e.log.is_some(), p);
+        not_for("max_balance", e.max_balance.is_some(), p);
     }
     let is_purse = e.kind == "purse";
     let right = |r: &Option<String>, what: &str, p: &mut Problems<'_>| -> Option<Right> {
@@ -1542,6 +1572,8 @@ fn convert_ef(e: RawEf, at: &str, p: &mut Problems<'_>) -> Option<EfSpec> {
         key_byte: key_byte?,
         protection: protection?,
         data: data?,
+        read_key: e.read_key,
+        write_key: e.write_key,
     })
 }
 

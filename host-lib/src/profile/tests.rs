@@ -129,7 +129,10 @@ fn create_file_data() {
     );
     let purse = p.df(&[MF, 0x1001]).unwrap();
     let ep = purse.ef(0x0002).unwrap();
-    assert_eq!(hex::encode_upper(ep.create_data()), "2F0208F000FF18");
+    assert_eq!(
+        hex::encode_upper(ep.create_data()),
+        "2F0208F000FF18000186A0"
+    );
     let log = purse.ef(0x0018).unwrap();
     assert_eq!(hex::encode_upper(log.create_data()), "2E0A17F0EFFFFF");
     let pub_info = purse.ef(0x0015).unwrap();
@@ -319,4 +322,56 @@ fn auto_space_is_what_the_df_needs() {
     let p = edited(|t| t.replacen("space = 512", "space = \"auto\"\nspare = 5", 1)).unwrap();
     // 11 header + 6 name + key file 11 + 96 + EF 11 + 4 x 33 = 267, and 5 spare.
     assert_eq!(p.df(&[MF, 0xDDF1, 0xDF01]).unwrap().space, Some(272));
+}
+
+#[test]
+fn the_keys_named_for_reading_and_writing_must_open_them() {
+    let p = Profile::wenzhou();
+    let ssse = p.df(&[MF, 0xDDF1]).unwrap();
+    let ef06 = ssse.ef(0x0006).unwrap();
+    assert_eq!(ef06.read_key.as_deref(), Some("RKSSSE"));
+    assert_eq!(ef06.write_key.as_deref(), Some("UKSSSE"));
+    // The read key named in the profile is the one reading uses.
+    let ReadAccess::After(k) = p.ef_read_access(ssse, ef06) else {
+        panic!("EF06 without a read key")
+    };
+    assert_eq!(k.id, 0x0A);
+    // The read key cannot write (state 1 does not meet 22).
+    let e = problems(edited(|t| {
+        t.replacen("write_key = \"UKSSSE\"", "write_key = \"RKSSSE\"", 1)
+    }));
+    assert!(
+        e.contains("ef 0005: write_key RKSSSE: its follow-on state does not meet right 22"),
+        "{e}"
+    );
+    // A key of another DF.
+    let e = problems(edited(|t| {
+        t.replacen("read_key = \"RKSSSE\"", "read_key = \"PURSE_MK\"", 1)
+    }));
+    assert!(
+        e.contains("read_key PURSE_MK: PURSE_MK is no external-authentication key of df 3F00/DDF1"),
+        "{e}"
+    );
+    // A MAC-protected EF is written under its line-protection key.
+    let e = problems(edited(|t| {
+        t.replacen("write_key = \"DAMK\"", "write_key = \"DTK\"", 1)
+    }));
+    assert!(
+        e.contains("write_key DTK: writes need a MAC under line-protection key 00"),
+        "{e}"
+    );
+    // MF authority (0A) is named by the MF's key, also for an EF of a DF.
+    assert_eq!(ssse.ef(0x001D).unwrap().write_key.as_deref(), Some("MF_MK"));
+    // A right met by everyone needs no key.
+    let e = problems(edited(|t| {
+        t.replacen(
+            "write = \"0A\"\nwrite_key = \"MF_MK\"",
+            "write = \"F0\"\nwrite_key = \"MF_MK\"",
+            1,
+        )
+    }));
+    assert!(
+        e.contains("the write right F0 is met without any key"),
+        "{e}"
+    );
 }
