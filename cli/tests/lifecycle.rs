@@ -579,6 +579,48 @@ fn replace_and_cancel_on_simulated_cards() {
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("--applicant"), "{err}");
     ok(&["card", "report-loss", "W00000018"]);
+    // An offline terminal with only the exported list: the card is identified by EF05 and
+    // refused; its purse is blocked although no registry records it.
+    let list = f.dir().join("list.txt");
+    ok(&["registry", "blacklist", "--export", list.to_str().unwrap()]);
+    let out = Command::new(env!("CARGO_BIN_EXE_citizencard"))
+        .args(["--registry", f.dir().join("none.db").to_str().unwrap()])
+        .args(argv(&with(&old, &["purse", "--aid", aid, "purchase", "1"])))
+        .args(["--blacklist", list.to_str().unwrap()])
+        .env("CITIZENCARD_TERMINAL_STATE", &state)
+        .env_remove("CITIZENCARD_KEYS")
+        .current_dir(&root)
+        .output()
+        .unwrap();
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("card W00000018 is blacklisted (lost since") && err.contains("no registry"),
+        "{err}"
+    );
+    // The replacement, interrupted after the registry completed it: the terminal state cannot be
+    // made, so the carried-over balance stays owed to the new chip...
+    let blocked_state = f.dir().join("list.txt/state");
+    let out = Command::new(env!("CARGO_BIN_EXE_citizencard"))
+        .args(["--registry", f.db.to_str().unwrap(), "--operator", OP])
+        .args([
+            "card",
+            "replace",
+            "W00000018",
+            "--reason",
+            "lost",
+            "--sim-dir",
+        ])
+        .arg(&cards)
+        .env("CITIZENCARD_TERMINAL_STATE", &blocked_state)
+        .current_dir(&root)
+        .output()
+        .unwrap();
+    assert_ne!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    let v = &f.json_lines(&["card", "status", "W00000026"])[0];
+    assert_eq!(v["status"], "active");
+    assert_eq!(v["owed_to_chip_cents"], 2550);
+    // ...and the same command again loads it (the old card is closed by now).
     let out = ok(&[
         "--json",
         "card",
@@ -591,9 +633,11 @@ fn replace_and_cancel_on_simulated_cards() {
     ]);
     let v: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
     assert_eq!(v["new_card"], "W00000026");
-    assert_eq!(v["fee_cents"], 2000);
-    assert_eq!(v["transferred_cents"], 2550);
     assert_eq!(v["carried_onto_chip_cents"], 2550);
+    assert_eq!(v["still_owed_cents"], 0);
+    let d = &f.json_lines(&["registry", "show", "W00000026"])[0];
+    assert_eq!(d["fees"][0]["amount_cents"], 2000);
+    assert_eq!(d["balance_cents"], 2550);
     let new = cards.join("W00000026.img");
     let out = ok(&argv(&with(&new, &["purse", "--aid", aid, "balance"])));
     assert!(out.contains("balance 25.50 yuan"), "{out}");
