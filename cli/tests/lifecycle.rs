@@ -748,3 +748,85 @@ fn the_demo_tells_the_whole_story_and_keeps_its_files() {
     assert_eq!(again.status.code(), Some(1));
     assert!(text(&again.stderr).contains("not empty"));
 }
+
+/// A replacement whose new card was reserved but never finished (the card pulled out during its
+/// personalization) is resumed by the same command: the same new card number, the old card
+/// untouched until then.
+#[test]
+fn an_unfinished_replacement_is_resumed() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let f = Fixture::new();
+    let cards = f.dir().join("cards");
+    let issue = Command::new(env!("CARGO_BIN_EXE_citizencard"))
+        .args([
+            "--registry",
+            f.db.to_str().unwrap(),
+            "--operator",
+            OP,
+            "issue",
+        ])
+        .args([
+            "--applicant",
+            "test-vectors/applicants/one.toml",
+            "--sim-dir",
+        ])
+        .arg(&cards)
+        .current_dir(&root)
+        .output()
+        .unwrap();
+    assert!(issue.status.success(), "{}", text(&issue.stderr));
+    let old = CardNumber::parse("W00000018").unwrap();
+    let pending = {
+        let mut reg = f.open();
+        reg.begin_replace(
+            OP,
+            &old,
+            host_lib::registry::ReplaceReason::Damaged,
+            &ChipInfo::default(),
+        )
+        .unwrap()
+        .card_number
+    };
+    // The old card stays active while its replacement is being personalized.
+    assert!(f.ok(&["card", "status", "W00000018"]).contains("active"));
+    let err = f.expect(1, &["card", "cancel", "W00000018", "--reason", "death"]);
+    assert!(err.contains("is being personalized"), "{err}");
+    let out = Command::new(env!("CARGO_BIN_EXE_citizencard"))
+        .args(["--registry", f.db.to_str().unwrap(), "--operator", OP])
+        .args([
+            "card",
+            "replace",
+            "W00000018",
+            "--reason",
+            "damaged",
+            "--sim-dir",
+        ])
+        .arg(&cards)
+        .env("CITIZENCARD_TERMINAL_STATE", f.dir().join("state"))
+        .current_dir(&root)
+        .output()
+        .unwrap();
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    assert!(
+        stdout.contains(&format!("resuming the replacement {pending}")),
+        "{stdout}"
+    );
+    let rows = f.json_lines(&["registry", "list"]);
+    let states: Vec<(String, String)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["card_number"].as_str().unwrap().to_owned(),
+                r["status"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("W00000018".to_owned(), "cancelled".to_owned()),
+            (pending.to_string(), "active".to_owned())
+        ]
+    );
+}
