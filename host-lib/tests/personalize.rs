@@ -907,3 +907,51 @@ fn the_issued_purse_loads_and_pays_with_the_key_sets_keys() {
         );
     }
 }
+
+/// A card finished on one day whose registry step failed (the session ended before
+/// `complete_issue`) is completed by a re-run on a later day: the registry keeps the dates the card
+/// was written with, so the read-back matches and nothing is personalized twice.
+#[test]
+fn a_card_finished_yesterday_is_completed_today() {
+    let keys = keys("dev.toml");
+    let profile = Profile::wenzhou();
+    let clock = Arc::new(ManualClock::new(
+        time::macros::datetime!(2026-01-10 02:00 UTC),
+    ));
+    let mut reg = Registry::open_in_memory(RegistryConfig::default(), clock.clone()).unwrap();
+    let applicant = &sample()[4];
+    let pending = reserve(&mut reg, "op", applicant, &keys).unwrap().pending;
+    let mut card = blank_card(4242);
+    // Day 1: the card is personalized, but the registry is never told.
+    let data = CardData::from_pending(&pending, &HistoricalBytes::wenzhou(4242u32.to_be_bytes()));
+    host_lib::personalize::issue(&mut card, &keys, &profile, &data, &mut |_| {}).unwrap();
+    assert_eq!(
+        reg.status(&pending.card_number).unwrap(),
+        CardStatus::Personalizing
+    );
+    // Day 2: the operator runs it again.
+    clock.advance(time::Duration::days(1));
+    let again = reserve(&mut reg, "op", applicant, &keys).unwrap();
+    assert!(again.resumed);
+    let (report, issued) = issue_pending(
+        &mut reg,
+        "op",
+        &mut card,
+        &keys,
+        &profile,
+        &again.pending,
+        &mut |_| {},
+    )
+    .unwrap();
+    assert!(
+        matches!(report.found, Found::Issued(_)),
+        "{:?}",
+        report.found
+    );
+    assert_eq!(issued.card_number, pending.card_number);
+    assert_eq!(
+        reg.status(&pending.card_number).unwrap(),
+        CardStatus::Active
+    );
+    assert_card_holds(&mut card, &keys, applicant, &again.pending, ReadMode::ByTag);
+}

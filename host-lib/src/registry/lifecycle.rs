@@ -772,20 +772,13 @@ impl Registry {
                 hint: "only a card being personalized can be resumed".into(),
             });
         }
-        let today = self.today();
-        let expiry = add_years(today, self.config.card.validity_years);
+        // The card keeps the dates reserved when its personalization began: a card that was
+        // finished on an earlier day (only the registry step failed) carries those dates, and
+        // its read-back must still match.
         tx.execute(
-            "UPDATE cards SET issue_date = ?1, expiry_date = ?2, \
-             chip_id = COALESCE(?3, chip_id), key_set = COALESCE(?4, key_set), updated_at = ?5 \
-             WHERE card_number = ?6",
-            params![
-                iso_date(today),
-                iso_date(expiry),
-                chip.chip_id,
-                chip.key_set,
-                at,
-                card.as_str()
-            ],
+            "UPDATE cards SET chip_id = COALESCE(?1, chip_id), key_set = COALESCE(?2, key_set), \
+             updated_at = ?3 WHERE card_number = ?4",
+            params![chip.chip_id, chip.key_set, at, card.as_str()],
         )?;
         audit(
             &tx,
@@ -794,7 +787,7 @@ impl Registry {
             "issue.resume",
             Some(card.as_str()),
             None,
-            json!({ "chip": chip, "issue_date": iso_date(today) }),
+            json!({ "chip": chip, "issue_date": row.issue_date }),
         )?;
         let row = load_card(&tx, card)?;
         let pending = self.pending(&tx, &row)?;

@@ -243,7 +243,8 @@ fn resume_and_abort() {
         )
         .unwrap();
     assert_eq!(again.card_number, p.card_number);
-    assert_eq!(again.issue_date, time::macros::date!(2026 - 01 - 11));
+    // The dates reserved at the start stay: a card finished on the first day still matches.
+    assert_eq!(again.issue_date, p.issue_date);
     assert_eq!(again.chip.chip_id.as_deref(), Some("chip-2"));
     // Give up: the number is never used again.
     reg.abort_issue(OP, &p.card_number, "card destroyed")
