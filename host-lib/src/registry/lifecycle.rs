@@ -509,37 +509,23 @@ impl Registry {
             }
             Some(id) => {
                 let old = load_person(tx, id)?;
-                let mut changed = Vec::new();
-                if old.name() != a.name() {
-                    changed.push("name");
-                }
-                if old.sex() != a.sex() {
-                    changed.push("sex");
-                }
-                if old.ethnicity() != a.ethnicity() {
-                    changed.push("ethnicity");
-                }
-                if old.birthplace() != a.birthplace() {
-                    changed.push("birthplace");
-                }
-                if old.birth_date() != a.birth_date() {
-                    changed.push("birth_date");
-                }
-                if old.card_class() != a.card_class() {
-                    changed.push("card_class");
-                }
-                if old.eligibility() != a.eligibility() {
-                    changed.push("eligibility");
-                }
-                if old.phone() != a.phone() {
-                    changed.push("phone");
-                }
-                if old.address() != a.address() {
-                    changed.push("address");
-                }
-                if photo.is_some() && old.photo() != a.photo() {
-                    changed.push("photo");
-                }
+                let differs = [
+                    ("name", old.name() != a.name()),
+                    ("sex", old.sex() != a.sex()),
+                    ("ethnicity", old.ethnicity() != a.ethnicity()),
+                    ("birthplace", old.birthplace() != a.birthplace()),
+                    ("birth_date", old.birth_date() != a.birth_date()),
+                    ("card_class", old.card_class() != a.card_class()),
+                    ("eligibility", old.eligibility() != a.eligibility()),
+                    ("phone", old.phone() != a.phone()),
+                    ("address", old.address() != a.address()),
+                    ("photo", photo.is_some() && old.photo() != a.photo()),
+                ];
+                let changed: Vec<&str> = differs
+                    .iter()
+                    .filter(|(_, d)| *d)
+                    .map(|(field, _)| *field)
+                    .collect();
                 if !changed.is_empty() {
                     tx.execute(
                         "UPDATE people SET name = ?1, sex = ?2, ethnicity = ?3, birthplace = ?4, \
