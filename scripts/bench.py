@@ -195,14 +195,15 @@ def main():
             print(f"  {name:<32} {t * 1000:>8.1f} ms  {args.apdus / t:>9,.0f} APDUs/s  "
                   f"speed vs scriptor {base / t:>5.2f}x")
         print(f"citizencard start-up: {startup * 1000:.2f} ms (median of 50 `--version`)")
-        print(f"citizencard script peak memory: {rss / 1024:.1f} MiB (VmHWM)")
+        print(f"citizencard script peak memory: {rss / 1024:.2f} MiB = {rss * 1024 / 1e6:.2f} MB "
+              "(VmHWM)")
         goals = [
             ("in process >= 500,000 APDUs/s", inproc[0]["apdus_per_second"] >= 500_000),
             ("host-lib through pcscd within 10% of the bare loop",
              ours["micros_per_apdu"] <= 1.10 * floor["micros_per_apdu"]),
             ("citizencard script >= 1.5x scriptor's rate", base / wall["citizencard script"] >= 1.5),
             ("start-up <= 5 ms", startup <= 0.005),
-            ("peak memory <= 5 MB", rss * 1024 <= 5_000_000),
+            ("peak memory <= 5 MB (decimal)", rss * 1024 <= 5_000_000),
         ]
         print("Goals:")
         for text, ok in goals:

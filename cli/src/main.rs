@@ -6,6 +6,7 @@
 
 mod cmd;
 mod exit;
+mod keyset;
 mod table;
 
 use std::process::ExitCode;

@@ -132,39 +132,43 @@ fn in_process(global: &Global, args: &LoopArgs) -> anyhow::Result<()> {
 }
 
 fn pcsc(global: &Global, args: &LoopArgs) -> anyhow::Result<()> {
-    // The floor: a bare loop over the pcsc crate, no host-lib in between.
+    // Both paths are connected to the same card at once and measured in alternating rounds, so
+    // that drift (CPU frequency, pcscd warming up, other load) hits both alike.
+    const ROUNDS: u64 = 10;
     let options = global.open_options();
-    let ours = transport::pcsc::PcscTransport::open(options.reader.as_deref(), None)?;
+    let mut ours = transport::open(&options)?;
     let reader = ours.name().to_string();
-    drop(ours);
+    // The floor: a bare loop over the pcsc crate, no host-lib in between.
     let ctx = pcsc::Context::establish(pcsc::Scope::User).context("SCardEstablishContext")?;
     let name = std::ffi::CString::new(reader.clone())?;
-    let card = ctx
+    let bare = ctx
         .connect(&name, pcsc::ShareMode::Shared, pcsc::Protocols::ANY)
         .context("SCardConnect")?;
     let mut buf = [0u8; pcsc::MAX_BUFFER_SIZE];
     for _ in 0..50 {
-        card.transmit(&SELECT_EF, &mut buf)?;
+        bare.transmit(&SELECT_EF, &mut buf)?;
+        ours.transmit(&SELECT_EF)?;
     }
-    let start = Instant::now();
-    for _ in 0..args.pairs {
-        check(card.transmit(black_box(&SELECT_EF), &mut buf)?)?;
-        check(card.transmit(black_box(&READ_BINARY), &mut buf)?)?;
+    let per_round = args.pairs.div_ceil(ROUNDS);
+    let (mut bare_time, mut ours_time) = (Duration::ZERO, Duration::ZERO);
+    for _ in 0..ROUNDS {
+        let start = Instant::now();
+        for _ in 0..per_round {
+            check(bare.transmit(black_box(&SELECT_EF), &mut buf)?)?;
+            check(bare.transmit(black_box(&READ_BINARY), &mut buf)?)?;
+        }
+        bare_time += start.elapsed();
+        let start = Instant::now();
+        for _ in 0..per_round {
+            check(&ours.transmit(black_box(&SELECT_EF))?)?;
+            check(&ours.transmit(black_box(&READ_BINARY))?)?;
+        }
+        ours_time += start.elapsed();
     }
-    let bare = Measurement::new("pcsc crate, bare loop", 2 * args.pairs, start.elapsed());
-    let _ = card.disconnect(pcsc::Disposition::LeaveCard);
-
-    // host-lib's PC/SC transport with the usual middleware.
-    let mut t = transport::open(&options)?;
-    for _ in 0..50 {
-        t.transmit(&SELECT_EF)?;
-    }
-    let start = Instant::now();
-    for _ in 0..args.pairs {
-        check(&t.transmit(black_box(&SELECT_EF))?)?;
-        check(&t.transmit(black_box(&READ_BINARY))?)?;
-    }
-    let ours = Measurement::new("host-lib PC/SC transport", 2 * args.pairs, start.elapsed());
+    let _ = bare.disconnect(pcsc::Disposition::LeaveCard);
+    let apdus = 2 * per_round * ROUNDS;
+    let bare = Measurement::new("pcsc crate, bare loop", apdus, bare_time);
+    let ours = Measurement::new("host-lib PC/SC transport", apdus, ours_time);
     bare.print(global.json);
     ours.print(global.json);
     if !global.json {

@@ -36,8 +36,6 @@ use crate::exit::Failure;
 use crate::table::yuan;
 use crate::Global;
 
-/// The public development key set (test-vectors/keys/dev.toml), built in.
-const DEV_KEYS: &str = include_str!("../../../test-vectors/keys/dev.toml");
 /// The sample applicant (test-vectors/applicants/one.toml) and the photo it names.
 const APPLICANT: &str = include_str!("../../../test-vectors/applicants/one.toml");
 const PHOTO: &[u8] = include_bytes!("../../../test-vectors/applicants/photos/p01.jpg");
@@ -198,7 +196,7 @@ fn demo(args: DemoArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir.join("terminal"))?;
     let counter = host_lib::keys::TerminalCounter::open(&dir.join("terminal").join("psam-counter"))
         .map_err(|e| anyhow!("{e}"))?;
-    let keys = KeySet::from_toml(DEV_KEYS)
+    let keys = KeySet::from_toml(crate::keyset::DEVELOPMENT_KEYS)
         .map_err(|e| anyhow!("{e}"))?
         .with_terminal_counter(counter);
     let profile = Profile::wenzhou();

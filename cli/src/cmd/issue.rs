@@ -22,11 +22,6 @@ use serde_json::json;
 use crate::exit::Failure;
 use crate::Global;
 
-/// The public development key set, built in (the same file as test-vectors/keys/dev.toml).
-const DEV_KEYS: &str = include_str!("../../../test-vectors/keys/dev.toml");
-/// Where `--keys` points by default (relative to the current directory), as for `purse`.
-const DEFAULT_KEYS: &str = "test-vectors/keys/dev.toml";
-
 /// Arguments of `citizencard issue`.
 #[derive(Args, Debug)]
 pub struct IssueArgs {
@@ -69,23 +64,7 @@ pub struct Setup {
 impl Setup {
     /// Loads the key set and the profile and checks them against each other.
     pub fn load(&self) -> Result<(KeySet, Profile), Failure> {
-        let default = Path::new(DEFAULT_KEYS);
-        let path = self
-            .keys
-            .as_deref()
-            .or_else(|| default.exists().then_some(default));
-        let keys = match path {
-            Some(path) => {
-                let ks = KeySet::load(path).map_err(Failure::usage)?;
-                if !ks.is_development() {
-                    if let Some(w) = host_lib::keys::permissions_warning(path) {
-                        eprintln!("citizencard: warning: {w}");
-                    }
-                }
-                ks
-            }
-            None => KeySet::from_toml(DEV_KEYS).map_err(Failure::usage)?,
-        };
+        let (keys, _) = crate::keyset::load(self.keys.as_deref())?;
         let profile = match &self.profile {
             Some(path) => Profile::load(path).map_err(Failure::usage)?,
             None => Profile::wenzhou(),

@@ -2,12 +2,12 @@
 //! command line.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::anyhow;
 use clap::{Args, Subcommand};
-use host_lib::keys::{KeySet, KeyStore, TerminalCounter};
+use host_lib::keys::{KeyStore, TerminalCounter};
 use host_lib::terminal::{
     format_yuan, parse_yuan, CappRecord, CappUpdate, FileJournal, LogRecord, Terminal,
     TerminalConfig, TerminalError, TerminalEvent, TransactionKind, TransactionRecord,
@@ -18,10 +18,6 @@ use serde_json::json;
 use crate::exit::Failure;
 use crate::Global;
 
-/// The development key set, built in for when `test-vectors/keys/dev.toml` is not at hand.
-const DEV_KEYS: &str = include_str!("../../../test-vectors/keys/dev.toml");
-/// Where `--keys` points by default (relative to the current directory).
-const DEFAULT_KEYS: &str = "test-vectors/keys/dev.toml";
 /// The terminal-state directory's environment variable.
 pub const STATE_ENV: &str = "CITIZENCARD_TERMINAL_STATE";
 /// The PSAM's transaction number file in the state directory.
@@ -166,22 +162,6 @@ pub(crate) fn default_state(global: &Global) -> Result<PathBuf, Failure> {
         .parent()
         .map(|p| p.join("terminal"))
         .unwrap_or_else(|| PathBuf::from("terminal")))
-}
-
-fn load_keys(path: Option<&Path>) -> Result<(KeySet, String), Failure> {
-    let (set, label) = match path {
-        Some(p) => (KeySet::load(p), p.display().to_string()),
-        None if Path::new(DEFAULT_KEYS).exists() => (
-            KeySet::load(Path::new(DEFAULT_KEYS)),
-            DEFAULT_KEYS.to_string(),
-        ),
-        None => (
-            KeySet::from_toml(DEV_KEYS),
-            "the built-in development key set".to_string(),
-        ),
-    };
-    let set = set.map_err(|e| Failure::usage(anyhow!("key set {label}: {e}")))?;
-    Ok((set, label))
 }
 
 /// A terminal outcome for `--json`.
@@ -393,7 +373,7 @@ fn plan(command: PurseCommand) -> Result<Plan, Failure> {
 pub fn run(global: &Global, args: PurseArgs) -> Result<(), Failure> {
     let plan = plan(args.command)?;
     let o = args.options;
-    let (mut keys, keys_label) = load_keys(o.keys.as_deref())?;
+    let (mut keys, keys_label) = crate::keyset::load(o.keys.as_deref())?;
     let state = match o.state {
         Some(s) => s,
         None => default_state(global)?,
@@ -506,7 +486,7 @@ mod tests {
 
     #[test]
     fn built_in_keys_are_the_development_set() {
-        let k = KeySet::from_toml(DEV_KEYS).unwrap();
+        let k = host_lib::keys::KeySet::from_toml(crate::keyset::DEVELOPMENT_KEYS).unwrap();
         assert!(k.is_development());
         assert_eq!(k.identity().id, "citizencard-dev-3des");
     }
