@@ -739,8 +739,9 @@ impl Registry {
     }
 
     /// Hands back a card still being personalized, to run personalization again (e.g. after the
-    /// card was pulled). The issue and expiry dates are set again from today, since the re-run
-    /// writes EF05 anew; chip and key-set information given here replaces what was recorded.
+    /// card was pulled). The issue and expiry dates stay those reserved when personalization
+    /// began, so a card finished on an earlier day still matches on read-back; chip and key-set
+    /// information given here replaces what was recorded.
     pub fn resume_issue(
         &mut self,
         operator: &str,
