@@ -217,6 +217,25 @@ fn update_record() {
         &[],
         "00DC021410 0102030405060708090A0B0C0D0E0F10",
     );
+    // FMCOS 2.0 §7.8 example 4: P1 00 with "next" after record 1 adds record 2 of a variable file.
+    run(
+        "UPDATE RECORD P1 00 next (FMCOS append) variable",
+        &image,
+        &["00B2012C00"],
+        "00DC002A06 0204 51525354",
+    );
+    // FMCOS 2.0 §7.8 example 5: "next" on a cyclic file appends (here onto a full file).
+    let mut card = SimCard::from_nvm(image.snapshot()).ok().unwrap();
+    common::run(
+        &mut card,
+        &format!("00E200C017 {} => 9000", "B2".repeat(23)),
+    );
+    run(
+        "UPDATE RECORD next (FMCOS append) cyclic, full",
+        &card.into_nvm(),
+        &[],
+        &format!("00DC01C217 {}", "B3".repeat(23)),
+    );
 }
 
 #[test]
@@ -246,5 +265,12 @@ fn append_record_on_cyclic() {
         &image,
         &[],
         "00E2002806 0204 61626364",
+    );
+    // FMCOS 2.0 §7.9 table 7.6: P2 = SFI ‖ 100.
+    run(
+        "APPEND RECORD variable, FMCOS P2",
+        &image,
+        &[],
+        "00E2002C06 0204 61626364",
     );
 }

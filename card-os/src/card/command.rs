@@ -441,8 +441,9 @@ pub fn parse<'a>(cmd: &Command<'a>) -> Result<Instruction<'a>, Reject> {
             Ok(Instruction::UpdateRecord { ef, address, write })
         }
         0xE2 => {
-            // ISO 7816-4 §7.3.7: P1 = 00, P2 = SFI << 3 (low bits 000).
-            if p1 != 0 || p2 & 0x07 != 0 {
+            // ISO 7816-4 §7.3.7: P1 = 00, P2 = SFI << 3 with low bits 000; FMCOS 2.0 §7.9 table
+            // 7.6 writes the same P2 with low bits 100 (`0C` = SFI 1, `04` = the current file).
+            if p1 != 0 || !matches!(p2 & 0x07, 0b000 | 0b100) {
                 return Err(Reject::WrongParameters);
             }
             let write = WriteData::parse(cmd.cla, data)?;

@@ -163,7 +163,9 @@ fn select_ef<N: Nvm>(ctx: &mut Ctx<'_, N>, ef: FileRef) -> Result<(), Sw> {
 /// `6F L { 84 L name, A5 L { 9F0C L <FCI file> } }`, where the FCI file is the binary EF named by
 /// the DF's FCI-file byte (`80 | SFI`). With `C0 | SFI` (our extension) the EF's contents are the
 /// whole `A5` template, for DFs whose FCI carries more than `9F0C` (the social-security DDF's
-/// `88 01 1E 9F0C 03 86 01 03`).
+/// `88 01 1E 9F0C 03 86 01 03`). With `000 SFI` (SFI 1..30) the DF is a DDF whose directory file
+/// has that SFI: `A5 { 88 01 SFI }` (FMCOS 2.0 §7.4.4 table 7.1; the manual's MF, created with
+/// `01`, answers `A5 03 88 01 01`).
 fn write_fci<N: Nvm>(ctx: &mut Ctx<'_, N>, response: &mut Response<'_>) -> Result<(), Sw> {
     let df = ctx.current_df()?;
     let mut name = [0u8; MAX_DF_NAME];
@@ -186,7 +188,13 @@ fn write_fci<N: Nvm>(ctx: &mut Ctx<'_, N>, response: &mut Response<'_>) -> Resul
         }
         None => 0,
     };
-    let fci_data = fci_data.get(..fci_len).unwrap_or(&[]);
+    // FMCOS 2.0 §7.4.4 table 7.1: the directory file's SFI of a DDF.
+    let dir_sfi = [0x88, 0x01, fci_byte];
+    let fci_data = match fci_byte {
+        0x01..=0x1E => &dir_sfi[..],
+        _ => fci_data.get(..fci_len).unwrap_or(&[]),
+    };
+    let fci_len = fci_data.len();
     let wrap_9f0c = fci_byte & 0xC0 == 0x80 && fci_len > 0;
     let a5_len = if wrap_9f0c { 3 + fci_len } else { fci_len };
     let a5_len8 = u8::try_from(a5_len).map_err(|_| Sw::NO_PRECISE_DIAGNOSIS)?;
@@ -330,9 +338,10 @@ pub(super) fn update_record<N: Nvm>(
     let mut buf = [0u8; MAX_PROTECTED_DATA];
     let data = writable_data(ctx, &ef, write, &mut buf)?;
     if ef.header.kind() == FileKind::CyclicRecord {
-        // FMCOS 2.0 §7.8: on a cyclic file only P1 = 00 with "previous" (ISO: append) is allowed.
+        // FMCOS 2.0 §7.8: a cyclic file is only appended to: its note writes P1 00 with "previous"
+        // (P2 xxxxx011), its example 5 P1 01 with "next" (P2 xxxxx010); P1 plays no part.
         return match address {
-            RecordAddress::Identifier(0, Occurrence::Previous) => {
+            RecordAddress::Identifier(_, Occurrence::Previous | Occurrence::Next) => {
                 records::append_record(ctx.storage, &ef, data)?;
                 ctx.ram.record_pointer = Some(1);
                 Ok(())
@@ -343,6 +352,11 @@ pub(super) fn update_record<N: Nvm>(
     let number = match address {
         // Updating "the record after the last" by number creates it (FMCOS variable files).
         RecordAddress::Number(n) if n != 0 => usize::from(n),
+        // FMCOS 2.0 §7.8 example 4: P1 00 with "next" (P2 xxxxx010) is the record after the
+        // current one (the first when there is none), so on a fresh variable file it adds one.
+        RecordAddress::Identifier(0, Occurrence::Next) => {
+            ctx.ram.record_pointer.map_or(1, |current| current + 1)
+        }
         _ => locate(ctx, &ef, address)?,
     };
     records::update_record(ctx.storage, &ef, number, data)?;

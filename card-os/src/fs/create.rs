@@ -20,8 +20,8 @@ pub struct FileSpec<'a> {
 
 impl<'a> FileSpec<'a> {
     /// Parses `80 E0 P1 P2 Lc data` (P1P2 = FID). Errors: `6700` for a wrong Lc, `6A80` for a
-    /// bad field (unknown type, name length outside 5..16, zero records or record length above
-    /// 248), `6A86` for a key file whose FID isn't `0000`.
+    /// bad field (unknown type, name length outside 5..16, fewer than 2 records or record length
+    /// above 248), `6A86` for a key file whose FID isn't `0000`.
     ///
     /// | type | data (FMCOS 2.0 §7.13) |
     /// |---|---|
@@ -84,7 +84,8 @@ impl<'a> FileSpec<'a> {
                 } else {
                     1
                 };
-                if count == 0 || !(min_len..=MAX_RECORD_LEN).contains(&len) {
+                // FMCOS 2.0 §7.13.5: `6A80` for a record file of fewer than 2 records.
+                if count < 2 || !(min_len..=MAX_RECORD_LEN).contains(&len) {
                     return Err(Sw::WRONG_DATA);
                 }
                 [type_byte, f0, f1, b1, b2, b3, b4, b6, 0, 0, 0]

@@ -415,7 +415,7 @@ impl<'a> KeyRecord<'a> {
             }
             (rest, NO_ALGORITHM)
         } else if key_type.has_version() {
-            (rest, p5)
+            (rest, computing_algorithm(p5))
         } else {
             match rest {
                 [key @ .., algorithm] if key.len() == MAX_KEY_LEN => (key, *algorithm),
@@ -455,6 +455,22 @@ impl<'a> KeyRecord<'a> {
     /// Bytes the record takes in the key file.
     pub fn record_len(&self) -> usize {
         RECORD_OVERHEAD + self.value.len()
+    }
+}
+
+/// The algorithm id a versioned key computes with, from the byte WRITE KEY wrote. On FMCOS that
+/// byte is only recorded (the purse echoes it): the key length chooses DES or 3DES (FMCOS 2.0 §5.4),
+/// and the manual's own keys carry `98` (FMCOS 2.0 §7.3). So the ids this card knows keep their
+/// meaning (`02` SSF33 stays refused: it names a cipher the card does not have) and any other byte
+/// means the DES family.
+fn computing_algorithm(written: u8) -> u8 {
+    match written {
+        Algorithm::ID_DES_FAMILY_00
+        | Algorithm::ID_DES_FAMILY
+        | Algorithm::ID_SSF33
+        | Algorithm::ID_SM4
+        | Algorithm::ID_AES128 => written,
+        _ => Algorithm::ID_DES_FAMILY,
     }
 }
 
@@ -529,8 +545,21 @@ mod tests {
         assert_eq!(KeyRecord::parse(0x0A, &sm4).unwrap().head[AT_ALGORITHM], 3);
         let ssf33 = hex("39 F0 F0 0A 33 00112233445566778899AABBCCDDEEFF 02");
         assert_eq!(KeyRecord::parse(0, &ssf33), Err(Sw::WRONG_DATA));
+        // FMCOS 2.0 §7.3: the manual's algorithm byte 98 is recorded; the key computes as DES.
         let case1 = hex("30 F0 F0 05 98 1122334455667788");
-        assert_eq!(KeyRecord::parse(0, &case1), Err(Sw::WRONG_DATA));
+        let r = KeyRecord::parse(0, &case1).unwrap();
+        assert_eq!(
+            (r.head[AT_P5], r.head[AT_ALGORITHM]),
+            (0x98, Algorithm::ID_DES_FAMILY)
+        );
+        let case1_16 = hex("3E F0 F0 05 98 00112233445566778899AABBCCDDEEFF");
+        let r = KeyRecord::parse(0, &case1_16).unwrap();
+        assert_eq!(
+            (r.head[AT_P5], r.head[AT_ALGORITHM]),
+            (0x98, Algorithm::ID_DES_FAMILY)
+        );
+        let ssf33_case1 = hex("30 F0 F0 05 02 1122334455667788");
+        assert_eq!(KeyRecord::parse(0, &ssf33_case1), Err(Sw::WRONG_DATA));
         let aes8 = hex("30 F0 F0 05 04 1122334455667788");
         assert_eq!(KeyRecord::parse(0, &aes8), Err(Sw::WRONG_LENGTH));
         let short_pin = hex("3A F0 EF 01 33 12");
