@@ -784,6 +784,134 @@ def ch8_purse():
     c.write("ch8-07-14-purse.apdu")
 
 
+# ---------------------------------------------------------------------------------------------
+# Public sequences (README: sources). Each file: a setup clearly marked as ours, then the public
+# sequence's APDUs exactly as the source sends them, with what this card answers.
+
+CSN = bytes.fromhex("0000000000000001")  # the card's "physical number", zero-padded (here: serial 1)
+S4_AMOUNT = bytes.fromhex("00000064")  # the amount typed in: 100 (1.00 yuan)
+S4_POSID = bytes.fromhex("112233445566")
+S4_DATE = bytes.fromhex("20230308112233")
+S4_DLK = bytes.fromhex("3F013F013F013F013F013F013F013F01")
+S4_DPK = bytes.fromhex("3E013E013E013E013E013E013E013E01")
+S4_LP = bytes.fromhex("36363636363636363636363636363636")
+S4_DTK = bytes.fromhex("34343434343434343434343434343434")
+
+
+def s4_div(master: bytes) -> bytes:
+    """The per-card key the script writes: its master diversified by the card's number."""
+    from check_vectors import diversify
+
+    return diversify("3des", master, CSN)
+
+
+def s4_issue(c: Corpus, setup_note: bool = True):
+    """TrafficCardSystem's card issuing (sendCpuCard), APDU for APDU."""
+    if setup_note:
+        c("# --- setup (ours, not part of the public sequence): a blank FM1208 comes with the transport")
+        c("# key FFFFFFFFFFFFFFFF as external-authentication key 39 00 of the MF")
+        c("80 E0 0000 07 3F 0020 01 F0 FF FF => 9000")
+        c("80 D4 01 00 0D 39 F0 F0 AA 33 FFFFFFFFFFFFFFFF => 9000")
+        c("reset")
+    c("# --- the public sequence: issuing a card (sendCpuCard), unchanged")
+    ch = bytes.fromhex("0102030405060708")
+    c(f"random {h(ch)}")
+    c(f"0084000008 => {h(ch)} 9000")
+    c(f"0082000008{h(ecb_encrypt('des', bytes.fromhex('FFFFFFFFFFFFFFFF'), ch))} => 9000")
+    c("800E000000 => 9000")
+    c("# (its answers are not read: without Le this card answers 61xx, the FCI waits)")
+    c("00A40000023F00 => 6114")
+    c("80E00000073F005001F0FFFF => 9000")
+    c(f"80D401001536F002FF33{h(s4_div(S4_LP))} => 9000")
+    c("80D401001539F0F0AA33FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF => 9000")
+    c("80E00001072A0213F000FFFF => 9000")
+    c("00E2000C1361114F09A00000000386980701500450424F43 => 9000")
+    c("00E2000C1361114F09A00000000386980701500450424F43 => 9000")
+    c("80E0000507A80030F0F0FFFF => 9000")
+    c("80E03F011138036FF0F095FFFFA00000000386980701 => 9000")
+    c("00A4040009A00000000386980701 => 610F")
+    c("80E00000073F018F95F0FFFF => 9000")
+    c("80D401001534F002000134343434343434343434343434343434 => 9000")
+    c(f"80D401001536F002FF33{h(s4_div(S4_LP))} => 9000")
+    c("80D401001537F002FF3337373737373737373737373737373737 => 9000")
+    c("80D401001538F002FF3338383838383838383838383838383838 => 9000")
+    c("80D401001539F002443339393939393939393939393939393939 => 9000")
+    c(f"80D40101153EF0020001{h(s4_div(S4_DPK))} => 9000")
+    c(f"80D40101153FF0020001{h(s4_div(S4_DLK))} => 9000")
+    c("80D40101153DF00201003D013D013D013D013D013D013D013D01 => 9000")
+    c("80D40101153CF00201003C013C013C013C013C013C013C013C01 => 9000")
+    c("80D401000D3AF0EF013312345FFFFFFFFFFF => 9000")
+    c("80E0001507A8001EF0F0FFFF => 9000")
+    c("80E0001707280007F0F0FFFF => 9000")
+    c("80E00018072E0A17F0EFFFFF => 9000")
+    c("80E00002072F0208F000FF18 => 9000")
+    c("# a variable-record file by its space (2C 0018: 24 bytes), then a record tagged BB")
+    c("80E0001A072C0018F0F0FFFF => 9000")
+    c("00E200D405BB03112233 => 9000")
+    c("80E00001072F0208F100FF18 => 9000")
+
+
+def s4_load(c: Corpus, rnd: bytes, balance: int, ctr: int):
+    """TrafficCardSystem's load (reacharge), APDU for APDU, for an amount of 100."""
+    c("reset")
+    c("00A40000023F01 => 6130")
+    c("00A40000020002 => 9000")
+    c("002000000812345FFFFFFFFFFF => 9000")
+    c(f"random {h(rnd)}")
+    c("# (the script reads the answer through its reader's API; over T=0 it waits for GET RESPONSE)")
+    c("# conformance: case-3 answer")
+    c(f"805000020b01{h(S4_AMOUNT)}{h(S4_POSID)} => 6110")
+    sk = ecb_encrypt("3des", s4_div(S4_DLK), rnd + ctr.to_bytes(2, "big") + bytes.fromhex("8000"))
+    mac2 = mac("des", sk, None, S4_AMOUNT + b"\x02" + S4_POSID + S4_DATE)
+    c(f"805200000B{h(S4_DATE)}{h(mac2)} => 6104")
+    new = balance + 0x64
+    tac = mac("des", xor(S4_DTK[:8], S4_DTK[8:]), None, new.to_bytes(4, "big") + ctr.to_bytes(2, "big") + S4_AMOUNT + b"\x02" + S4_POSID + S4_DATE)
+    return tac
+
+
+def public_s4():
+    c = Corpus("Public: TrafficCardSystem (Android, FMCOS/PBOC transit card): issue a card, read its balance, load it")
+    s4_issue(c)
+    c()
+    c("# --- the public sequence: reading the balance (D8.readBalance), unchanged")
+    c("reset")
+    c("00A40000023F01 => 6130")
+    c("00A40000020002 => 9000")
+    c("805C000204 => 00000000 9000")
+    c()
+    c("# --- the public sequence: a load of 100 (reacharge), unchanged")
+    tac = s4_load(c, bytes.fromhex("5A17C0DE"), 0, 0)
+    c()
+    c("# --- check (ours): the balance, and the load's TAC as the script verifies it")
+    c("80 5C 00 02 04 => 00000064 9000")
+    c(f"80 5A 00 02 02 0000 08 => xx xx xx xx {h(tac)} 9000")
+    c("# the record the load wrote to the log 0018 (readable by anyone: F0)")
+    c("00 B2 01 C4 00 => 0000 000000 00000064 02 112233445566 20230308 112233 9000")
+    c.write("public-trafficcardsystem.apdu")
+
+
+def public_nfcard():
+    c = Corpus("Public: NFCard (Android reader of Chinese transit cards), its CityUnion reader")
+    c("# --- setup (ours, not part of the NFCard sequence): a card issued and loaded by the")
+    c("# TrafficCardSystem sequences (public-trafficcardsystem.apdu), so its EP application")
+    c("# A00000000386980701 holds 1.00 yuan and one log record")
+    s4_issue(c)
+    s4_load(c, bytes.fromhex("5A17C0DE"), 0, 0)
+    c("reset")
+    c()
+    c("# --- the public sequence (CityUnion: resetTag, then readCard), unchanged")
+    c("00A40000023F0000 => " + fci(MF_NAME) + " 9000")
+    c("00A4040009A0000000038698070100 => " + fci(ADF_NAME, "9F0C 1E" + "00" * 30) + " 9000")
+    c("00B0950000 => " + "00" * 30 + " 9000")
+    c("805C000204 => 00000064 9000")
+    c("# all records from record 1 (P2 mode 101) is not supported here (6A86): NFCard then reads the")
+    c("# records one by one until one is missing")
+    c("00B201C500 => 6A86")
+    c("00B201C400 => 0000 000000 00000064 02 112233445566 20230308 112233 9000")
+    c("00B202C400 => 6A83")
+    c.write("public-nfcard-cityunion.apdu")
+
+
 if __name__ == "__main__":
     ch7_authenticate()
     ch7_select()
@@ -793,3 +921,5 @@ if __name__ == "__main__":
     ch8_life_cycle_pin()
     ch8_block_permanent()
     ch8_purse()
+    public_s4()
+    public_nfcard()

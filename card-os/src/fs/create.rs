@@ -78,6 +78,15 @@ impl<'a> FileSpec<'a> {
         let raw = match kind {
             FileKind::Binary => [type_byte, f0, f1, b1, b2, b3, b4, b6, 0, 0, 0],
             FileKind::FixedRecord | FileKind::VariableRecord | FileKind::CyclicRecord => {
+                let (b1, b2) = match (kind, b1, b2) {
+                    // FMCOS 2.0 §7.13: a variable-record file's bytes 2-3 are its space, not a
+                    // count and a length (real scripts write `2C 00 18`). A zero count can only
+                    // mean that form: two slots that each take any record the space could hold.
+                    (FileKind::VariableRecord, 0, space) if space >= 3 => {
+                        (2, (space - 1).min(MAX_RECORD_LEN as u8))
+                    }
+                    _ => (b1, b2),
+                };
                 let (count, len) = (usize::from(b1), usize::from(b2));
                 let min_len = if kind == FileKind::VariableRecord {
                     2
@@ -195,4 +204,41 @@ fn redefine_mf<N: Nvm>(storage: &mut Storage<N>, spec: &FileSpec) -> Result<File
 /// Whether `df` has a key file (until it has one, FMCOS lets everything happen in it).
 pub fn has_key_file<N: Nvm>(storage: &Storage<N>, df: &FileRef) -> Result<bool, Sw> {
     Ok(find_key_file(storage, df)?.is_some())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(data: &[u8]) -> Result<FileSpec<'_>, Sw> {
+        FileSpec::parse(0x0001, data)
+    }
+
+    #[test]
+    fn record_files_need_two_records() {
+        // FMCOS 2.0 §7.13.5: fewer than 2 records is 6A80.
+        let one = [0x2A, 0x01, 0x10, 0xF0, 0xF0, 0xFF, 0xFF];
+        assert_eq!(parse(&one).err(), Some(Sw::WRONG_DATA));
+        let two = [0x2A, 0x02, 0x10, 0xF0, 0xF0, 0xFF, 0xFF];
+        assert_eq!(parse(&two).map(|s| s.header.record_count_max()), Ok(2));
+    }
+
+    #[test]
+    fn variable_file_by_space() {
+        // FMCOS 2.0 §7.13: `2C 00 18` is a variable-record file of 0x18 bytes: two slots of 23.
+        let spec = parse(&[0x2C, 0x00, 0x18, 0xF0, 0xF0, 0xFF, 0xFF]).unwrap();
+        assert_eq!(
+            (spec.header.record_count_max(), spec.header.record_len()),
+            (2, 0x17)
+        );
+        // Too small for a TLV record; and a fixed file with a zero count stays refused.
+        assert_eq!(
+            parse(&[0x2C, 0x00, 0x02, 0xF0, 0xF0, 0xFF, 0xFF]).err(),
+            Some(Sw::WRONG_DATA)
+        );
+        assert_eq!(
+            parse(&[0x2A, 0x00, 0x18, 0xF0, 0xF0, 0xFF, 0xFF]).err(),
+            Some(Sw::WRONG_DATA)
+        );
+    }
 }
