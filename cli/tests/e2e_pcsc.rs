@@ -889,3 +889,130 @@ c.disconnect()
     finish(served);
     assert_eq!(flat.len(), raw_expected.len());
 }
+
+/// A simulated card served through vpcd that obeys a transcript's `random` lines: the test's
+/// transport hands the bytes over (`fix_random`) and the card takes them before its next APDU, so
+/// GET CHALLENGE answers what the transcript wrote down and its MACs hold through pcscd too.
+struct RandomizableCard {
+    card: card_os::sim::SimCard,
+    pending: std::sync::Arc<std::sync::Mutex<Option<Vec<u8>>>>,
+}
+
+impl card_os::sim::vpcd::VirtualCard for RandomizableCard {
+    fn atr(&self) -> Vec<u8> {
+        self.card.atr().to_vec()
+    }
+    fn power_on(&mut self) {
+        let _ = self.card.power_on();
+    }
+    fn power_off(&mut self) {
+        self.card.power_off()
+    }
+    fn reset(&mut self) {
+        self.card.reset()
+    }
+    fn process(&mut self, apdu: &[u8]) -> Vec<u8> {
+        if let Some(bytes) = self.pending.lock().unwrap().take() {
+            self.card.set_rng(card_os::sim::SimRng::fixed(&bytes));
+        }
+        self.card.transmit(apdu)
+    }
+}
+
+/// PC/SC to the [`RandomizableCard`], with `random` lines passed to it.
+struct PcscWithRandom {
+    pcsc: PcscTransport,
+    pending: std::sync::Arc<std::sync::Mutex<Option<Vec<u8>>>>,
+}
+
+impl Transport for PcscWithRandom {
+    fn transmit(&mut self, command: &[u8]) -> Result<Vec<u8>, transport::Error> {
+        self.pcsc.transmit(command)
+    }
+    fn reset(&mut self) -> Result<Vec<u8>, transport::Error> {
+        self.pcsc.reset()
+    }
+    fn atr(&self) -> &[u8] {
+        self.pcsc.atr()
+    }
+    fn name(&self) -> &str {
+        self.pcsc.name()
+    }
+    fn fix_random(&mut self, bytes: &[u8]) -> Result<(), transport::Error> {
+        *self.pending.lock().unwrap() = Some(bytes.to_vec());
+        Ok(())
+    }
+}
+
+/// The FMCOS conformance corpus (`test-vectors/fmcos/`: the FMCOS 2.0 manual's chapters 7–8 and
+/// public FMCOS sequences) through pcscd: every file on a fresh factory card served on vpcd, run
+/// by host-lib's script runner over PC/SC (raw answers, as the corpus writes them down), every
+/// expectation met.
+#[test]
+fn the_fmcos_corpus_through_pcscd() {
+    use card_os::card::HistoricalBytes;
+    use card_os::nvm::Geometry;
+    use card_os::sim::SimCard;
+    use host_lib::script::{self, RunOptions, Script};
+
+    let Some(ctx) = e2e_context("the_fmcos_corpus_through_pcscd") else {
+        return;
+    };
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../test-vectors/fmcos");
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "apdu"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 10, "{} files", files.len());
+    let (mut steps, mut apdus) = (0, 0);
+    for path in &files {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let text = std::fs::read_to_string(path).unwrap();
+        let parsed = Script::parse(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let pending = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let card = RandomizableCard {
+            card: SimCard::blank(Geometry::DEFAULT, &HistoricalBytes::wenzhou([0, 0, 0, 1]))
+                .unwrap(),
+            pending: pending.clone(),
+        };
+        let served = ServedCard::start(card, 0);
+        let reader = served.wait_visible(&ctx, VISIBLE);
+        let mut t = PcscWithRandom {
+            pcsc: PcscTransport::open(Some(&reader.name), None).unwrap(),
+            pending,
+        };
+        let mut sent = 0;
+        let mut unmet = Vec::new();
+        let options = RunOptions {
+            keep_going: true,
+            require_success: false,
+        };
+        let summary = script::run(&mut t, &parsed, options, |o| {
+            if matches!(o.exchange, script::Exchange::Apdu { .. }) {
+                sent += 1;
+            }
+            if let Some(text) = o.unmet_text("line") {
+                unmet.push(text);
+            }
+        })
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(summary.ok(), "{name} through pcscd:\n{}", unmet.concat());
+        println!(
+            "{name}: {} steps, {sent} APDUs through pcscd",
+            summary.steps
+        );
+        steps += summary.steps;
+        apdus += sent;
+        let atr = served.atr().to_vec();
+        drop(t);
+        drop(served);
+        ServedCard::<RandomizableCard>::wait_gone(&ctx, 0, &atr, VISIBLE);
+    }
+    println!(
+        "FMCOS corpus through pcscd: {} files, {steps} steps, {apdus} APDUs, all expectations met",
+        files.len()
+    );
+    assert!(apdus > 500, "{apdus} APDUs");
+}
