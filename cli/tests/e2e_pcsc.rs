@@ -890,39 +890,59 @@ c.disconnect()
     assert_eq!(flat.len(), raw_expected.len());
 }
 
-/// A simulated card served through vpcd that obeys a transcript's `random` lines: the test's
-/// transport hands the bytes over (`fix_random`) and the card takes them before its next APDU, so
-/// GET CHALLENGE answers what the transcript wrote down and its MACs hold through pcscd too.
-struct RandomizableCard {
-    card: card_os::sim::SimCard,
-    pending: std::sync::Arc<std::sync::Mutex<Option<Vec<u8>>>>,
+/// What the test hands to the card served through vpcd: bytes for its random source (a transcript's
+/// `random` line), and a factory-fresh card to take the place of the current one at the next reset.
+#[derive(Default)]
+struct CardControl {
+    random: Option<Vec<u8>>,
+    fresh: Option<card_os::sim::SimCard>,
 }
 
-impl card_os::sim::vpcd::VirtualCard for RandomizableCard {
+/// A simulated card served through vpcd that obeys a transcript's `random` lines: the test's
+/// transport hands the bytes over (`fix_random`) and the card takes them before its next APDU, so
+/// GET CHALLENGE answers what the transcript wrote down and its MACs hold through pcscd too. At a
+/// reset it becomes the fresh card it was given, if any, so one served card (one vpcd slot, held
+/// all along) runs file after file, each from the factory state.
+struct ControlledCard {
+    card: card_os::sim::SimCard,
+    control: std::sync::Arc<std::sync::Mutex<CardControl>>,
+}
+
+impl ControlledCard {
+    fn take_fresh(&mut self) {
+        if let Some(fresh) = self.control.lock().unwrap().fresh.take() {
+            self.card = fresh;
+        }
+    }
+}
+
+impl card_os::sim::vpcd::VirtualCard for ControlledCard {
     fn atr(&self) -> Vec<u8> {
         self.card.atr().to_vec()
     }
     fn power_on(&mut self) {
+        self.take_fresh();
         let _ = self.card.power_on();
     }
     fn power_off(&mut self) {
         self.card.power_off()
     }
     fn reset(&mut self) {
+        self.take_fresh();
         self.card.reset()
     }
     fn process(&mut self, apdu: &[u8]) -> Vec<u8> {
-        if let Some(bytes) = self.pending.lock().unwrap().take() {
+        if let Some(bytes) = self.control.lock().unwrap().random.take() {
             self.card.set_rng(card_os::sim::SimRng::fixed(&bytes));
         }
         self.card.transmit(apdu)
     }
 }
 
-/// PC/SC to the [`RandomizableCard`], with `random` lines passed to it.
+/// PC/SC to the [`ControlledCard`], with `random` lines passed to it.
 struct PcscWithRandom {
     pcsc: PcscTransport,
-    pending: std::sync::Arc<std::sync::Mutex<Option<Vec<u8>>>>,
+    control: std::sync::Arc<std::sync::Mutex<CardControl>>,
 }
 
 impl Transport for PcscWithRandom {
@@ -939,15 +959,15 @@ impl Transport for PcscWithRandom {
         self.pcsc.name()
     }
     fn fix_random(&mut self, bytes: &[u8]) -> Result<(), transport::Error> {
-        *self.pending.lock().unwrap() = Some(bytes.to_vec());
+        self.control.lock().unwrap().random = Some(bytes.to_vec());
         Ok(())
     }
 }
 
 /// The FMCOS conformance corpus (`test-vectors/fmcos/`: the FMCOS 2.0 manual's chapters 7–8 and
-/// public FMCOS sequences) through pcscd: every file on a fresh factory card served on vpcd, run
-/// by host-lib's script runner over PC/SC (raw answers, as the corpus writes them down), every
-/// expectation met.
+/// public FMCOS sequences) through pcscd: every file on a factory-fresh card served on vpcd (each
+/// file starts with `reset`, where the served card becomes a fresh one), run by host-lib's script
+/// runner over PC/SC (raw answers, as the corpus writes them down), every expectation met.
 #[test]
 fn the_fmcos_corpus_through_pcscd() {
     use card_os::card::HistoricalBytes;
@@ -966,23 +986,40 @@ fn the_fmcos_corpus_through_pcscd() {
         .collect();
     files.sort();
     assert!(files.len() >= 10, "{} files", files.len());
+    // A serial of its own (the corpus does not depend on it): the next test on the slot, which
+    // may start before pcscd has seen this card go, cannot take it for its own.
+    let blank = || {
+        SimCard::blank(
+            Geometry::DEFAULT,
+            &HistoricalBytes::wenzhou([0, 0, 0x0F, 0x0C]),
+        )
+        .unwrap()
+    };
+    let control = std::sync::Arc::new(std::sync::Mutex::new(CardControl::default()));
+    let lock = SlotLock::acquire(0);
+    lock.wait_empty(&ctx, VISIBLE);
+    let served = ServedCard::start_locked(
+        ControlledCard {
+            card: blank(),
+            control: control.clone(),
+        },
+        lock,
+    );
+    let reader = served.wait_visible(&ctx, VISIBLE);
+    let mut t = PcscWithRandom {
+        pcsc: PcscTransport::open(Some(&reader.name), None).unwrap(),
+        control: control.clone(),
+    };
     let (mut steps, mut apdus) = (0, 0);
     for path in &files {
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
         let text = std::fs::read_to_string(path).unwrap();
+        assert!(
+            text.lines().any(|l| l.trim() == "reset"),
+            "{name} must start with `reset` (the served card becomes a fresh one there)"
+        );
         let parsed = Script::parse(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
-        let pending = std::sync::Arc::new(std::sync::Mutex::new(None));
-        let card = RandomizableCard {
-            card: SimCard::blank(Geometry::DEFAULT, &HistoricalBytes::wenzhou([0, 0, 0, 1]))
-                .unwrap(),
-            pending: pending.clone(),
-        };
-        let served = ServedCard::start(card, 0);
-        let reader = served.wait_visible(&ctx, VISIBLE);
-        let mut t = PcscWithRandom {
-            pcsc: PcscTransport::open(Some(&reader.name), None).unwrap(),
-            pending,
-        };
+        control.lock().unwrap().fresh = Some(blank());
         let mut sent = 0;
         let mut unmet = Vec::new();
         let options = RunOptions {
@@ -998,6 +1035,10 @@ fn the_fmcos_corpus_through_pcscd() {
             }
         })
         .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(
+            control.lock().unwrap().fresh.is_none(),
+            "{name}: the served card was not reset to a fresh one"
+        );
         assert!(summary.ok(), "{name} through pcscd:\n{}", unmet.concat());
         println!(
             "{name}: {} steps, {sent} APDUs through pcscd",
@@ -1005,14 +1046,14 @@ fn the_fmcos_corpus_through_pcscd() {
         );
         steps += summary.steps;
         apdus += sent;
-        let atr = served.atr().to_vec();
-        drop(t);
-        drop(served);
-        ServedCard::<RandomizableCard>::wait_gone(&ctx, 0, &atr, VISIBLE);
     }
     println!(
         "FMCOS corpus through pcscd: {} files, {steps} steps, {apdus} APDUs, all expectations met",
         files.len()
     );
     assert!(apdus > 500, "{apdus} APDUs");
+    let atr = served.atr().to_vec();
+    drop(t);
+    drop(served);
+    ServedCard::<ControlledCard>::wait_gone(&ctx, 0, &atr, VISIBLE);
 }

@@ -891,7 +891,7 @@ def public_s4():
 
 
 def public_nfcard():
-    c = Corpus("Public: NFCard (Android reader of Chinese transit cards), its CityUnion reader")
+    c = Corpus("Public: NFCard (Android reader of Chinese transit cards): its PBOC readers in turn, CityUnion answers")
     c("# --- setup (ours, not part of the NFCard sequence): a card issued and loaded by the")
     c("# TrafficCardSystem sequences (public-trafficcardsystem.apdu), so its EP application")
     c("# A00000000386980701 holds 1.00 yuan and one log record")
@@ -899,8 +899,16 @@ def public_nfcard():
     s4_load(c, bytes.fromhex("5A17C0DE"), 0, 0)
     c("reset")
     c()
-    c("# --- the public sequence (CityUnion: resetTag, then readCard), unchanged")
+    c("# --- the public sequence (StandardPboc.readCard: the PBOC readers in NFCard's order), unchanged")
+    c("# resetTag: the MF by FID")
     c("00A40000023F0000 => " + fci(MF_NAME) + " 9000")
+    c("# BeijingMunicipal: binary SFI 4 of the MF; missing, next reader")
+    c("00B0840000 => 6A82")
+    c("# WuhanTong: binary SFI 10; missing, next reader")
+    c("00B08A0000 => 6A82")
+    c("# ShenzhenTong: the application DF 1001 by FID; missing, next reader")
+    c("00A4000002100100 => 6A82")
+    c("# CityUnion: the application by name, EF 0015 (SFI 21), the balance, the log (SFI 24)")
     c("00A4040009A0000000038698070100 => " + fci(ADF_NAME, "9F0C 1E" + "00" * 30) + " 9000")
     c("00B0950000 => " + "00" * 30 + " 9000")
     c("805C000204 => 00000064 9000")
@@ -909,6 +917,8 @@ def public_nfcard():
     c("00B201C500 => 6A86")
     c("00B201C400 => 0000 000000 00000064 02 112233445566 20230308 112233 9000")
     c("00B202C400 => 6A83")
+    c("# Quickpass (bank cards): resetTag selects the PPSE; missing, done")
+    c("00A404000E325041592E5359532E444446303100 => 6A82")
     c.write("public-nfcard-cityunion.apdu")
 
 
