@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""Writes the FMCOS 2.0 conformance corpus (the ch*.apdu files next to this script): every example
+"""Writes the FMCOS 2.0 conformance corpus next to this script: the ch*.apdu files (every example
 APDU of the FMCOS 2.0 user manual's chapters 7 and 8 and the P1/P2 forms and data-field variants its
-command tables list, each with the status the manual gives.
+command tables list, each with the status the manual gives) and the public-*.apdu files (APDU
+sequences from public FMCOS code, README.md names the sources).
 
 The MACs, cryptograms and encrypted fields come from the independent Python crypto of
 test-vectors/crypto/check_vectors.py (pyca/cryptography), never from card-os. Where the manual
@@ -11,7 +12,7 @@ is computed here under a key and challenge this corpus chooses (stated next to t
 Lines marked `# conformance: <row>` expect what this card answers where it differs from the
 manual; each such row is explained in apdu-specs/conformance.md.
 
-    python3 test-vectors/fmcos/make_corpus.py     # rewrites the ch*.apdu files
+    python3 test-vectors/fmcos/make_corpus.py     # rewrites the ch*.apdu and public-*.apdu files
 """
 
 import pathlib
@@ -534,7 +535,6 @@ def ch7_personalization():
     ch = bytes.fromhex("1A2B3C4D")
     c.challenge(ch)
     record = bytes.fromhex("F9F0FAAA88") + k3
-    assert line_encrypt("3des", k2, record, "when_unaligned")[:0] == b""
     c("# (the ciphertext is E(15 F9 F0 FA AA 88 <key> 80 00) under 39FF..3902, MAC'd with it)")
     c(protected("84 D4 39 00", record, k2, ch, encrypt=True) + " => 9000")
     c("# 36 00 the same way (F6), encrypted + MAC under the current 39 00 (now ..3903). The manual")
