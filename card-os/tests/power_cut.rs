@@ -104,6 +104,13 @@ fn create_file_of_each_type() {
         at_mf,
         "80E0000907 2C 05 10 F0 F0 FF FF",
     );
+    // FMCOS 2.0 §7.13: a variable-record file by its space (`2C 00 18`).
+    run(
+        "CREATE FILE variable record by space (2C 00 18)",
+        &image,
+        at_mf,
+        "80E0000C07 2C 0018 F0 F0 FF FF",
+    );
     run(
         "CREATE FILE cyclic (2E)",
         &image,
