@@ -397,6 +397,11 @@ def ch7_files():
     ch = bytes.fromhex("DADBDCDD")
     c.challenge(ch)
     c(protected_no_data("04 B0 85 00", K_LP8, ch) + " => 6E00")
+    c("# §7.13: key byte b8 = 0 (7F) asks for line-protected reads; this card still answers a plain read")
+    c("# conformance: line-protected reads")
+    c("# (pending: part 2)")
+    c("80 E0 000D 07 28 0004 F0 F0 FF 7F => 9000")
+    c("00 B0 8D 00 04 => 00000000 9000")
     c.write("ch7-05-09-files.apdu")
 
 
