@@ -61,6 +61,8 @@ fn every_corpus_file_runs_green() {
     // The manual's chapters 7-8 (8 files) and the public sequences (at least 2) are all here.
     assert!(files.len() >= 10, "{} files", files.len());
     assert!(apdus > 500, "{apdus} APDUs");
+    // Every APDU of the corpus says what it expects.
+    assert_eq!(checked, apdus, "APDUs without an expectation");
 }
 
 /// Every line that expects this card's answer where the manual says otherwise names its row, and
