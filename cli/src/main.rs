@@ -110,6 +110,27 @@ impl Global {
             .unwrap_or_else(|| "operator".to_string())
     }
 
+    /// The terminal's state directory (load host and purchase terminal): `CITIZENCARD_TERMINAL_STATE`,
+    /// else `terminal/` beside the registry (`--registry`, or its default).
+    pub fn terminal_state_dir(&self) -> Result<std::path::PathBuf, Failure> {
+        if let Some(s) = std::env::var_os(cmd::purse::STATE_ENV) {
+            return Ok(s.into());
+        }
+        let registry = match &self.registry {
+            Some(r) => r.clone(),
+            None => host_lib::registry::default_path().map_err(|e| {
+                Failure::usage(anyhow::anyhow!(
+                    "{e}; give the terminal's state directory with --state DIR or {}",
+                    cmd::purse::STATE_ENV
+                ))
+            })?,
+        };
+        Ok(registry
+            .parent()
+            .map(|p| p.join("terminal"))
+            .unwrap_or_else(|| std::path::PathBuf::from("terminal")))
+    }
+
     /// Opens the registry these flags name (creating it, and its directory, if needed).
     pub fn open_registry(&self) -> Result<host_lib::registry::Registry, Failure> {
         use host_lib::registry::{default_path, Registry, RegistryConfig};

@@ -403,7 +403,12 @@ fn demo(args: DemoArgs) -> anyhow::Result<()> {
     let second = pending.card_number.clone();
     println!("{}", indent(&d.personalize(&pending)?).trim_end());
     let second_image = d.image(&second);
-    let (credited, owed) = crate::cmd::card::carry_over_with(
+    let state = host_lib::service::state::TerminalState::open(
+        &dir.join("terminal"),
+        "citizencard demo",
+        host_lib::lock::DEFAULT_WAIT,
+    )?;
+    let carried = host_lib::service::replace::carry_over(
         &mut d.reg,
         &d.keys,
         &d.profile,
@@ -411,13 +416,13 @@ fn demo(args: DemoArgs) -> anyhow::Result<()> {
         &second,
         [0, 0, 0, 0, 0x01, 0x01],
         &d.op,
-        &dir.join("terminal"),
+        &state,
         {
             let c = Arc::clone(&clock);
             move || DemoClock::host_time(&c)
         },
-    )
-    .map_err(|f| anyhow!("{}", f.error.map(|e| e.to_string()).unwrap_or_default()))?;
+    )?;
+    let (credited, owed) = (carried.credited_cents, carried.still_owed_cents);
     if owed != 0 {
         return Err(anyhow!("{} not carried over", yuan(owed)));
     }
@@ -536,15 +541,14 @@ fn pay(
     .with_journal(NoJournal)
     .with_clock(move || DemoClock::host_time(&clock));
     let now = d.reg.now();
-    crate::cmd::card::screen(
+    host_lib::service::purse::screen(
         Some(&mut d.reg),
         &blacklist,
         &mut terminal,
         keys,
         &d.op,
         now,
-    )
-    .map_err(|f| anyhow!("{}", f.error.map(|e| e.to_string()).unwrap_or_default()))?;
+    )?;
     let r = terminal.purchase(cents, None)?;
     let p = r
         .verified_purchase()

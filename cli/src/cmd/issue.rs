@@ -10,10 +10,10 @@ use card_os::sim::{image, SimCard};
 use clap::Args;
 use host_lib::holder::{input, Applicant, Validator};
 use host_lib::keys::{KeySet, KeyStore};
-use host_lib::personalize::register::{issue_pending, reserve, IssueError};
 use host_lib::personalize::{self, CardData, IssueReport, Phase};
 use host_lib::profile::Profile;
 use host_lib::registry::{self, Registry, RegistryConfig};
+use host_lib::service::issue::{personalize_and_complete, reserve, IssueDesk, IssueFailure};
 use host_lib::transport::sim::SimTransport;
 use host_lib::transport::{self, Transport};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -173,6 +173,13 @@ pub fn run(global: &Global, args: IssueArgs) -> Result<(), Failure> {
     }
     let mut reg = global.open_registry()?;
     let operator = global.operator();
+    // This run is one station: the cards it reserves are leased to it until it completes them.
+    let station = host_lib::registry::Station::this_process();
+    let desk = IssueDesk {
+        operator: &operator,
+        station: &station,
+        lease: host_lib::registry::DEFAULT_LEASE,
+    };
     if let Some(w) = development_warning(&keys) {
         eprintln!("citizencard: {w}");
     }
@@ -219,7 +226,7 @@ pub fn run(global: &Global, args: IssueArgs) -> Result<(), Failure> {
             }
         };
         let who = format!("{} {}", applicant.name(), applicant.id_number());
-        let reserved = match reserve(&mut reg, &operator, applicant, &keys) {
+        let reserved = match reserve(&mut reg, &desk, applicant, &keys) {
             Ok(r) => r,
             Err(e) => {
                 emit(
@@ -262,9 +269,9 @@ pub fn run(global: &Global, args: IssueArgs) -> Result<(), Failure> {
                 p.done, p.total, p.step
             ));
         };
-        let result = issue_pending(
+        let result = personalize_and_complete(
             &mut reg,
-            &operator,
+            &desk,
             transport.as_mut(),
             &keys,
             &profile,
@@ -300,7 +307,7 @@ pub fn run(global: &Global, args: IssueArgs) -> Result<(), Failure> {
             }
             Err(e) => {
                 let hint = match &e {
-                    IssueError::Personalize { source, .. } if !source.before_any_apdu() => {
+                    IssueFailure::Personalize { .. } if e.card_touched() => {
                         " — run the same command again with this card to finish it"
                     }
                     _ => "",
@@ -506,7 +513,13 @@ fn show_plan(
     };
     let mut reg = Registry::open_in_memory(config, std::sync::Arc::new(registry::SystemClock))
         .map_err(Failure::card)?;
-    let pending = reserve(&mut reg, "plan", applicant, keys)
+    let station = host_lib::registry::Station::this_process();
+    let desk = IssueDesk {
+        operator: "plan",
+        station: &station,
+        lease: host_lib::registry::DEFAULT_LEASE,
+    };
+    let pending = reserve(&mut reg, &desk, applicant, keys)
         .map_err(Failure::usage)?
         .pending;
     let historical = HistoricalBytes::wenzhou(pending.serial.to_be_bytes());
