@@ -13,7 +13,9 @@ use host_lib::keys::{KeySet, KeyStore};
 use host_lib::personalize::{self, CardData, IssueReport, Phase};
 use host_lib::profile::Profile;
 use host_lib::registry::{self, Registry, RegistryConfig};
-use host_lib::service::issue::{personalize_and_complete, reserve, IssueDesk, IssueFailure};
+use host_lib::service::issue::{
+    active_card_of, is_this_card, personalize_and_complete, reserve, IssueDesk, IssueFailure,
+};
 use host_lib::transport::sim::SimTransport;
 use host_lib::transport::{self, Transport};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -229,6 +231,20 @@ pub fn run(global: &Global, args: IssueArgs) -> Result<(), Failure> {
         let reserved = match reserve(&mut reg, &desk, applicant, &keys) {
             Ok(r) => r,
             Err(e) => {
+                // A re-run after the issuance completed (the station stopped just after): the
+                // card at hand is that card, so it is reported as issued.
+                if let Some(card) = active_card_of(&e) {
+                    if card_at_hand_is(global, &cards, &card) {
+                        emit(
+                            global.json,
+                            &say,
+                            json!({"origin": entry.origin, "status": "issued", "card_number": card.to_string(), "already": true}),
+                            format!("{}: {card} {who}: issued already (this card)", entry.origin),
+                        );
+                        bar.inc(1);
+                        continue;
+                    }
+                }
                 emit(
                     global.json,
                     &say,
@@ -349,6 +365,30 @@ fn ms(d: Duration) -> String {
 
 pub(crate) fn image_path(dir: &Path, card: &impl std::fmt::Display) -> PathBuf {
     dir.join(format!("{card}.img"))
+}
+
+/// Whether the simulated card at hand (`--sim-dir`'s image of that number, or `--sim`) reads back
+/// as `card`. A reader is not asked: its card may be another applicant's next card.
+fn card_at_hand_is(
+    global: &Global,
+    cards: &Cards<'_>,
+    card: &host_lib::holder::items::CardNumber,
+) -> bool {
+    let path = match cards {
+        Cards::SimDir(dir) => image_path(dir, card),
+        Cards::Image(p) => p.to_path_buf(),
+        Cards::Reader => return false,
+    };
+    if !path.exists() {
+        return false;
+    }
+    match SimTransport::open_image(&path) {
+        Ok(sim) => is_this_card(
+            transport::wrap(Box::new(sim), &global.open_options()).as_mut(),
+            card,
+        ),
+        Err(_) => false,
+    }
 }
 
 /// The card for one applicant.

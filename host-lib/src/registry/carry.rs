@@ -96,11 +96,13 @@ impl Registry {
         open_intent(&self.conn, card.as_str())
     }
 
-    /// Whether a carry-over intent (settled or not) was written for this card and counter: a
-    /// load with that counter is a carried-over credit, not a new load.
+    /// Whether a carry-over intent (open or done) was written for this card and counter: a load
+    /// with that counter is a carried-over credit, not a new load. (An intent settled as not done
+    /// leaves its counter to the next load.)
     pub fn is_carry_over(&self, card: &CardNumber, txn_counter: u16) -> Result<bool> {
         let n: i64 = self.conn.query_row(
-            "SELECT count(*) FROM carry_over_intents WHERE card_number = ?1 AND txn_counter = ?2",
+            "SELECT count(*) FROM carry_over_intents WHERE card_number = ?1 AND txn_counter = ?2 \
+             AND (outcome IS NULL OR outcome = 'done')",
             params![card.as_str(), txn_counter],
             |r| r.get(0),
         )?;

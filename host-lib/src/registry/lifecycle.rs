@@ -728,7 +728,21 @@ impl Registry {
                 return Err(refuse("it was never issued: resume or abort its personalization"))
             }
             (CardStatus::Cancelled, _) => {
-                return Err(refuse("a closed card cannot be replaced; issue a new card to the person"))
+                let by: Option<String> = tx
+                    .query_row(
+                        "SELECT replaced_by FROM cards WHERE card_number = ?1",
+                        [old.as_str()],
+                        |r| r.get(0),
+                    )
+                    .optional()?
+                    .flatten();
+                return Err(refuse(&match by {
+                    Some(new) => format!(
+                        "it was replaced by {new} and nothing is owed to that card's chip: the \
+                         replacement is complete"
+                    ),
+                    None => "a closed card cannot be replaced; issue a new card to the person".into(),
+                }));
             }
             (CardStatus::Aborted, _) => return Err(refuse("it was never issued")),
         }

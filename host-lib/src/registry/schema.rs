@@ -242,7 +242,9 @@ CREATE TABLE carry_over_intents (
     outcome      TEXT CHECK (outcome IN ('done', 'not_done')),
     settled_at   TEXT
 ) STRICT;
-CREATE UNIQUE INDEX carry_over_once ON carry_over_intents(card_number, txn_counter);
+-- A counter whose CREDIT did not happen is used again by the next INITIALIZE FOR LOAD.
+CREATE UNIQUE INDEX carry_over_once ON carry_over_intents(card_number, txn_counter)
+    WHERE outcome IS NULL OR outcome = 'done';
 CREATE UNIQUE INDEX carry_over_one_open ON carry_over_intents(card_number) WHERE outcome IS NULL;
 CREATE TRIGGER carry_over_settle_once BEFORE UPDATE ON carry_over_intents
 WHEN OLD.outcome IS NOT NULL OR NEW.outcome IS NULL OR NEW.settled_at IS NULL

@@ -126,6 +126,26 @@ impl IssueFailure {
     }
 }
 
+/// The active card of the applicant when [`reserve`] refused because they hold one
+/// ([`RegistryError::AlreadyHasCard`], status active): a re-run after the issuance completed
+/// (e.g. the station was killed just after) meets it.
+pub fn active_card_of(failure: &IssueFailure) -> Option<CardNumber> {
+    match failure {
+        IssueFailure::Refused(RegistryError::AlreadyHasCard {
+            card_number,
+            status: crate::registry::CardStatus::Active,
+            ..
+        }) => CardNumber::parse(card_number).ok(),
+        _ => None,
+    }
+}
+
+/// Whether the card behind `transport` reads back as `card` (EF05 item 07): the card at hand is
+/// that issued card.
+pub fn is_this_card(transport: &mut dyn Transport, card: &CardNumber) -> bool {
+    matches!(crate::apps::guard::read_card_number(transport), Ok(Some(n)) if &n == card)
+}
+
 /// Reserves a card number for `applicant` with this station's lease (`begin_issue_leased`), or
 /// takes over an unfinished issuance no live station holds (`resume_issue_leased`).
 pub fn reserve(

@@ -287,7 +287,20 @@ pub fn replace(
     let already_new = match (&details.card.status, &details.card.replaced_by) {
         (CardStatus::Cancelled, Some(new)) => {
             let new = CardNumber::parse(new).map_err(|e| RegistryError::Corrupt(e.to_string()))?;
-            (registry.owed_to_chip(&new)? > 0 || registry.open_carry_over_intent(&new)?.is_some())
+            // A credit the load host made but could not forget (stopped just after recording it)
+            // is settled too, so the journal is left clean.
+            let serial = registry.card_details(&new)?.card.serial;
+            let app_serial = crate::personalize::app_serial(registry.config().city(), serial);
+            let in_journal = crate::terminal::FileJournal::new(state_dir)
+                .pending_for(&app_serial)
+                .map_err(|e| ServiceError::State {
+                    path: state_dir.to_owned(),
+                    source: std::io::Error::other(e),
+                })?
+                .is_some();
+            (registry.owed_to_chip(&new)? > 0
+                || registry.open_carry_over_intent(&new)?.is_some()
+                || in_journal)
                 .then_some(new)
         }
         _ => None,
