@@ -97,6 +97,16 @@ impl Global {
             trace: self.trace,
             auto_get_response: !self.no_auto_get_response,
             sim: self.sim.clone(),
+            exclusive: false,
+        }
+    }
+
+    /// [`open_options`](Self::open_options) with the card held exclusively: for workflows whose
+    /// APDUs belong together (purse transactions, personalization, MAC'd commands).
+    pub fn exclusive_options(&self) -> OpenOptions {
+        OpenOptions {
+            exclusive: true,
+            ..self.open_options()
         }
     }
 }

@@ -125,7 +125,7 @@ fn card_at_hand(global: &Global) -> Result<Box<dyn host_lib::transport::Transpor
             "this needs the card: give -r/--reader (or CITIZENCARD_READER) or --sim IMAGE"
         )));
     }
-    Ok(host_lib::transport::open(&global.open_options())?)
+    Ok(host_lib::transport::open(&global.exclusive_options())?)
 }
 
 /// The registry's word on the card: it must be active.

@@ -385,7 +385,7 @@ fn cancel(global: &Global, reg: &mut Registry, args: CancelArgs) -> Result<(), F
     let reason: CancelReason = args.reason.into();
     let outcome = if card_at_hand(global) {
         let (keys, profile) = args.setup.load()?;
-        let mut transport = host_lib::transport::open(&global.open_options())?;
+        let mut transport = host_lib::transport::open(&global.exclusive_options())?;
         cancel(
             reg,
             &global.operator(),
@@ -630,7 +630,7 @@ fn open_new_card(
     use card_os::sim::{image, SimCard};
     use host_lib::transport::sim::SimTransport;
 
-    let options = global.open_options();
+    let options = global.exclusive_options();
     let open_image =
         |path: &std::path::Path| -> Result<Box<dyn host_lib::transport::Transport>, Failure> {
             let sim = SimTransport::open_image(path)

@@ -398,7 +398,7 @@ fn open_card(
     pending: &host_lib::registry::PendingCard,
     say: &impl Fn(String),
 ) -> anyhow::Result<Box<dyn Transport>> {
-    let options = global.open_options();
+    let options = global.exclusive_options();
     match cards {
         Cards::SimDir(dir) => {
             let path = image_path(dir, &pending.card_number);

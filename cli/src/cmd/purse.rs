@@ -411,7 +411,7 @@ pub fn run(global: &Global, args: PurseArgs) -> Result<(), Failure> {
         _ => None,
     };
     let mut registry = existing_registry(global)?;
-    let transport = transport::open(&global.open_options())?;
+    let transport = transport::open(&global.exclusive_options())?;
     let json = global.json;
     let operator = global.operator();
     let desk = PurseDesk {
