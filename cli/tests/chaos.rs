@@ -156,7 +156,7 @@ fn batch(dir: &Path, name: &str, rows: impl Fn(usize) -> bool) -> PathBuf {
 /// batch, two with its halves. Every applicant ends with one card, no card number is on two
 /// cards, and a station that met an applicant another station was personalizing said so.
 #[test]
-fn stations_issuing_the_same_and_different_batches_at_once() {
+fn chaos_stations_issuing_the_same_and_different_batches_at_once() {
     let (mut issued, mut refused_leased, mut checks, mut runs) = (0u64, 0u64, 0u64, 0u64);
     for round in 0..3 {
         let w = World::new();
@@ -227,7 +227,7 @@ fn stations_issuing_the_same_and_different_batches_at_once() {
 /// terminals); every purchase reported done is on the card once, in the ledger once, with its own
 /// offline counter and terminal transaction number.
 #[test]
-fn purchases_at_once_on_one_card() {
+fn chaos_purchases_at_once_on_one_card() {
     let w = World::new();
     let applicant = root().join("test-vectors/applicants/one.toml");
     w.ok(&args(&[
@@ -395,7 +395,7 @@ fn recovery_args(w: &World, step: Step) -> Vec<String> {
 /// replace with its carry-over, cancel), 60 times; after each the operator's re-run, and the
 /// invariants after every step.
 #[test]
-fn kill_9_at_random_points() {
+fn chaos_kill_9_at_random_points() {
     let mut rng = Rng::from_env();
     // How long each step takes here (one undisturbed life), so the kills land inside them.
     let w = World::new();

@@ -441,7 +441,7 @@ fn one_station_per_issuance_and_a_card_without_its_lease_is_void() {
 /// the card) brings everything back, and the invariants hold.
 #[test]
 #[allow(clippy::ptr_arg)] // every step has the signature of a Step
-fn a_registry_failure_at_every_write_of_every_workflow() {
+fn chaos_registry_failure_at_every_write_of_every_workflow() {
     let all = applicants();
     let a = all[3].clone();
     type Step = fn(&mut World, &Applicant, &mut Vec<CardNumber>) -> Result<(), String>;

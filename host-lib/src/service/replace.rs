@@ -76,6 +76,23 @@ impl Journal for IntentJournal<'_, '_> {
     }
 }
 
+/// Whether the terminal journal in `dir` holds a pending transaction of `card`.
+fn pending_in_journal(
+    registry: &Registry,
+    dir: &std::path::Path,
+    card: &CardNumber,
+) -> Result<bool, ServiceError> {
+    let serial = registry.card_details(card)?.card.serial;
+    let app_serial = crate::personalize::app_serial(registry.config().city(), serial);
+    Ok(crate::terminal::FileJournal::new(dir)
+        .pending_for(&app_serial)
+        .map_err(|e| ServiceError::State {
+            path: dir.to_owned(),
+            source: std::io::Error::other(e),
+        })?
+        .is_some())
+}
+
 /// Loads what the registry owes `card`'s chip of a carried-over balance onto its purse, exactly
 /// once (see the module docs).
 #[allow(clippy::too_many_arguments)]
@@ -93,7 +110,8 @@ pub fn carry_over<T: Transport>(
     let mut out = CarryOver::default();
     let owed = registry.owed_to_chip(card)?;
     let open = registry.open_carry_over_intent(card)?;
-    if owed <= 0 && open.is_none() {
+    let in_journal = pending_in_journal(registry, state.dir(), card)?;
+    if owed <= 0 && open.is_none() && !in_journal {
         out.still_owed_cents = owed.max(0);
         return Ok(out);
     }
@@ -289,15 +307,7 @@ pub fn replace(
             let new = CardNumber::parse(new).map_err(|e| RegistryError::Corrupt(e.to_string()))?;
             // A credit the load host made but could not forget (stopped just after recording it)
             // is settled too, so the journal is left clean.
-            let serial = registry.card_details(&new)?.card.serial;
-            let app_serial = crate::personalize::app_serial(registry.config().city(), serial);
-            let in_journal = crate::terminal::FileJournal::new(state_dir)
-                .pending_for(&app_serial)
-                .map_err(|e| ServiceError::State {
-                    path: state_dir.to_owned(),
-                    source: std::io::Error::other(e),
-                })?
-                .is_some();
+            let in_journal = pending_in_journal(registry, state_dir, &new)?;
             (registry.owed_to_chip(&new)? > 0
                 || registry.open_carry_over_intent(&new)?.is_some()
                 || in_journal)
