@@ -213,6 +213,7 @@ pub fn run(global: &Global, args: IssueArgs) -> Result<(), Failure> {
     let started = Instant::now();
     let mut done: Vec<(String, IssueReport)> = Vec::new();
     let mut failed: Vec<(String, String)> = Vec::new();
+    let mut already = 0usize;
     for entry in &entries {
         let applicant = match &entry.applicant {
             Ok(a) => a,
@@ -241,6 +242,7 @@ pub fn run(global: &Global, args: IssueArgs) -> Result<(), Failure> {
                             json!({"origin": entry.origin, "status": "issued", "card_number": card.to_string(), "already": true}),
                             format!("{}: {card} {who}: issued already (this card)", entry.origin),
                         );
+                        already += 1;
                         bar.inc(1);
                         continue;
                     }
@@ -343,7 +345,7 @@ pub fn run(global: &Global, args: IssueArgs) -> Result<(), Failure> {
         }
     }
     bar.finish_and_clear();
-    summary(global.json, &done, &failed, started.elapsed());
+    summary(global.json, &done, already, &failed, started.elapsed());
     if failed.is_empty() {
         Ok(())
     } else {
@@ -455,7 +457,13 @@ fn wait_removed(reader: &str) -> anyhow::Result<()> {
     }
 }
 
-fn summary(json: bool, done: &[(String, IssueReport)], failed: &[(String, String)], all: Duration) {
+fn summary(
+    json: bool,
+    done: &[(String, IssueReport)],
+    already: usize,
+    failed: &[(String, String)],
+    all: Duration,
+) {
     let n = done.len();
     let apdus: usize = done.iter().map(|(_, r)| r.apdus.total()).sum();
     let time: Duration = done.iter().map(|(_, r)| r.elapsed).sum();
@@ -464,6 +472,7 @@ fn summary(json: bool, done: &[(String, IssueReport)], failed: &[(String, String
             "{}",
             json!({"summary": {
                 "issued": n,
+                "issued_already": already,
                 "failed": failed.len(),
                 "apdus": apdus,
                 "apdus_per_card": if n > 0 { apdus as f64 / n as f64 } else { 0.0 },
@@ -474,7 +483,14 @@ fn summary(json: bool, done: &[(String, IssueReport)], failed: &[(String, String
         return;
     }
     println!();
-    println!("Summary: {n} issued, {} not issued.", failed.len());
+    if already > 0 {
+        println!(
+            "Summary: {n} issued, {already} issued already (the card at hand), {} not issued.",
+            failed.len()
+        );
+    } else {
+        println!("Summary: {n} issued, {} not issued.", failed.len());
+    }
     if n > 0 {
         println!(
             "{:<10} {} {:>6} {:>7} {:>7} {:>6} {:>10}",

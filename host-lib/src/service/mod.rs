@@ -13,6 +13,7 @@
 //! | [`issue`] | issuance by a station: reservation with a lease, personalization, completion, void cards |
 //! | [`replace`] | replacement, and the carried-over balance loaded onto the new chip exactly once |
 //! | [`cancel`] | cancellation (with the card at hand: its purse blocked for good), loss reports |
+//! | [`apps`] | applications on demand: enable, disable on the card at hand, then recorded |
 //!
 //! ## Guarantees
 //!
@@ -27,6 +28,7 @@
 //! * **One station per issuance.** See [`crate::registry::lease`].
 //! * **One process per card image and per terminal state directory** ([`crate::lock`]).
 
+pub mod apps;
 pub mod cancel;
 pub mod issue;
 pub mod ledger;
