@@ -55,3 +55,20 @@ impl From<host_lib::transport::Error> for Failure {
         }
     }
 }
+
+impl From<host_lib::service::ServiceError> for Failure {
+    fn from(e: host_lib::service::ServiceError) -> Self {
+        use host_lib::registry::RegistryError;
+        use host_lib::service::ServiceError;
+        match e {
+            ServiceError::Transport(t) => Failure::from(t),
+            ServiceError::Registry(
+                RegistryError::CardNumber(_)
+                | RegistryError::Config { .. }
+                | RegistryError::NoOperator,
+            ) => Failure::usage(e),
+            e if e.is_usage() => Failure::usage(e),
+            e => Failure::card(e),
+        }
+    }
+}

@@ -97,6 +97,16 @@ impl Global {
             trace: self.trace,
             auto_get_response: !self.no_auto_get_response,
             sim: self.sim.clone(),
+            exclusive: false,
+        }
+    }
+
+    /// [`open_options`](Self::open_options) with the card held exclusively: for workflows whose
+    /// APDUs belong together (purse transactions, personalization, MAC'd commands).
+    pub fn exclusive_options(&self) -> OpenOptions {
+        OpenOptions {
+            exclusive: true,
+            ..self.open_options()
         }
     }
 }
@@ -108,6 +118,27 @@ impl Global {
             .clone()
             .or_else(|| std::env::var("USER").ok())
             .unwrap_or_else(|| "operator".to_string())
+    }
+
+    /// The terminal's state directory (load host and purchase terminal): `CITIZENCARD_TERMINAL_STATE`,
+    /// else `terminal/` beside the registry (`--registry`, or its default).
+    pub fn terminal_state_dir(&self) -> Result<std::path::PathBuf, Failure> {
+        if let Some(s) = std::env::var_os(cmd::purse::STATE_ENV) {
+            return Ok(s.into());
+        }
+        let registry = match &self.registry {
+            Some(r) => r.clone(),
+            None => host_lib::registry::default_path().map_err(|e| {
+                Failure::usage(anyhow::anyhow!(
+                    "{e}; give the terminal's state directory with --state DIR or {}",
+                    cmd::purse::STATE_ENV
+                ))
+            })?,
+        };
+        Ok(registry
+            .parent()
+            .map(|p| p.join("terminal"))
+            .unwrap_or_else(|| std::path::PathBuf::from("terminal")))
     }
 
     /// Opens the registry these flags name (creating it, and its directory, if needed).

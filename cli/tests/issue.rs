@@ -131,7 +131,8 @@ fn the_sample_batch_is_issued_and_info_shows_each_applicant_exactly() {
         assert!(t.contains(want), "{want} missing:\n{t}");
     }
 
-    // The same batch again: everyone already holds a card; nothing changes.
+    // The same batch again with the same cards: everyone holds a card, and it is the card at
+    // hand; nothing changes (a re-run after a station stopped just after completing).
     let out = citizencard(&[
         "issue",
         "--batch",
@@ -141,9 +142,28 @@ fn the_sample_batch_is_issued_and_info_shows_each_applicant_exactly() {
         "--registry",
         s(&reg),
     ]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        text(&out.stdout)
+            .contains("Summary: 0 issued, 23 issued already (the card at hand), 0 not issued."),
+        "{}",
+        text(&out.stdout)
+    );
+    assert_eq!(images(&cards).len(), 23);
+    // With other cards (another directory): everyone already holds a card; refused.
+    let other = cards.with_file_name("other-cards");
+    let out = citizencard(&[
+        "issue",
+        "--batch",
+        s(&batch),
+        "--sim-dir",
+        s(&other),
+        "--registry",
+        s(&reg),
+    ]);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stdout).contains("Summary: 0 issued, 23 not issued."));
-    assert_eq!(images(&cards).len(), 23);
+    assert_eq!(images(&other).len(), 0);
 }
 
 #[test]

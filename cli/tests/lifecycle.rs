@@ -683,6 +683,7 @@ fn replace_and_cancel_on_simulated_cards() {
         [
             "replace.begin",
             "issue.complete",
+            "purse.carry_over_intent",
             "purse.carry_over",
             "card.cancel",
             "app.block"

@@ -13,10 +13,12 @@ pub mod apps;
 pub mod hexfmt;
 pub mod holder;
 pub mod keys;
+pub mod lock;
 pub mod personalize;
 pub mod profile;
 pub mod registry;
 pub mod script;
+pub mod service;
 pub mod ssse;
 pub mod terminal;
 #[cfg(any(test, feature = "test-support"))]

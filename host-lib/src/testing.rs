@@ -13,6 +13,7 @@
 //! * [`purse`] — a personalized purse application (keys loaded with the issuer's key store) to
 //!   test terminals against.
 
+pub mod invariants;
 pub mod purse;
 
 use std::fs::File;

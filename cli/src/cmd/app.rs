@@ -3,11 +3,11 @@
 
 use anyhow::anyhow;
 use clap::{Args, Subcommand};
-use host_lib::apps::{targets, AppError, AppTarget, CardId, Enabled, OnCard, Session};
+use host_lib::apps::{targets, AppError, AppTarget, OnCard, Session};
 use host_lib::holder::items::CardNumber;
 use host_lib::keys::KeySet;
 use host_lib::profile::Profile;
-use host_lib::registry::{AppState, CardStatus, Registry, RegistryError};
+use host_lib::registry::AppState;
 use serde::Serialize;
 
 use crate::cmd::registry::{parse_card, registry_failure};
@@ -125,21 +125,7 @@ fn card_at_hand(global: &Global) -> Result<Box<dyn host_lib::transport::Transpor
             "this needs the card: give -r/--reader (or CITIZENCARD_READER) or --sim IMAGE"
         )));
     }
-    Ok(host_lib::transport::open(&global.open_options())?)
-}
-
-/// The registry's word on the card: it must be active.
-fn check_active(reg: &Registry, card: &CardNumber) -> Result<(), Failure> {
-    match reg.status(card) {
-        Ok(CardStatus::Active) => Ok(()),
-        Ok(status) => Err(registry_failure(RegistryError::Transition {
-            card_number: card.to_string(),
-            status,
-            action: "change the applications of",
-            hint: "only an active card's applications change".into(),
-        })),
-        Err(e) => Err(registry_failure(e)),
-    }
+    Ok(host_lib::transport::open(&global.exclusive_options())?)
 }
 
 fn setup(s: &crate::cmd::issue::Setup, global: &Global) -> Result<(KeySet, Profile), Failure> {
@@ -150,13 +136,11 @@ fn setup(s: &crate::cmd::issue::Setup, global: &Global) -> Result<(KeySet, Profi
     Ok((keys, profile))
 }
 
-#[derive(Serialize)]
-struct Change<'a> {
-    card_number: &'a CardNumber,
-    application: &'a str,
-    state: AppState,
-    done: &'a str,
-    apdus: usize,
+fn service_failure(e: host_lib::service::ServiceError) -> Failure {
+    match e {
+        host_lib::service::ServiceError::Card(a) => app_failure(a),
+        other => Failure::from(other),
+    }
 }
 
 fn enable(global: &Global, args: EnableArgs) -> Result<(), Failure> {
@@ -167,72 +151,20 @@ fn enable(global: &Global, args: EnableArgs) -> Result<(), Failure> {
     }
     let mut reg = global.open_registry()?;
     let mut transport = card_at_hand(global)?;
-    let mut s = Session::new(transport.as_mut(), &keys);
-    let id: CardId = s.identify().map_err(app_failure)?;
-    check_active(&reg, &id.card_number)?;
-    let recorded = reg
-        .application_state(&id.card_number, &target.name)
-        .map_err(registry_failure)?;
-    if recorded == Some(AppState::Blocked) {
-        return Err(Failure::card(anyhow!(
-            "card {}: application {} is blocked for good; only a new card can carry it again",
-            id.card_number,
-            target.name
-        )));
-    }
-    let done = s
-        .enable(
-            &id,
-            &profile,
-            &target,
-            recorded == Some(AppState::Enabled),
-            &args.set,
-        )
-        .map_err(app_failure)?;
-    let done_text = match done {
-        Enabled::Added => "added",
-        Enabled::Rebuilt => "added (an interrupted earlier attempt was erased first)",
-        Enabled::Unblocked => "switched on again",
-        Enabled::AlreadyEnabled if args.set.is_empty() => "enabled already",
-        Enabled::AlreadyEnabled => "enabled already; records updated",
-    };
-    let fields: Vec<&str> = args.set.iter().map(|(k, _)| k.as_str()).collect();
-    let details = serde_json::json!({ "done": done, "df_name": hex::encode_upper(&target.df_name),
-                                      "fields_set": fields, "apdus": s.apdus() });
-    if done == Enabled::AlreadyEnabled && recorded == Some(AppState::Enabled) {
-        // No change of state: the records' update (if any) is audited on its own.
-        if !args.set.is_empty() {
-            reg.record_application_update(
-                &global.operator(),
-                &id.card_number,
-                &target.name,
-                details,
-            )
-            .map_err(registry_failure)?;
-        }
-    } else {
-        reg.record_application(
-            &global.operator(),
-            &id.card_number,
-            &target.name,
-            AppState::Enabled,
-            details,
-        )
-        .map_err(registry_failure)?;
-    }
-    report(
-        global,
-        &Change {
-            card_number: &id.card_number,
-            application: &target.name,
-            state: AppState::Enabled,
-            done: done_text,
-            apdus: s.apdus(),
-        },
+    let change = host_lib::service::apps::enable(
+        &mut reg,
+        &global.operator(),
+        transport.as_mut(),
+        &keys,
+        &profile,
+        &target,
+        &args.set,
     )
+    .map_err(service_failure)?;
+    report(global, &change)
 }
 
-fn report(global: &Global, c: &Change<'_>) -> Result<(), Failure> {
+fn report(global: &Global, c: &host_lib::service::apps::AppChange) -> Result<(), Failure> {
     if global.json {
         println!("{}", serde_json::to_string(c).map_err(Failure::card)?);
     } else {
@@ -249,32 +181,15 @@ fn disable(global: &Global, args: NameArgs) -> Result<(), Failure> {
     let target = target(&profile, &args.name)?;
     let mut reg = global.open_registry()?;
     let mut transport = card_at_hand(global)?;
-    let mut s = Session::new(transport.as_mut(), &keys);
-    let id = s.identify().map_err(app_failure)?;
-    check_active(&reg, &id.card_number)?;
-    let before = s.disable(&id, &target).map_err(app_failure)?;
-    reg.record_application(
+    let change = host_lib::service::apps::disable(
+        &mut reg,
         &global.operator(),
-        &id.card_number,
-        &target.name,
-        AppState::Disabled,
-        serde_json::json!({ "was": before, "apdus": s.apdus() }),
+        transport.as_mut(),
+        &keys,
+        &target,
     )
-    .map_err(registry_failure)?;
-    report(
-        global,
-        &Change {
-            card_number: &id.card_number,
-            application: &target.name,
-            state: AppState::Disabled,
-            done: if before == OnCard::Disabled {
-                "disabled already"
-            } else {
-                "switched off (APPLICATION BLOCK until enabled again)"
-            },
-            apdus: s.apdus(),
-        },
-    )
+    .map_err(service_failure)?;
+    report(global, &change)
 }
 
 fn show(global: &Global, args: NameArgs) -> Result<(), Failure> {

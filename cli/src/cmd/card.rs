@@ -292,10 +292,7 @@ fn status(global: &Global, reg: &Registry, card: &CardNumber) -> Result<(), Fail
 }
 
 fn report_loss(global: &Global, reg: &mut Registry, card: &CardNumber) -> Result<(), Failure> {
-    let at = reg
-        .report_loss(&global.operator(), card)
-        .map_err(registry_failure)?;
-    let balance = reg.balance(card).map_err(registry_failure)?;
+    let (at, balance) = host_lib::service::cancel::report_loss(reg, &global.operator(), card)?;
     if global.json {
         return print_json(&serde_json::json!({
             "card_number": card, "status": "lost", "blacklisted_from": at,
@@ -381,90 +378,41 @@ fn card_at_hand(global: &Global) -> bool {
     global.sim.is_some() || global.reader.is_some()
 }
 
-/// Opens the card at hand and checks that it is `card` (EF05 item 07).
-fn open_this_card(
-    global: &Global,
-    card: &CardNumber,
-) -> Result<Box<dyn host_lib::transport::Transport>, Failure> {
-    let mut transport = host_lib::transport::open(&global.open_options())?;
-    let found =
-        host_lib::apps::guard::read_card_number(transport.as_mut()).map_err(Failure::card)?;
-    match found {
-        Some(n) if &n == card => Ok(transport),
-        Some(n) => Err(Failure::card(anyhow::anyhow!(
-            "the card in {} is {n}, not {card}: nothing was changed",
-            transport.name()
-        ))),
-        None => Err(Failure::card(anyhow::anyhow!(
-            "the card in {} is not an issued citizen card (no EF05 card number): nothing was \
-             changed",
-            transport.name()
-        ))),
-    }
-}
-
 fn cancel(global: &Global, reg: &mut Registry, args: CancelArgs) -> Result<(), Failure> {
-    use host_lib::apps::{targets, OnCard, Session};
-    use host_lib::registry::AppState;
+    use host_lib::apps::OnCard;
+    use host_lib::service::cancel::{cancel, AtHand};
 
     let reason: CancelReason = args.reason.into();
-    // With the card at hand, check it is this card before anything changes.
-    let at_hand = if card_at_hand(global) {
+    let outcome = if card_at_hand(global) {
         let (keys, profile) = args.setup.load()?;
-        let transport = open_this_card(global, &args.card)?;
-        Some((keys, profile, transport))
+        let mut transport = host_lib::transport::open(&global.exclusive_options())?;
+        cancel(
+            reg,
+            &global.operator(),
+            &args.card,
+            reason,
+            Some(AtHand {
+                transport: transport.as_mut(),
+                keys: &keys,
+                profile: &profile,
+            }),
+        )?
     } else {
-        None
+        cancel(reg, &global.operator(), &args.card, reason, None)?
     };
-    let status = reg.status(&args.card).map_err(registry_failure)?;
-    let refund = if status == CardStatus::Cancelled && at_hand.is_some() {
-        // Cancelled before; this run finishes the block of its purse.
-        None
-    } else {
-        Some(
-            reg.cancel(&global.operator(), &args.card, reason)
-                .map_err(registry_failure)?,
-        )
-    };
-    let mut blocked: Option<OnCard> = None;
-    if let Some((keys, profile, mut transport)) = at_hand {
-        let purse = targets(&profile)
-            .into_iter()
-            .find(|t| t.name == "purse")
-            .ok_or_else(|| Failure::usage(anyhow::anyhow!("the profile has no purse")))?;
-        let mut s = Session::new(transport.as_mut(), &keys);
-        let result = s.identify().and_then(|id| s.block_for_good(&id, &purse));
-        let before = result.map_err(|e| {
-            Failure::card(anyhow::anyhow!(
-                "{}: blocking its purse failed: {e}; the card is cancelled and blacklisted in \
-                 the registry; run the command again with the card to block its purse",
-                args.card
-            ))
-        })?;
-        if before != OnCard::Absent {
-            reg.record_application(
-                &global.operator(),
-                &args.card,
-                "purse",
-                AppState::Blocked,
-                serde_json::json!({ "by": "cancel", "reason": reason, "was": before }),
-            )
-            .map_err(registry_failure)?;
-        }
-        blocked = Some(before);
-    }
+    let blocked = outcome.purse_before_block;
     if global.json {
         return print_json(&serde_json::json!({
             "card_number": args.card, "status": "cancelled", "reason": reason,
-            "refund_cents": refund.as_ref().map(|c| c.refund_cents),
-            "purse_blocked": blocked.map(|b| b != host_lib::apps::OnCard::Absent),
+            "refund_cents": outcome.refund_cents,
+            "purse_blocked": blocked.map(|b| b != OnCard::Absent),
         }));
     }
-    match &refund {
-        Some(c) => println!(
+    match outcome.refund_cents {
+        Some(r) => println!(
             "{}: cancelled ({reason}); refund {} recorded; the card is blacklisted",
-            c.card_number,
-            yuan(c.refund_cents)
+            args.card,
+            yuan(r)
         ),
         None => println!("{}: was cancelled already", args.card),
     }
@@ -496,9 +444,8 @@ struct Replaced {
 
 fn replace(global: &Global, reg: &mut Registry, args: ReplaceArgs) -> Result<(), Failure> {
     use host_lib::holder::{input, Validator};
-    use host_lib::keys::KeyStore;
-    use host_lib::personalize::register::issue_pending;
-    use host_lib::registry::{ChipInfo, RegistryError};
+    use host_lib::service::issue::IssueDesk;
+    use host_lib::service::replace::{replace, ReplaceStep};
 
     let reason: ReplaceReason = args.reason.into();
     let (keys, profile) = args.setup.load()?;
@@ -558,148 +505,112 @@ fn replace(global: &Global, reg: &mut Registry, args: ReplaceArgs) -> Result<(),
             println!("{line}");
         }
     };
-
-    // Where are we? A new replacement, one under way, or one whose balance is not on the chip.
-    let chip = ChipInfo {
-        chip_id: None,
-        key_set: Some(keys.identity().id.clone()),
+    let state_dir = global.terminal_state_dir()?;
+    let station = host_lib::registry::Station::this_process();
+    let desk = IssueDesk {
+        operator: &op,
+        station: &station,
+        lease: host_lib::registry::DEFAULT_LEASE,
     };
-    let already_new = match (&details.card.status, &details.card.replaced_by) {
-        (CardStatus::Cancelled, Some(new)) => Some(
-            CardNumber::parse(new)
-                .map_err(|e| Failure::card(anyhow::anyhow!("the registry's card number: {e}")))?,
-        ),
-        _ => None,
+    let mut open = |card: &CardNumber, serial: u32| {
+        open_new_card(global, &cards, card, serial, &say).map_err(|f| {
+            f.error
+                .map(|e| format!("{e:#}"))
+                .unwrap_or_else(|| "the new card could not be opened".into())
+        })
     };
-    let mut out = Replaced {
-        old_card: args.card.to_string(),
-        new_card: String::new(),
-        reason,
-        fee_cents: None,
-        transferred_cents: None,
-        carried_onto_chip_cents: 0,
-        still_owed_cents: 0,
-        image: None,
-        apdus: None,
-        ms: None,
-    };
-    let new_card;
-    let mut transport;
-    match already_new {
-        Some(new) if reg.owed_to_chip(&new).map_err(registry_failure)? > 0 => {
-            say(format!(
-                "{}: replaced by {new} already; its carried-over balance is not on the new \
-                 chip yet: loading it",
-                args.card
-            ));
-            let pending_like = reg.card_details(&new).map_err(registry_failure)?.card;
-            transport = open_new_card(global, &cards, &new, pending_like.serial, &say)?;
-            new_card = new;
-        }
-        _ => {
-            if let Some(a) = &new_data {
-                let changed = reg.update_person(&op, a).map_err(registry_failure)?;
-                if !changed.is_empty() {
-                    say(format!("holder's data updated: {}", changed.join(", ")));
-                }
+    let old = args.card.clone();
+    let mut step = |s: ReplaceStep<'_>| match s {
+        ReplaceStep::Reserved { card, resumed } => {
+            if resumed {
+                say(format!("resuming the replacement {card} of {old}"));
             }
-            let pending = match reg.begin_replace(&op, &args.card, reason, &chip) {
-                Ok(p) => p,
-                Err(RegistryError::UnfinishedIssue { card_number, .. }) => {
-                    let n = CardNumber::parse(&card_number)
-                        .map_err(|e| Failure::card(anyhow::anyhow!("{e}")))?;
-                    let p = reg.resume_issue(&op, &n, &chip).map_err(registry_failure)?;
-                    if p.replaces.as_ref() != Some(&args.card) {
-                        return Err(Failure::card(anyhow::anyhow!(
-                            "{} is being personalized for the holder and is not a \
-                             replacement of {}: finish it with `citizencard issue`, or abort it",
-                            p.card_number,
-                            args.card
-                        )));
-                    }
-                    say(format!(
-                        "resuming the replacement {} of {}",
-                        p.card_number, args.card
-                    ));
-                    p
-                }
-                Err(e) => return Err(registry_failure(e)),
-            };
             say(format!(
-                "{}: replacement card {} reserved ({reason}); personalizing it",
-                args.card, pending.card_number
-            ));
-            transport = open_new_card(global, &cards, &pending.card_number, pending.serial, &say)?;
-            let (report, issued) = issue_pending(
-                reg,
-                &op,
-                transport.as_mut(),
-                &keys,
-                &profile,
-                &pending,
-                &mut |_| {},
-            )
-            .map_err(|e| {
-                Failure::card(anyhow::anyhow!(
-                    "{e} — the old card {} is unchanged; run the same command again with this \
-                     card to finish",
-                    args.card
-                ))
-            })?;
-            say(format!(
-                "{}: personalized and verified ({} APDUs, {:.1} ms); {} cancelled and \
-                 blacklisted; fee {} recorded; balance {} moved to the new card",
-                pending.card_number,
-                report.apdus.total(),
-                report.elapsed.as_secs_f64() * 1e3,
-                args.card,
-                yuan(i64::from(issued.fee_cents)),
-                yuan(issued.transferred_cents)
-            ));
-            out.fee_cents = Some(issued.fee_cents);
-            out.transferred_cents = Some(issued.transferred_cents);
-            out.apdus = Some(report.apdus.total());
-            out.ms = Some(report.elapsed.as_secs_f64() * 1e3);
-            new_card = pending.card_number.clone();
-            // The chip was reset by the verification; the purse comes next.
+                "{old}: replacement card {card} reserved ({reason}); personalizing it"
+            ))
         }
-    }
-    out.new_card = new_card.to_string();
-    if let crate::cmd::issue::Cards::SimDir(dir) = &cards {
-        out.image = Some(
-            crate::cmd::issue::image_path(dir, &new_card)
-                .display()
-                .to_string(),
-        );
-    } else if let crate::cmd::issue::Cards::Image(p) = &cards {
-        out.image = Some(p.display().to_string());
-    }
-    let (credited, owed) = carry_over(
-        global,
+        ReplaceStep::AlreadyIssued(new) => say(format!(
+            "{old}: replaced by {new} already; loading what is still owed to its chip"
+        )),
+    };
+    let out = replace(
         reg,
+        &desk,
         &keys,
         &profile,
-        transport,
-        &new_card,
+        &args.card,
+        reason,
+        new_data.as_ref(),
+        &mut open,
+        &state_dir,
         args.terminal,
+        host_lib::terminal::china_time_now,
+        &mut step,
     )?;
-    out.carried_onto_chip_cents = credited;
-    out.still_owed_cents = owed;
-    if credited > 0 {
+    if !out.person_changed.is_empty() {
         say(format!(
-            "{new_card}: {} loaded onto the new card's purse (load host, TAC verified) and \
-             recorded as carried over",
-            yuan(credited)
+            "holder's data updated: {}",
+            out.person_changed.join(", ")
+        ));
+    }
+    if let Some(report) = &out.report {
+        say(format!(
+            "{}: personalized and verified ({} APDUs, {:.1} ms); {} cancelled and \
+             blacklisted; fee {} recorded; balance {} moved to the new card",
+            out.new_card,
+            report.apdus.total(),
+            report.elapsed.as_secs_f64() * 1e3,
+            args.card,
+            yuan(i64::from(out.fee_cents.unwrap_or(0))),
+            yuan(out.transferred_cents.unwrap_or(0))
+        ));
+    }
+    let c = &out.carry_over;
+    if c.earlier_credit_cents > 0 {
+        say(format!(
+            "{}: an earlier run's credit of {} was made on the chip (the card proved it): \
+             recorded, not loaded again",
+            out.new_card,
+            yuan(c.earlier_credit_cents)
+        ));
+    }
+    if c.credited_cents > c.earlier_credit_cents {
+        say(format!(
+            "{}: {} loaded onto the new card's purse (load host, TAC verified) and recorded as \
+             carried over",
+            out.new_card,
+            yuan(c.credited_cents - c.earlier_credit_cents)
         ));
     }
     if global.json {
-        print_json(&out)?;
+        let image = match &cards {
+            crate::cmd::issue::Cards::SimDir(dir) => Some(
+                crate::cmd::issue::image_path(dir, &out.new_card)
+                    .display()
+                    .to_string(),
+            ),
+            crate::cmd::issue::Cards::Image(p) => Some(p.display().to_string()),
+            crate::cmd::issue::Cards::Reader => None,
+        };
+        print_json(&Replaced {
+            old_card: out.old_card.to_string(),
+            new_card: out.new_card.to_string(),
+            reason,
+            fee_cents: out.fee_cents,
+            transferred_cents: out.transferred_cents,
+            carried_onto_chip_cents: c.credited_cents,
+            still_owed_cents: c.still_owed_cents,
+            image,
+            apdus: out.report.as_ref().map(|r| r.apdus.total()),
+            ms: out.report.as_ref().map(|r| r.elapsed.as_secs_f64() * 1e3),
+        })?;
     }
-    if owed > 0 {
+    if c.still_owed_cents > 0 {
         return Err(Failure::card(anyhow::anyhow!(
-            "{new_card}: {} of carried-over balance is still not on the chip; run the same \
-             command again with this card",
-            yuan(owed)
+            "{}: {} of carried-over balance is still not on the chip; run the same command \
+             again with this card",
+            out.new_card,
+            yuan(c.still_owed_cents)
         )));
     }
     Ok(())
@@ -719,7 +630,7 @@ fn open_new_card(
     use card_os::sim::{image, SimCard};
     use host_lib::transport::sim::SimTransport;
 
-    let options = global.open_options();
+    let options = global.exclusive_options();
     let open_image =
         |path: &std::path::Path| -> Result<Box<dyn host_lib::transport::Transport>, Failure> {
             let sim = SimTransport::open_image(path)
@@ -752,344 +663,5 @@ fn open_new_card(
             }
             Ok(host_lib::transport::open(&options)?)
         }
-    }
-}
-
-/// Loads the carried-over balance of `card` (what the registry owes its chip) onto its purse
-/// through the load host, settling first a load that an interrupted earlier run left pending,
-/// and records each credit. Returns (credited now, still owed).
-fn carry_over(
-    global: &Global,
-    reg: &mut Registry,
-    keys: &host_lib::keys::KeySet,
-    profile: &host_lib::profile::Profile,
-    transport: Box<dyn host_lib::transport::Transport>,
-    card: &CardNumber,
-    terminal_id: [u8; 6],
-) -> Result<(i64, i64), Failure> {
-    if reg.owed_to_chip(card).map_err(registry_failure)? <= 0 {
-        return Ok((0, 0));
-    }
-    let state = match std::env::var_os(crate::cmd::purse::STATE_ENV) {
-        Some(s) => std::path::PathBuf::from(s),
-        None => crate::cmd::purse::default_state(global)?,
-    };
-    carry_over_with(
-        reg,
-        keys,
-        profile,
-        transport,
-        card,
-        terminal_id,
-        &global.operator(),
-        &state,
-        host_lib::terminal::china_time_now,
-    )
-}
-
-/// [`carry_over`] with the operator, the terminal-state directory (its journal of pending
-/// loads) and the load host's clock given.
-#[allow(clippy::too_many_arguments)]
-pub fn carry_over_with(
-    reg: &mut Registry,
-    keys: &host_lib::keys::KeySet,
-    profile: &host_lib::profile::Profile,
-    transport: Box<dyn host_lib::transport::Transport>,
-    card: &CardNumber,
-    terminal_id: [u8; 6],
-    op: &str,
-    state: &std::path::Path,
-    clock: impl FnMut() -> host_lib::keys::HostTime,
-) -> Result<(i64, i64), Failure> {
-    use host_lib::registry::ChipCredit;
-    use host_lib::terminal::{
-        FileJournal, Terminal, TerminalConfig, TerminalEvent, TransactionKind,
-    };
-    use std::cell::RefCell;
-
-    let owed = reg.owed_to_chip(card).map_err(registry_failure)?;
-    if owed <= 0 {
-        return Ok((0, owed.max(0)));
-    }
-    let purse = host_lib::apps::targets(profile)
-        .into_iter()
-        .find(|t| t.name == "purse")
-        .ok_or_else(|| Failure::usage(anyhow::anyhow!("the profile has no purse application")))?;
-    std::fs::create_dir_all(state)
-        .map_err(|e| Failure::usage(anyhow::anyhow!("terminal state {}: {e}", state.display())))?;
-    let settled: RefCell<Vec<host_lib::terminal::TransactionRecord>> = RefCell::new(Vec::new());
-    let config = TerminalConfig {
-        aid: purse.df_name.clone(),
-        terminal_id,
-        ..TerminalConfig::default()
-    };
-    let mut terminal = Terminal::new(transport, keys, config)
-        .with_journal(FileJournal::new(state))
-        .with_clock(clock)
-        .on_event(|e| {
-            if let TerminalEvent::EarlierSettled(Ok(r)) = e {
-                settled.borrow_mut().push(r.clone());
-            }
-        });
-    let mut credited = 0i64;
-    // A load an interrupted run left pending is settled first (balance: SELECT, settle, GET
-    // BALANCE); if it was the carry-over, it is recorded, not loaded again.
-    terminal
-        .balance()
-        .map_err(|e| Failure::card(anyhow::anyhow!("{card}: the new card's purse: {e}")))?;
-    let earlier: Vec<_> = settled.borrow_mut().drain(..).collect();
-    for r in earlier {
-        if r.kind == TransactionKind::Load && r.verified && i64::from(r.amount) == owed - credited {
-            reg.record_chip_credit(
-                op,
-                card,
-                &ChipCredit {
-                    amount_cents: r.amount,
-                    txn_counter: r.card_counter,
-                    tac: r.tac,
-                },
-            )
-            .map_err(registry_failure)?;
-            credited += i64::from(r.amount);
-        }
-    }
-    let rest = owed - credited;
-    if rest > 0 {
-        let amount = u32::try_from(rest)
-            .map_err(|_| Failure::card(anyhow::anyhow!("{rest} cents cannot be loaded at once")))?;
-        let r = terminal.load(amount).map_err(|e| {
-            Failure::card(anyhow::anyhow!(
-                "{card}: loading the carried-over {} failed: {e}; the registry still owes it to \
-                 the chip: run the same command again with this card",
-                yuan(rest)
-            ))
-        })?;
-        reg.record_chip_credit(
-            op,
-            card,
-            &ChipCredit {
-                amount_cents: r.amount,
-                txn_counter: r.card_counter,
-                tac: r.tac,
-            },
-        )
-        .map_err(registry_failure)?;
-        credited += i64::from(r.amount);
-    }
-    Ok((credited, owed - credited))
-}
-
-/// The blacklist options of `purse purchase`.
-#[derive(Args, Debug, Clone, Default)]
-pub struct GuardArgs {
-    /// Check the card against this exported blacklist (`registry blacklist --export FILE`)
-    /// instead of the registry's list. The registry, if there is one, still records a block.
-    #[arg(long, value_name = "FILE")]
-    pub blacklist: Option<std::path::PathBuf>,
-}
-
-/// The name, in the key set, of the purse's line-protection key `36 00` that APPLICATION BLOCK
-/// is MAC'd with (apdu-specs/keys.md §2: the purse maintenance key).
-pub const PURSE_BLOCK_KEY: &str = "DAMK";
-
-/// The registry at the path the global options name, if that file exists (a terminal never
-/// creates a registry as a side effect).
-fn existing_registry(global: &Global) -> Result<Option<Registry>, Failure> {
-    let path = match &global.registry {
-        Some(p) => p.clone(),
-        None => match host_lib::registry::default_path() {
-            Ok(p) => p,
-            Err(_) => return Ok(None),
-        },
-    };
-    if !path.exists() {
-        return Ok(None);
-    }
-    global.open_registry().map(Some)
-}
-
-/// The blacklist check of `purse purchase`, before any money moves: identifies the card (EF05
-/// item 07, else its purse serial through the registry) and, when the blacklist lists it, blocks
-/// its purse application for good (APPLICATION BLOCK `84 1E 00 01`, MAC'd with the purse's DAMK),
-/// records the block in the registry's audit log and refuses the purchase (exit status 1).
-///
-/// The list is `--blacklist FILE`, else the registry's (global `--registry`, else the default
-/// file). With neither, the check cannot be made: a warning says so and the purchase goes on.
-pub fn guard_purchase<T: host_lib::transport::Transport>(
-    global: &Global,
-    args: &GuardArgs,
-    terminal: &mut host_lib::terminal::Terminal<'_, T>,
-    keys: &dyn host_lib::keys::KeyStore,
-) -> Result<Option<Ledger>, Failure> {
-    use host_lib::apps::Blacklist;
-
-    let mut registry = existing_registry(global)?;
-    let blacklist = match (&args.blacklist, &registry) {
-        (Some(path), _) => Blacklist::from_file(path).map_err(Failure::usage)?,
-        (None, Some(reg)) => Blacklist::from_registry(reg).map_err(Failure::card)?,
-        (None, None) => {
-            eprintln!(
-                "citizencard: warning: no registry and no --blacklist: the card is not checked \
-                 against the blacklist"
-            );
-            return Ok(None);
-        }
-    };
-    let card = screen(
-        registry.as_mut(),
-        &blacklist,
-        terminal,
-        keys,
-        &global.operator(),
-        time::OffsetDateTime::now_utc(),
-    )?;
-    // The purchase goes on; it is recorded for a card this registry issued (by EF05).
-    Ok(match (registry, card) {
-        (Some(registry), Some(card)) => Some(Ledger { registry, card }),
-        _ => None,
-    })
-}
-
-/// The core of [`guard_purchase`] (the demo calls it too): identifies the card, and when the
-/// blacklist refuses it at `now`, blocks its purse for good, records the block in `registry` and
-/// returns the refusal as the error. Otherwise returns the card number EF05 gave, if any.
-pub fn screen<T: host_lib::transport::Transport>(
-    mut registry: Option<&mut Registry>,
-    blacklist: &host_lib::apps::Blacklist,
-    terminal: &mut host_lib::terminal::Terminal<'_, T>,
-    keys: &dyn host_lib::keys::KeyStore,
-    operator: &str,
-    now: time::OffsetDateTime,
-) -> Result<Option<CardNumber>, Failure> {
-    use host_lib::apps::{guard, lock_current_df, Lock};
-    use host_lib::keys::KeyRef;
-    use host_lib::registry::AppState;
-
-    let app = terminal
-        .select()
-        .map_err(|e| Failure::card(anyhow::anyhow!("{e}")))?;
-    let verdict = guard::check(
-        terminal.transport_mut(),
-        blacklist,
-        registry.as_deref(),
-        Some(&app.serial),
-        now,
-    )
-    .map_err(Failure::card)?;
-    if !verdict.refused() {
-        return Ok(
-            match (&verdict.identity.card_number, verdict.identity.source) {
-                (Some(n), "ef05") => Some(n.clone()),
-                _ => None,
-            },
-        );
-    }
-    // Block the purse for good: back into the purse application, then the MAC'd command.
-    let app = terminal
-        .select()
-        .map_err(|e| Failure::card(anyhow::anyhow!("{e}")))?;
-    let factors = app.factors();
-    let blocked = lock_current_df(
-        terminal.transport_mut(),
-        keys,
-        KeyRef::new(PURSE_BLOCK_KEY, &factors),
-        Lock::Permanent,
-    );
-    let refusal = guard::refusal_text(&verdict);
-    if let Err(e) = &blocked {
-        return Err(Failure::card(anyhow::anyhow!(
-            "{refusal}; blocking its purse application failed: {e}"
-        )));
-    }
-    let mut recorded = String::from("not recorded: no registry");
-    if let (Some(reg), Some(card)) = (registry.as_mut(), &verdict.identity.card_number) {
-        let details = serde_json::json!({
-            "by": "terminal",
-            "terminal_id": hex::encode_upper(terminal.config().terminal_id),
-            "app_serial": app.serial_hex(),
-            "blacklist": verdict.listed,
-            "inconsistent": verdict.inconsistent,
-            "blacklist_source": blacklist.source,
-        });
-        recorded = match reg.record_application(operator, card, "purse", AppState::Blocked, details)
-        {
-            Ok(_) => "recorded in the registry's audit log".into(),
-            Err(e) => format!("not recorded: {e}"),
-        };
-    }
-    Err(Failure::card(anyhow::anyhow!(
-        "{refusal}; its purse application is now blocked for good ({recorded})"
-    )))
-}
-
-/// The registry's purse ledger for the card at the terminal: a load or purchase that the card
-/// made is recorded there (the ledger is what a replacement carries over and a cancellation
-/// refunds).
-pub struct Ledger {
-    registry: Registry,
-    card: CardNumber,
-}
-
-/// Before `purse load`: with a registry (global `--registry`, else the default file if it
-/// exists), the card is identified by EF05 item 07 (2 APDUs); a card this registry issued must be
-/// active to be loaded (a lost, replaced or cancelled card's balance belongs elsewhere), and the
-/// load is then recorded ([`record_transaction`]). A card the registry does not know, or one
-/// without EF05 (a purse-only card), is loaded without a ledger entry.
-pub fn before_load<T: host_lib::transport::Transport>(
-    global: &Global,
-    terminal: &mut host_lib::terminal::Terminal<'_, T>,
-) -> Result<Option<Ledger>, Failure> {
-    let Some(registry) = existing_registry(global)? else {
-        return Ok(None);
-    };
-    let Some(card) =
-        host_lib::apps::guard::read_card_number(terminal.transport_mut()).map_err(Failure::card)?
-    else {
-        return Ok(None);
-    };
-    match registry.status(&card) {
-        Ok(CardStatus::Active) => Ok(Some(Ledger { registry, card })),
-        Ok(status) => Err(Failure::card(anyhow::anyhow!(
-            "card {card} is {status} in the registry: it cannot be loaded (nothing was loaded)"
-        ))),
-        Err(host_lib::registry::RegistryError::NoSuchCard(_)) => Ok(None),
-        Err(e) => Err(registry_failure(e)),
-    }
-}
-
-/// After a load or purchase whose TAC verified: records it in the registry's purse ledger. The
-/// money has moved on the card either way: a registry that refuses is reported as a warning (the
-/// card's log keeps the transaction), never as a failure of the transaction.
-pub fn record_transaction(
-    global: &Global,
-    ledger: Option<Ledger>,
-    r: &host_lib::terminal::TransactionRecord,
-) {
-    let Some(mut l) = ledger else { return };
-    let op = global.operator();
-    let result = match (r.load_record(), r.verified_purchase()) {
-        (Some(load), _) => l.registry.record_load(&op, &l.card, &load).map(Some),
-        (None, Some(p)) => l.registry.record_purchase(&op, &l.card, &p).map(|_| None),
-        (None, None) => {
-            eprintln!(
-                "citizencard: warning: the transaction was not verified: not recorded in the \
-                 registry"
-            );
-            return;
-        }
-    };
-    match result {
-        Ok(_) if global.json => {}
-        Ok(_) => {
-            let balance = l.registry.balance(&l.card).map(yuan).unwrap_or_default();
-            println!(
-                "  recorded in the registry: card {}, ledger balance {balance}",
-                l.card
-            );
-        }
-        Err(e) => eprintln!(
-            "citizencard: warning: card {}: the registry did not record the transaction: {e}",
-            l.card
-        ),
     }
 }

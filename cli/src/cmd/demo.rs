@@ -20,12 +20,15 @@ use host_lib::apps::{targets, Blacklist, Session};
 use host_lib::holder::items::CardNumber;
 use host_lib::holder::{input, Validator, CHINA_TIME};
 use host_lib::keys::{HostTime, KeySet, KeyStore};
-use host_lib::personalize::register::{issue_pending, reserve};
 use host_lib::profile::Profile;
+use host_lib::registry::Station;
 use host_lib::registry::{
     AppState, BlacklistFormat, CancelReason, Clock, ManualClock, PendingCard, Registry,
     RegistryConfig, ReplaceReason,
 };
+use host_lib::service::issue::{personalize_and_complete, reserve, IssueDesk};
+use host_lib::service::purse::{BlacklistSource, PurseDesk};
+use host_lib::service::state::TerminalState;
 use host_lib::ssse::{read_card, ReadMode, ReadOptions};
 use host_lib::terminal::record::host_time;
 use host_lib::terminal::{format_yuan, NoJournal, Terminal, TerminalConfig};
@@ -111,6 +114,7 @@ struct Demo {
     clock: Arc<ManualClock>,
     purse_aid: Vec<u8>,
     op: String,
+    station: Station,
 }
 
 impl Demo {
@@ -138,14 +142,51 @@ impl Demo {
         .with_clock(move || DemoClock::host_time(&clock))
     }
 
-    /// Personalizes `pending` on a new blank image and records it issued.
+    /// Runs `f` at a purse desk (the terminal state in `terminal/`, held for this step only;
+    /// the registry's ledger; the demo's clock) with the card `card`.
+    fn purse_desk<R>(
+        &mut self,
+        terminal_id: [u8; 6],
+        f: impl FnOnce(PurseDesk<'_>, Box<dyn Transport>) -> Result<R, host_lib::service::ServiceError>,
+        card: &CardNumber,
+    ) -> anyhow::Result<R> {
+        let state = TerminalState::open(
+            &self.dir.join("terminal"),
+            "citizencard demo",
+            host_lib::lock::DEFAULT_WAIT,
+        )?;
+        let transport = open(&self.image(card))?;
+        let clock = Arc::clone(&self.clock);
+        let desk = PurseDesk {
+            keys: &self.keys,
+            config: TerminalConfig {
+                aid: self.purse_aid.clone(),
+                terminal_id,
+                recovery_wait: Duration::from_secs(1),
+                ..TerminalConfig::default()
+            },
+            state: &state,
+            registry: Some(&mut self.reg),
+            operator: &self.op,
+            clock: Some(Box::new(move || DemoClock::host_time(&clock))),
+        };
+        Ok(f(desk, transport)?)
+    }
+
+    /// Personalizes `pending` (reserved by this station) on a new blank image and records it
+    /// issued.
     fn personalize(&mut self, pending: &PendingCard) -> anyhow::Result<String> {
         let path = self.image(&pending.card_number);
         blank_image(&path, pending.serial)?;
         let mut t = open(&path)?;
-        let (report, issued) = issue_pending(
+        let desk = IssueDesk {
+            operator: &self.op,
+            station: &self.station,
+            lease: host_lib::registry::DEFAULT_LEASE,
+        };
+        let (report, issued) = personalize_and_complete(
             &mut self.reg,
-            &self.op,
+            &desk,
             t.as_mut(),
             &self.keys,
             &self.profile,
@@ -226,6 +267,7 @@ fn demo(args: DemoArgs) -> anyhow::Result<()> {
         clock: clock.clone(),
         purse_aid: purse.df_name.clone(),
         op: "demo-clerk".into(),
+        station: Station::this_process(),
     };
     let tick = DemoClock(clock.clone());
     let mut n = 0;
@@ -258,7 +300,14 @@ fn demo(args: DemoArgs) -> anyhow::Result<()> {
             applicant.id_number()
         ),
     );
-    let pending = reserve(&mut d.reg, &d.op, &applicant, &d.keys)?.pending;
+    let pending = {
+        let desk = IssueDesk {
+            operator: &d.op,
+            station: &d.station,
+            lease: host_lib::registry::DEFAULT_LEASE,
+        };
+        reserve(&mut d.reg, &desk, &applicant, &d.keys)?.pending
+    };
     let first = pending.card_number.clone();
     println!("{}", indent(&d.personalize(&pending)?).trim_end());
 
@@ -289,21 +338,17 @@ fn demo(args: DemoArgs) -> anyhow::Result<()> {
         "Load 100.00 yuan at a service point (the load host: MAC1 checked, MAC2, TAC)",
     );
     {
-        let mut terminal = d.terminal(
-            open(&d.image(&first))?,
+        let o = d.purse_desk(
             [0x00, 0x00, 0x00, 0x00, 0x01, 0x01],
-        );
-        let r = terminal.load(10_000)?;
-        let load = r
-            .load_record()
-            .ok_or_else(|| anyhow!("the load's TAC did not verify"))?;
-        drop(terminal);
-        let balance = d.reg.record_load(&d.op, &first, &load)?;
+            |desk, t| desk.load(t, 10_000, &mut |_| {}),
+            &first,
+        )?;
+        let r = &o.record;
         println!(
             "   card balance {} yuan (TAC {} verified); registry ledger {}",
             format_yuan(r.balance_after),
             hex::encode_upper(r.tac),
-            yuan(balance)
+            yuan(o.ledger_balance_cents.unwrap_or_default())
         );
     }
 
@@ -394,30 +439,51 @@ fn demo(args: DemoArgs) -> anyhow::Result<()> {
         &mut n,
         "Replace the lost card: a new card, the old one cancelled, the fee, the balance carried over",
     );
-    let pending = d.reg.begin_replace(
-        &d.op,
-        &first,
-        ReplaceReason::Lost,
-        &host_lib::registry::ChipInfo::default(),
-    )?;
-    let second = pending.card_number.clone();
-    println!("{}", indent(&d.personalize(&pending)?).trim_end());
-    let second_image = d.image(&second);
-    let (credited, owed) = crate::cmd::card::carry_over_with(
-        &mut d.reg,
-        &d.keys,
-        &d.profile,
-        open(&second_image)?,
-        &second,
-        [0, 0, 0, 0, 0x01, 0x01],
-        &d.op,
-        &dir.join("terminal"),
-        {
-            let c = Arc::clone(&clock);
-            move || DemoClock::host_time(&c)
-        },
-    )
-    .map_err(|f| anyhow!("{}", f.error.map(|e| e.to_string()).unwrap_or_default()))?;
+    let replaced = {
+        let desk = IssueDesk {
+            operator: &d.op,
+            station: &d.station,
+            lease: host_lib::registry::DEFAULT_LEASE,
+        };
+        let cards = dir.join("cards");
+        let keys = &d.keys;
+        host_lib::service::replace::replace(
+            &mut d.reg,
+            &desk,
+            keys,
+            &d.profile,
+            &first,
+            ReplaceReason::Lost,
+            None,
+            &mut |card, serial| {
+                let path = cards.join(format!("{card}.img"));
+                blank_image(&path, serial).map_err(|e| format!("{e:#}"))?;
+                open(&path).map_err(|e| format!("{e:#}"))
+            },
+            &dir.join("terminal"),
+            [0, 0, 0, 0, 0x01, 0x01],
+            {
+                let c = Arc::clone(&clock);
+                move || DemoClock::host_time(&c)
+            },
+            &mut |_| {},
+        )?
+    };
+    let second = replaced.new_card.clone();
+    if let (Some(report), Some(fee)) = (&replaced.report, replaced.fee_cents) {
+        println!(
+            "   {second}: personalized, read back and verified: {} APDUs ({} written, {} read \
+             back), {:.1} ms; fee {} (replacement)\n   {}",
+            report.apdus.total(),
+            report.apdus.probe + report.apdus.personalization,
+            report.apdus.verification,
+            report.elapsed.as_secs_f64() * 1e3,
+            yuan(i64::from(fee)),
+            d.image(&second).display()
+        );
+    }
+    let carried = replaced.carry_over;
+    let (credited, owed) = (carried.credited_cents, carried.still_owed_cents);
     if owed != 0 {
         return Err(anyhow!("{} not carried over", yuan(owed)));
     }
@@ -442,23 +508,23 @@ fn demo(args: DemoArgs) -> anyhow::Result<()> {
         &mut n,
         "The holder moves away: cancel the new card (refund, closed, blacklisted, purse blocked)",
     );
-    let c = d.reg.cancel(&d.op, &second, CancelReason::MovedAway)?;
-    {
+    let c = {
         let mut t = open(&d.image(&second))?;
-        let mut s = Session::new(t.as_mut(), &d.keys);
-        let id = s.identify()?;
-        let before = s.block_for_good(&id, &purse)?;
-        d.reg.record_application(
+        host_lib::service::cancel::cancel(
+            &mut d.reg,
             &d.op,
             &second,
-            "purse",
-            AppState::Blocked,
-            serde_json::json!({ "by": "cancel", "was": before }),
-        )?;
-    }
+            CancelReason::MovedAway,
+            Some(host_lib::service::cancel::AtHand {
+                transport: t.as_mut(),
+                keys: &d.keys,
+                profile: &d.profile,
+            }),
+        )?
+    };
     println!(
         "   {second}: cancelled; refund {} recorded; its purse blocked for good (card at hand)",
-        yuan(c.refund_cents)
+        yuan(c.refund_cents.unwrap_or_default())
     );
 
     // 11. The registry.
@@ -519,38 +585,13 @@ fn pay(
     cents: u32,
     terminal_id: [u8; 6],
 ) -> anyhow::Result<String> {
-    let blacklist = Blacklist::from_registry(&d.reg)?;
-    let image = d.image(card);
-    let clock = Arc::clone(&d.clock);
-    let keys = &d.keys;
-    let mut terminal = Terminal::new(
-        open(&image)?,
-        keys,
-        TerminalConfig {
-            aid: d.purse_aid.clone(),
-            terminal_id,
-            recovery_wait: Duration::from_secs(1),
-            ..TerminalConfig::default()
-        },
-    )
-    .with_journal(NoJournal)
-    .with_clock(move || DemoClock::host_time(&clock));
     let now = d.reg.now();
-    crate::cmd::card::screen(
-        Some(&mut d.reg),
-        &blacklist,
-        &mut terminal,
-        keys,
-        &d.op,
-        now,
-    )
-    .map_err(|f| anyhow!("{}", f.error.map(|e| e.to_string()).unwrap_or_default()))?;
-    let r = terminal.purchase(cents, None)?;
-    let p = r
-        .verified_purchase()
-        .ok_or_else(|| anyhow!("the purchase's TAC did not verify"))?;
-    drop(terminal);
-    d.reg.record_purchase(&d.op, card, &p)?;
+    let o = d.purse_desk(
+        terminal_id,
+        |desk, t| desk.purchase(t, cents, None, BlacklistSource::Registry, now, &mut |_| {}),
+        card,
+    )?;
+    let r = o.record;
     Ok(format!(
         "card balance {} yuan (MAC2 and TAC verified); registry ledger {}",
         format_yuan(r.balance_after),

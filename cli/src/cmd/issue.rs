@@ -10,10 +10,12 @@ use card_os::sim::{image, SimCard};
 use clap::Args;
 use host_lib::holder::{input, Applicant, Validator};
 use host_lib::keys::{KeySet, KeyStore};
-use host_lib::personalize::register::{issue_pending, reserve, IssueError};
 use host_lib::personalize::{self, CardData, IssueReport, Phase};
 use host_lib::profile::Profile;
 use host_lib::registry::{self, Registry, RegistryConfig};
+use host_lib::service::issue::{
+    active_card_of, is_this_card, personalize_and_complete, reserve, IssueDesk, IssueFailure,
+};
 use host_lib::transport::sim::SimTransport;
 use host_lib::transport::{self, Transport};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -173,6 +175,13 @@ pub fn run(global: &Global, args: IssueArgs) -> Result<(), Failure> {
     }
     let mut reg = global.open_registry()?;
     let operator = global.operator();
+    // This run is one station: the cards it reserves are leased to it until it completes them.
+    let station = host_lib::registry::Station::this_process();
+    let desk = IssueDesk {
+        operator: &operator,
+        station: &station,
+        lease: host_lib::registry::DEFAULT_LEASE,
+    };
     if let Some(w) = development_warning(&keys) {
         eprintln!("citizencard: {w}");
     }
@@ -204,6 +213,7 @@ pub fn run(global: &Global, args: IssueArgs) -> Result<(), Failure> {
     let started = Instant::now();
     let mut done: Vec<(String, IssueReport)> = Vec::new();
     let mut failed: Vec<(String, String)> = Vec::new();
+    let mut already = 0usize;
     for entry in &entries {
         let applicant = match &entry.applicant {
             Ok(a) => a,
@@ -219,9 +229,24 @@ pub fn run(global: &Global, args: IssueArgs) -> Result<(), Failure> {
             }
         };
         let who = format!("{} {}", applicant.name(), applicant.id_number());
-        let reserved = match reserve(&mut reg, &operator, applicant, &keys) {
+        let reserved = match reserve(&mut reg, &desk, applicant, &keys) {
             Ok(r) => r,
             Err(e) => {
+                // A re-run after the issuance completed (the station stopped just after): the
+                // card at hand is that card, so it is reported as issued.
+                if let Some(card) = active_card_of(&e) {
+                    if card_at_hand_is(global, &cards, &card) {
+                        emit(
+                            global.json,
+                            &say,
+                            json!({"origin": entry.origin, "status": "issued", "card_number": card.to_string(), "already": true}),
+                            format!("{}: {card} {who}: issued already (this card)", entry.origin),
+                        );
+                        already += 1;
+                        bar.inc(1);
+                        continue;
+                    }
+                }
                 emit(
                     global.json,
                     &say,
@@ -262,9 +287,9 @@ pub fn run(global: &Global, args: IssueArgs) -> Result<(), Failure> {
                 p.done, p.total, p.step
             ));
         };
-        let result = issue_pending(
+        let result = personalize_and_complete(
             &mut reg,
-            &operator,
+            &desk,
             transport.as_mut(),
             &keys,
             &profile,
@@ -300,7 +325,7 @@ pub fn run(global: &Global, args: IssueArgs) -> Result<(), Failure> {
             }
             Err(e) => {
                 let hint = match &e {
-                    IssueError::Personalize { source, .. } if !source.before_any_apdu() => {
+                    IssueFailure::Personalize { .. } if e.card_touched() => {
                         " — run the same command again with this card to finish it"
                     }
                     _ => "",
@@ -320,7 +345,7 @@ pub fn run(global: &Global, args: IssueArgs) -> Result<(), Failure> {
         }
     }
     bar.finish_and_clear();
-    summary(global.json, &done, &failed, started.elapsed());
+    summary(global.json, &done, already, &failed, started.elapsed());
     if failed.is_empty() {
         Ok(())
     } else {
@@ -344,6 +369,30 @@ pub(crate) fn image_path(dir: &Path, card: &impl std::fmt::Display) -> PathBuf {
     dir.join(format!("{card}.img"))
 }
 
+/// Whether the simulated card at hand (`--sim-dir`'s image of that number, or `--sim`) reads back
+/// as `card`. A reader is not asked: its card may be another applicant's next card.
+fn card_at_hand_is(
+    global: &Global,
+    cards: &Cards<'_>,
+    card: &host_lib::holder::items::CardNumber,
+) -> bool {
+    let path = match cards {
+        Cards::SimDir(dir) => image_path(dir, card),
+        Cards::Image(p) => p.to_path_buf(),
+        Cards::Reader => return false,
+    };
+    if !path.exists() {
+        return false;
+    }
+    match SimTransport::open_image(&path) {
+        Ok(sim) => is_this_card(
+            transport::wrap(Box::new(sim), &global.open_options()).as_mut(),
+            card,
+        ),
+        Err(_) => false,
+    }
+}
+
 /// The card for one applicant.
 fn open_card(
     global: &Global,
@@ -351,7 +400,7 @@ fn open_card(
     pending: &host_lib::registry::PendingCard,
     say: &impl Fn(String),
 ) -> anyhow::Result<Box<dyn Transport>> {
-    let options = global.open_options();
+    let options = global.exclusive_options();
     match cards {
         Cards::SimDir(dir) => {
             let path = image_path(dir, &pending.card_number);
@@ -408,7 +457,13 @@ fn wait_removed(reader: &str) -> anyhow::Result<()> {
     }
 }
 
-fn summary(json: bool, done: &[(String, IssueReport)], failed: &[(String, String)], all: Duration) {
+fn summary(
+    json: bool,
+    done: &[(String, IssueReport)],
+    already: usize,
+    failed: &[(String, String)],
+    all: Duration,
+) {
     let n = done.len();
     let apdus: usize = done.iter().map(|(_, r)| r.apdus.total()).sum();
     let time: Duration = done.iter().map(|(_, r)| r.elapsed).sum();
@@ -417,6 +472,7 @@ fn summary(json: bool, done: &[(String, IssueReport)], failed: &[(String, String
             "{}",
             json!({"summary": {
                 "issued": n,
+                "issued_already": already,
                 "failed": failed.len(),
                 "apdus": apdus,
                 "apdus_per_card": if n > 0 { apdus as f64 / n as f64 } else { 0.0 },
@@ -427,7 +483,14 @@ fn summary(json: bool, done: &[(String, IssueReport)], failed: &[(String, String
         return;
     }
     println!();
-    println!("Summary: {n} issued, {} not issued.", failed.len());
+    if already > 0 {
+        println!(
+            "Summary: {n} issued, {already} issued already (the card at hand), {} not issued.",
+            failed.len()
+        );
+    } else {
+        println!("Summary: {n} issued, {} not issued.", failed.len());
+    }
     if n > 0 {
         println!(
             "{:<10} {} {:>6} {:>7} {:>7} {:>6} {:>10}",
@@ -506,7 +569,13 @@ fn show_plan(
     };
     let mut reg = Registry::open_in_memory(config, std::sync::Arc::new(registry::SystemClock))
         .map_err(Failure::card)?;
-    let pending = reserve(&mut reg, "plan", applicant, keys)
+    let station = host_lib::registry::Station::this_process();
+    let desk = IssueDesk {
+        operator: "plan",
+        station: &station,
+        lease: host_lib::registry::DEFAULT_LEASE,
+    };
+    let pending = reserve(&mut reg, &desk, applicant, keys)
         .map_err(Failure::usage)?
         .pending;
     let historical = HistoricalBytes::wenzhou(pending.serial.to_be_bytes());

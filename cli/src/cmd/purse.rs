@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use anyhow::anyhow;
 use clap::{Args, Subcommand};
-use host_lib::keys::{KeyStore, TerminalCounter};
+use host_lib::keys::KeyStore;
 use host_lib::terminal::{
-    format_yuan, parse_yuan, CappRecord, CappUpdate, FileJournal, LogRecord, Terminal,
-    TerminalConfig, TerminalError, TerminalEvent, TransactionKind, TransactionRecord,
+    format_yuan, parse_yuan, CappRecord, CappUpdate, LogRecord, TerminalConfig, TerminalError,
+    TerminalEvent, TransactionKind, TransactionRecord,
 };
 use host_lib::transport;
 use serde_json::json;
@@ -20,8 +20,6 @@ use crate::Global;
 
 /// The terminal-state directory's environment variable.
 pub const STATE_ENV: &str = "CITIZENCARD_TERMINAL_STATE";
-/// The PSAM's transaction number file in the state directory.
-pub const COUNTER_FILE: &str = "psam-counter";
 
 /// Arguments of `citizencard purse`.
 #[derive(Args, Debug)]
@@ -88,7 +86,7 @@ enum PurseCommand {
         capp: Option<CappUpdate>,
         /// The blacklist check: a listed card is refused and its purse blocked for good.
         #[command(flatten)]
-        guard: crate::cmd::card::GuardArgs,
+        guard: GuardArgs,
     },
     /// Show the purse's transaction log, newest first (READ RECORD SFI 18); --json for JSON.
     Log,
@@ -146,22 +144,6 @@ fn parse_capp(s: &str) -> Result<CappUpdate, String> {
         record: record.ok_or("tag=HH or record=N is required")?,
         data,
     })
-}
-
-/// The default state directory: `terminal/` beside the registry (`--registry`, or its default).
-pub(crate) fn default_state(global: &Global) -> Result<PathBuf, Failure> {
-    let registry = match &global.registry {
-        Some(r) => r.clone(),
-        None => host_lib::registry::default_path().map_err(|e| {
-            Failure::usage(anyhow!(
-                "{e}; give the terminal's state directory with --state DIR or {STATE_ENV}"
-            ))
-        })?,
-    };
-    Ok(registry
-        .parent()
-        .map(|p| p.join("terminal"))
-        .unwrap_or_else(|| PathBuf::from("terminal")))
 }
 
 /// A terminal outcome for `--json`.
@@ -307,11 +289,22 @@ fn describe_event(e: &TerminalEvent<'_>) {
             pending,
             error,
             wait,
+        } if wait.is_zero() => eprintln!(
+            "citizencard: the card was lost during {} ({error}); --recover-wait 0: not waiting \
+             for it, so the outcome of the {} stays pending until the next purse command with \
+             this card asks it",
+            pending.kind.completing_command(),
+            pending.kind.as_str()
+        ),
+        TerminalEvent::Interrupted {
+            pending,
+            error,
+            wait,
         } => eprintln!(
-            "citizencard: the card was lost during {} ({error}); waiting up to {:?} for it to be \
+            "citizencard: the card was lost during {} ({error}); waiting up to {} s for it to be \
              back to ask whether the {} was made — put the card back in the reader",
             pending.kind.completing_command(),
-            wait,
+            wait.as_secs_f64(),
             pending.kind.as_str()
         ),
         TerminalEvent::Reconnected(atr) => eprintln!(
@@ -329,6 +322,12 @@ fn describe_event(e: &TerminalEvent<'_>) {
             "citizencard: warning: cannot remove a settled transaction from the terminal state \
              ({p}); the card will be asked about it again"
         ),
+        TerminalEvent::NotRecorded { record, error } => eprintln!(
+            "citizencard: warning: the {} with counter {} is not in the registry yet ({error}); \
+             it stays in the terminal state and is recorded when the card is next seen",
+            record.kind.as_str(),
+            record.card_counter
+        ),
     }
 }
 
@@ -336,7 +335,7 @@ fn describe_event(e: &TerminalEvent<'_>) {
 enum Plan {
     Balance,
     Load(u32),
-    Purchase(u32, Option<CappUpdate>, crate::cmd::card::GuardArgs),
+    Purchase(u32, Option<CappUpdate>, GuardArgs),
     Log,
 }
 
@@ -371,28 +370,31 @@ fn plan(command: PurseCommand) -> Result<Plan, Failure> {
 
 /// Runs `citizencard purse …`.
 pub fn run(global: &Global, args: PurseArgs) -> Result<(), Failure> {
+    use host_lib::service::purse::{BlacklistSource, PurseDesk};
+    use host_lib::service::state::TerminalState;
+
     let plan = plan(args.command)?;
     let o = args.options;
-    let (mut keys, keys_label) = crate::keyset::load(o.keys.as_deref())?;
-    let state = match o.state {
+    let (keys, keys_label) = crate::keyset::load(o.keys.as_deref())?;
+    let state_dir = match o.state {
         Some(s) => s,
-        None => default_state(global)?,
+        None => global.terminal_state_dir()?,
     };
+    // One terminal run at a time per state directory: its PSAM counter and journal are this
+    // run's until it ends.
+    let state = TerminalState::open(
+        &state_dir,
+        "citizencard purse",
+        host_lib::lock::DEFAULT_WAIT,
+    )?;
     let moves_money = matches!(plan, Plan::Load(_) | Plan::Purchase(..));
-    if moves_money {
-        std::fs::create_dir_all(&state).map_err(|e| {
-            Failure::usage(anyhow!("terminal state directory {}: {e}", state.display()))
-        })?;
-        let counter = TerminalCounter::open(&state.join(COUNTER_FILE))
-            .map_err(|e| Failure::usage(anyhow!("{e}")))?;
-        keys = keys.with_terminal_counter(counter);
-        if keys.is_development() && !global.json {
-            eprintln!(
-                "citizencard: note: {keys_label} is a PUBLIC development key set ({}): only for \
-                 development cards",
-                keys.identity().id
-            );
-        }
+    let keys = keys.with_terminal_counter(state.counter()?);
+    if moves_money && keys.is_development() && !global.json {
+        eprintln!(
+            "citizencard: note: {keys_label} is a PUBLIC development key set ({}): only for \
+             development cards",
+            keys.identity().id
+        );
     }
     let config = TerminalConfig {
         aid: o.aid.0,
@@ -400,49 +402,131 @@ pub fn run(global: &Global, args: PurseArgs) -> Result<(), Failure> {
         recovery_wait: o.recover_wait,
         ..TerminalConfig::default()
     };
-    let transport = transport::open(&global.open_options())?;
+    // A blacklist file is checked before anything touches the card.
+    let list = match &plan {
+        Plan::Purchase(_, _, guard) => match &guard.blacklist {
+            Some(path) => Some(host_lib::apps::Blacklist::from_file(path).map_err(Failure::usage)?),
+            None => None,
+        },
+        _ => None,
+    };
+    let mut registry = existing_registry(global)?;
+    let transport = transport::open(&global.exclusive_options())?;
     let json = global.json;
-    let mut terminal = Terminal::new(transport, &keys, config)
-        .with_journal(FileJournal::new(&state))
-        .on_event(describe_event);
-    match plan {
+    let operator = global.operator();
+    let desk = PurseDesk {
+        keys: &keys,
+        config,
+        state: &state,
+        registry: registry.as_mut(),
+        operator: &operator,
+        clock: None,
+    };
+    let mut events = describe_event;
+    let outcome = match plan {
         Plan::Balance => {
-            let balance = terminal.balance().map_err(|e| failure(e, json))?;
-            let serial = terminal
-                .application()
-                .map(|a| a.serial_hex())
-                .unwrap_or_default();
+            let b = desk
+                .balance(transport, &mut events)
+                .map_err(|e| service_failure(e, json))?;
             if json {
                 println!(
                     "{}",
-                    json!({"card_serial": serial, "balance_cents": balance, "balance": format_yuan(balance), "apdus": terminal.apdus()})
+                    json!({"card_serial": b.card_serial, "balance_cents": b.cents, "balance": format_yuan(b.cents), "apdus": b.apdus})
                 );
             } else {
-                println!("card {serial}: balance {} yuan", format_yuan(balance));
+                println!("card {}: balance {} yuan", b.card_serial, format_yuan(b.cents));
             }
+            return Ok(());
         }
         Plan::Log => {
-            let log = terminal.log().map_err(|e| failure(e, json))?;
+            let log = desk
+                .log(transport, &mut events)
+                .map_err(|e| service_failure(e, json))?;
             print_log(&log, json);
+            return Ok(());
         }
-        Plan::Load(cents) => {
-            // The registry's view of the card, and its ledger entry (cmd/card.rs).
-            let ledger = crate::cmd::card::before_load(global, &mut terminal)?;
-            let r = terminal.load(cents).map_err(|e| failure(e, json))?;
-            print_record(&r, json);
-            crate::cmd::card::record_transaction(global, ledger, &r);
-        }
-        Plan::Purchase(cents, capp, guard) => {
-            // Before any money moves: a blacklisted card is refused and its purse blocked.
-            let ledger = crate::cmd::card::guard_purchase(global, &guard, &mut terminal, &keys)?;
-            let r = terminal
-                .purchase(cents, capp.as_ref())
-                .map_err(|e| failure(e, json))?;
-            print_record(&r, json);
-            crate::cmd::card::record_transaction(global, ledger, &r);
-        }
+        Plan::Load(cents) => desk.load(transport, cents, &mut events),
+        Plan::Purchase(cents, capp, _) => desk.purchase(
+            transport,
+            cents,
+            capp.as_ref(),
+            match list {
+                Some(l) => BlacklistSource::List(l),
+                None => BlacklistSource::Registry,
+            },
+            time::OffsetDateTime::now_utc(),
+            &mut events,
+        ),
     }
+    .map_err(|e| service_failure(e, json))?;
+    for note in &outcome.notes {
+        eprintln!("citizencard: warning: {note}");
+    }
+    print_record(&outcome.record, json);
+    report_recording(&outcome, json);
     Ok(())
+}
+
+/// What the registry made of the transaction.
+fn report_recording(o: &host_lib::service::purse::PurseOutcome, json: bool) {
+    use host_lib::service::ledger::Recorded;
+    if let Some(e) = &o.not_recorded {
+        eprintln!(
+            "citizencard: warning: the registry did not record the transaction ({e}); the \
+             terminal keeps it and records it when the card is next seen"
+        );
+    }
+    if json {
+        return;
+    }
+    let balance = o
+        .ledger_balance_cents
+        .map(crate::table::yuan)
+        .unwrap_or_default();
+    match &o.recorded {
+        Some(Recorded::New { card_number, .. }) => {
+            println!("  recorded in the registry: card {card_number}, ledger balance {balance}")
+        }
+        Some(Recorded::Already { card_number, .. }) => {
+            println!("  in the registry already: card {card_number}, ledger balance {balance}")
+        }
+        _ => {}
+    }
+}
+
+/// A failed purse workflow: a terminal outcome is printed as such.
+fn service_failure(e: host_lib::service::ServiceError, json: bool) -> Failure {
+    match e {
+        host_lib::service::ServiceError::Terminal(t) => failure(t, json),
+        other => Failure::from(other),
+    }
+}
+
+/// The blacklist options of `purse purchase`.
+#[derive(Args, Debug, Clone, Default)]
+pub struct GuardArgs {
+    /// Check the card against this exported blacklist (`registry blacklist --export FILE`)
+    /// instead of the registry's list. The registry, if there is one, still records a block.
+    #[arg(long, value_name = "FILE")]
+    pub blacklist: Option<std::path::PathBuf>,
+}
+
+/// The registry at the path the global options name, if that file exists (a terminal never
+/// creates a registry as a side effect).
+pub(crate) fn existing_registry(
+    global: &Global,
+) -> Result<Option<host_lib::registry::Registry>, Failure> {
+    let path = match &global.registry {
+        Some(p) => p.clone(),
+        None => match host_lib::registry::default_path() {
+            Ok(p) => p,
+            Err(_) => return Ok(None),
+        },
+    };
+    if !path.exists() {
+        return Ok(None);
+    }
+    global.open_registry().map(Some)
 }
 
 #[cfg(test)]

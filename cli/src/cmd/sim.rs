@@ -268,6 +268,15 @@ fn open_card(path: &Path, live: bool) -> Result<(image::ImageHeader, SimCard), F
 }
 
 fn serve(args: ServeArgs) -> Result<(), Failure> {
+    // The image is this server's while it serves: another process writing it (`--sim`, another
+    // `sim serve`) would interleave two cards' transactions.
+    let _lock = host_lib::lock::FileLock::existing(
+        &args.image,
+        "card image",
+        "citizencard sim serve",
+        std::time::Duration::ZERO,
+    )
+    .map_err(Failure::card)?;
     let (_, card) = open_card(&args.image, true)?;
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {

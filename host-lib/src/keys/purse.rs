@@ -208,15 +208,21 @@ impl TerminalCounter {
 }
 
 fn persist(path: &Path, value: u32) -> std::io::Result<()> {
+    // A temporary name of this process and this number: two savers never share one (a fixed name
+    // let one process rename the other's half-written file, or fail on a vanished one).
     let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
+    tmp.push(format!(".{}.{value}.tmp", std::process::id()));
     let tmp = PathBuf::from(tmp);
-    {
+    let written = (|| {
         let mut f = fs::File::create(&tmp)?;
         writeln!(f, "{value}")?;
         f.sync_all()?;
+        fs::rename(&tmp, path)
+    })();
+    if let Err(e) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
     }
-    fs::rename(&tmp, path)?;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         // Make the rename itself durable; not every platform can open a directory.
         if let Ok(d) = fs::File::open(dir) {

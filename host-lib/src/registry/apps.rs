@@ -299,6 +299,12 @@ impl Registry {
                 op
             ],
         )?;
+        // The intent written before this CREDIT (if any) is settled by it.
+        tx.execute(
+            "UPDATE carry_over_intents SET outcome = 'done', settled_at = ?1 \
+             WHERE card_number = ?2 AND txn_counter = ?3 AND outcome IS NULL",
+            params![at, card.as_str(), credit.txn_counter],
+        )?;
         let after = before - i64::from(credit.amount_cents);
         audit(
             &tx,
@@ -315,7 +321,7 @@ impl Registry {
     }
 }
 
-fn owed(conn: &rusqlite::Connection, card: &str) -> Result<i64> {
+pub(crate) fn owed(conn: &rusqlite::Connection, card: &str) -> Result<i64> {
     let moved_in: i64 = conn.query_row(
         "SELECT COALESCE(SUM(amount_cents), 0) FROM purse_ledger \
          WHERE card_number = ?1 AND kind = 'transfer_in'",

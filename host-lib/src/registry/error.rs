@@ -78,6 +78,35 @@ pub enum RegistryError {
         /// The card being personalized.
         card_number: String,
     },
+    /// Another live station is personalizing this card (it holds the issuance's lease).
+    #[error(
+        "card {card_number} is being personalized by another station ({station}, lease until \
+         {expires_at}); leave it to that station, or run again after the lease ends"
+    )]
+    Leased {
+        /// The card.
+        card_number: String,
+        /// The station holding the lease.
+        station: String,
+        /// When its lease ends.
+        expires_at: String,
+    },
+    /// This station's lease on an issuance was taken over by another station (or the issuance
+    /// was completed or aborted by another): the card this station personalized is not the one
+    /// the registry records.
+    #[error(
+        "card {card_number}: this station no longer holds the issuance ({why}); the card it \
+         personalized is not recorded"
+    )]
+    LeaseLost {
+        /// The card.
+        card_number: String,
+        /// What happened to it.
+        why: String,
+    },
+    /// A failure injected by a test (write transaction number).
+    #[error("injected registry failure at write {0} (test)")]
+    InjectedFault(u64),
     /// No such card.
     #[error("no card {0} in the registry")]
     NoSuchCard(String),

@@ -7,6 +7,7 @@ use time::{Date, Month};
 
 use super::blacklist::BlacklistReason;
 use super::clock::format_instant;
+use super::lease::{self, LeaseRequest, Station};
 use super::{
     card_number, card_status, CancelReason, CardStatus, RegistryError, ReplaceReason, Result,
 };
@@ -557,6 +558,11 @@ impl Registry {
     /// cannot both read "next serial" and collide) and stamps it with the clock. Public operations
     /// take `&mut self`, so transactions never nest.
     pub(crate) fn begin(&self) -> Result<(Transaction<'_>, String)> {
+        let n = self.writes.get() + 1;
+        self.writes.set(n);
+        if self.fail_write.get() == Some(n) {
+            return Err(RegistryError::InjectedFault(n));
+        }
         let at = format_instant(self.clock.now());
         let tx = Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
         Ok((tx, at))
@@ -572,6 +578,28 @@ impl Registry {
         operator: &str,
         applicant: &Applicant,
         chip: &ChipInfo,
+    ) -> Result<PendingCard> {
+        self.begin_issue_inner(operator, applicant, chip, None)
+    }
+
+    /// [`begin_issue`](Self::begin_issue) for a station, which takes the new card's lease in the
+    /// same transaction ([`super::lease`]).
+    pub fn begin_issue_leased(
+        &mut self,
+        operator: &str,
+        applicant: &Applicant,
+        chip: &ChipInfo,
+        lease: &LeaseRequest<'_>,
+    ) -> Result<PendingCard> {
+        self.begin_issue_inner(operator, applicant, chip, Some(lease))
+    }
+
+    fn begin_issue_inner(
+        &mut self,
+        operator: &str,
+        applicant: &Applicant,
+        chip: &ChipInfo,
+        lease: Option<&LeaseRequest<'_>>,
     ) -> Result<PendingCard> {
         let op = check_operator(operator)?.to_owned();
         let id_number = applicant.id_number().to_string();
@@ -615,6 +643,9 @@ impl Registry {
             &op,
             &at,
         )?;
+        if let Some(req) = lease {
+            lease::take(&tx, &card, req, self.now())?;
+        }
         audit(
             &tx,
             &at,
@@ -626,6 +657,7 @@ impl Registry {
                 "person": if created { "new" } else { "known" },
                 "card_class": applicant.card_class().as_str(),
                 "chip": chip,
+                "station": lease.map(|l| &l.station.id),
             }),
         )?;
         let row = load_card(
@@ -647,6 +679,29 @@ impl Registry {
         old: &CardNumber,
         reason: ReplaceReason,
         chip: &ChipInfo,
+    ) -> Result<PendingCard> {
+        self.begin_replace_inner(operator, old, reason, chip, None)
+    }
+
+    /// [`begin_replace`](Self::begin_replace) for a station, which takes the new card's lease.
+    pub fn begin_replace_leased(
+        &mut self,
+        operator: &str,
+        old: &CardNumber,
+        reason: ReplaceReason,
+        chip: &ChipInfo,
+        lease: &LeaseRequest<'_>,
+    ) -> Result<PendingCard> {
+        self.begin_replace_inner(operator, old, reason, chip, Some(lease))
+    }
+
+    fn begin_replace_inner(
+        &mut self,
+        operator: &str,
+        old: &CardNumber,
+        reason: ReplaceReason,
+        chip: &ChipInfo,
+        lease: Option<&LeaseRequest<'_>>,
     ) -> Result<PendingCard> {
         let op = check_operator(operator)?.to_owned();
         let (tx, at) = self.begin()?;
@@ -673,7 +728,21 @@ impl Registry {
                 return Err(refuse("it was never issued: resume or abort its personalization"))
             }
             (CardStatus::Cancelled, _) => {
-                return Err(refuse("a closed card cannot be replaced; issue a new card to the person"))
+                let by: Option<String> = tx
+                    .query_row(
+                        "SELECT replaced_by FROM cards WHERE card_number = ?1",
+                        [old.as_str()],
+                        |r| r.get(0),
+                    )
+                    .optional()?
+                    .flatten();
+                return Err(refuse(&match by {
+                    Some(new) => format!(
+                        "it was replaced by {new} and nothing is owed to that card's chip: the \
+                         replacement is complete"
+                    ),
+                    None => "a closed card cannot be replaced; issue a new card to the person".into(),
+                }));
             }
             (CardStatus::Aborted, _) => return Err(refuse("it was never issued")),
         }
@@ -720,6 +789,9 @@ impl Registry {
             &op,
             &at,
         )?;
+        if let Some(req) = lease {
+            lease::take(&tx, &card, req, self.now())?;
+        }
         audit(
             &tx,
             &at,
@@ -727,7 +799,8 @@ impl Registry {
             "replace.begin",
             Some(&card),
             Some(&id_number),
-            json!({ "replaces": old.as_str(), "reason": reason.as_str(), "chip": chip }),
+            json!({ "replaces": old.as_str(), "reason": reason.as_str(), "chip": chip,
+                    "station": lease.map(|l| &l.station.id) }),
         )?;
         let new_row = load_card(
             &tx,
@@ -748,6 +821,29 @@ impl Registry {
         card: &CardNumber,
         chip: &ChipInfo,
     ) -> Result<PendingCard> {
+        self.resume_issue_inner(operator, card, chip, None)
+    }
+
+    /// [`resume_issue`](Self::resume_issue) for a station: refused while another live station
+    /// holds the card's lease ([`RegistryError::Leased`]); otherwise the lease becomes this
+    /// station's.
+    pub fn resume_issue_leased(
+        &mut self,
+        operator: &str,
+        card: &CardNumber,
+        chip: &ChipInfo,
+        lease: &LeaseRequest<'_>,
+    ) -> Result<PendingCard> {
+        self.resume_issue_inner(operator, card, chip, Some(lease))
+    }
+
+    fn resume_issue_inner(
+        &mut self,
+        operator: &str,
+        card: &CardNumber,
+        chip: &ChipInfo,
+        lease: Option<&LeaseRequest<'_>>,
+    ) -> Result<PendingCard> {
         let op = check_operator(operator)?.to_owned();
         let (tx, at) = self.begin()?;
         let row = load_card(&tx, card)?;
@@ -759,6 +855,19 @@ impl Registry {
                 hint: "only a card being personalized can be resumed".into(),
             });
         }
+        let taken_over = match lease {
+            Some(req) => lease::take(&tx, card.as_str(), req, self.now())?,
+            None => match lease::lease_of(&tx, card.as_str())? {
+                Some(l) if l.is_live(&at) => {
+                    return Err(RegistryError::Leased {
+                        card_number: card.to_string(),
+                        station: l.station,
+                        expires_at: l.expires_at,
+                    })
+                }
+                _ => None,
+            },
+        };
         // The card keeps the dates reserved when its personalization began: a card that was
         // finished on an earlier day (only the registry step failed) carries those dates, and
         // its read-back must still match.
@@ -774,7 +883,9 @@ impl Registry {
             "issue.resume",
             Some(card.as_str()),
             None,
-            json!({ "chip": chip, "issue_date": row.issue_date }),
+            json!({ "chip": chip, "issue_date": row.issue_date,
+                    "station": lease.map(|l| &l.station.id),
+                    "taken_over_from": taken_over.map(|l| l.station) }),
         )?;
         let row = load_card(&tx, card)?;
         let pending = self.pending(&tx, &row)?;
@@ -792,9 +903,43 @@ impl Registry {
         card: &CardNumber,
         chip: &ChipInfo,
     ) -> Result<IssuedCard> {
+        self.complete_issue_inner(operator, card, chip, None)
+    }
+
+    /// [`complete_issue`](Self::complete_issue) for the station that personalized the card: refused
+    /// with [`RegistryError::LeaseLost`] when another station holds the card's lease now, or
+    /// the issuance is no longer in progress (completed or aborted elsewhere): the card this
+    /// station wrote is then void.
+    pub fn complete_issue_leased(
+        &mut self,
+        operator: &str,
+        card: &CardNumber,
+        chip: &ChipInfo,
+        station: &Station,
+    ) -> Result<IssuedCard> {
+        self.complete_issue_inner(operator, card, chip, Some(station))
+    }
+
+    fn complete_issue_inner(
+        &mut self,
+        operator: &str,
+        card: &CardNumber,
+        chip: &ChipInfo,
+        station: Option<&Station>,
+    ) -> Result<IssuedCard> {
         let op = check_operator(operator)?.to_owned();
         let (tx, at) = self.begin()?;
         let row = load_card(&tx, card)?;
+        if let Some(st) = station {
+            if row.status != CardStatus::Personalizing {
+                return Err(RegistryError::LeaseLost {
+                    card_number: card.to_string(),
+                    why: format!("the registry has it {} now", row.status),
+                });
+            }
+            lease::check_held(&tx, card.as_str(), st)?;
+        }
+        lease::release(&tx, card.as_str())?;
         if row.status != CardStatus::Personalizing {
             return Err(RegistryError::Transition {
                 card_number: card.to_string(),
@@ -947,6 +1092,7 @@ impl Registry {
                 "replaces": row.replaces,
                 "transferred_cents": transferred,
                 "chip": chip,
+                "station": station.map(|s| &s.id),
             }),
         )?;
         tx.commit()?;
@@ -999,6 +1145,7 @@ impl Registry {
             "UPDATE cards SET closed_reason = ?1 WHERE card_number = ?2",
             params![why, card.as_str()],
         )?;
+        lease::release(&tx, card.as_str())?;
         audit(
             &tx,
             &at,

@@ -80,9 +80,11 @@
 pub mod apps;
 pub mod blacklist;
 pub mod card_number;
+mod carry;
 pub mod clock;
 pub mod config;
 pub mod error;
+pub mod lease;
 mod ledger;
 mod lifecycle;
 mod queries;
@@ -100,9 +102,11 @@ use time::{Date, OffsetDateTime};
 
 pub use apps::{AppState, ApplicationEntry, ChipCredit};
 pub use blacklist::{BlacklistEntry, BlacklistFormat, BlacklistReason};
+pub use carry::CarryOverIntent;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::RegistryConfig;
 pub use error::RegistryError;
+pub use lease::{Lease, LeaseRequest, Station, DEFAULT_LEASE};
 pub use ledger::{
     LedgerEntry, LedgerKind, Liability, LoadRecord, LossStatement, LossWindow, PurchaseEntry,
     VerifiedPurchase,
@@ -235,6 +239,10 @@ pub struct Registry {
     clock: Arc<dyn Clock>,
     config: RegistryConfig,
     path: Option<PathBuf>,
+    /// Write transactions begun so far (fault injection counts them).
+    writes: std::cell::Cell<u64>,
+    /// Fault injection (tests): the write transaction with this number fails.
+    fail_write: std::cell::Cell<Option<u64>>,
 }
 
 impl fmt::Debug for Registry {
@@ -318,7 +326,23 @@ impl Registry {
             clock,
             config,
             path,
+            writes: std::cell::Cell::new(0),
+            fail_write: std::cell::Cell::new(None),
         })
+    }
+
+    /// Write transactions begun through this handle so far (each registry operation that
+    /// changes something is one).
+    pub fn writes(&self) -> u64 {
+        self.writes.get()
+    }
+
+    /// Test support: makes write transaction number `n` (counted by [`writes`](Self::writes),
+    /// the next one being `writes() + 1`) fail with [`RegistryError::InjectedFault`], as a full
+    /// disk or a lost database server would; nothing of it is written. `None` turns it off.
+    #[cfg(any(test, feature = "test-support"))]
+    pub fn fail_write_number(&self, n: Option<u64>) {
+        self.fail_write.set(n);
     }
 
     /// The database file, `None` in memory.

@@ -207,6 +207,65 @@ CREATE TRIGGER chip_credits_no_delete BEFORE DELETE ON chip_credits
 BEGIN SELECT RAISE(ABORT, 'chip_credits is append-only: rows cannot be deleted'); END;
 "#,
     },
+    Migration {
+        version: 4,
+        description: "reserved for the audit hash chain (issue 9, the audit half)",
+        sql: "SELECT 1;",
+    },
+    Migration {
+        version: 5,
+        description: "issuance leases, carry-over intents, one ledger row per card transaction",
+        sql: r#"
+-- A card being personalized belongs to one live station (issue 9): the station that reserved or
+-- resumed it holds its lease until it completes or aborts the issuance, or the lease expires,
+-- or (same host) its process is gone.
+CREATE TABLE issue_leases (
+    card_number TEXT PRIMARY KEY REFERENCES cards(card_number),
+    station     TEXT NOT NULL CHECK (station <> ''),
+    host        TEXT NOT NULL,
+    pid         INTEGER NOT NULL,
+    taken_at    TEXT NOT NULL,
+    expires_at  TEXT NOT NULL
+) STRICT;
+
+-- A carried-over balance about to be loaded onto a replacement chip: written (with the load
+-- host's pending transaction) before CREDIT FOR LOAD is sent, so a re-run asks the card
+-- whether that CREDIT happened instead of loading again. outcome is set once.
+CREATE TABLE carry_over_intents (
+    id           INTEGER PRIMARY KEY,
+    card_number  TEXT NOT NULL REFERENCES cards(card_number),
+    amount_cents INTEGER NOT NULL CHECK (amount_cents > 0),
+    txn_counter  INTEGER NOT NULL,
+    pending      TEXT NOT NULL,
+    at           TEXT NOT NULL,
+    operator     TEXT NOT NULL,
+    outcome      TEXT CHECK (outcome IN ('done', 'not_done')),
+    settled_at   TEXT
+) STRICT;
+-- A counter whose CREDIT did not happen is used again by the next INITIALIZE FOR LOAD.
+CREATE UNIQUE INDEX carry_over_once ON carry_over_intents(card_number, txn_counter)
+    WHERE outcome IS NULL OR outcome = 'done';
+CREATE UNIQUE INDEX carry_over_one_open ON carry_over_intents(card_number) WHERE outcome IS NULL;
+CREATE TRIGGER carry_over_settle_once BEFORE UPDATE ON carry_over_intents
+WHEN OLD.outcome IS NOT NULL OR NEW.outcome IS NULL OR NEW.settled_at IS NULL
+  OR NEW.card_number IS NOT OLD.card_number OR NEW.amount_cents IS NOT OLD.amount_cents
+  OR NEW.txn_counter IS NOT OLD.txn_counter OR NEW.pending IS NOT OLD.pending
+  OR NEW.at IS NOT OLD.at OR NEW.operator IS NOT OLD.operator OR NEW.id IS NOT OLD.id
+BEGIN SELECT RAISE(ABORT, 'a carry-over intent is settled once and never changed'); END;
+CREATE TRIGGER carry_over_no_delete BEFORE DELETE ON carry_over_intents
+BEGIN SELECT RAISE(ABORT, 'carry_over_intents is append-only: rows cannot be deleted'); END;
+
+-- A card's online counter counts loads and carried-over credits alike: one of the two, once.
+CREATE TRIGGER ledger_load_not_a_credit BEFORE INSERT ON purse_ledger
+WHEN NEW.kind = 'load' AND NEW.txn_counter IS NOT NULL AND EXISTS (SELECT 1 FROM chip_credits
+    WHERE card_number = NEW.card_number AND txn_counter = NEW.txn_counter)
+BEGIN SELECT RAISE(ABORT, 'this load counter is recorded as a carried-over credit'); END;
+CREATE TRIGGER credit_not_a_load BEFORE INSERT ON chip_credits
+WHEN EXISTS (SELECT 1 FROM purse_ledger WHERE card_number = NEW.card_number AND kind = 'load'
+    AND txn_counter = NEW.txn_counter)
+BEGIN SELECT RAISE(ABORT, 'this load counter is recorded as a load'); END;
+"#,
+    },
 ];
 
 /// The schema version this code writes.
@@ -271,8 +330,8 @@ mod tests {
     #[test]
     fn fresh_database_gets_every_step_once() {
         let mut c = Connection::open_in_memory().unwrap();
-        assert_eq!(migrate(&mut c).unwrap(), vec![1, 2, 3]);
-        assert_eq!(version(&c).unwrap(), 3);
+        assert_eq!(migrate(&mut c).unwrap(), vec![1, 2, 3, 4, 5]);
+        assert_eq!(version(&c).unwrap(), 5);
         assert!(migrate(&mut c).unwrap().is_empty());
     }
 
@@ -307,7 +366,7 @@ mod tests {
             e,
             RegistryError::SchemaTooNew {
                 found: 99,
-                supported: 3
+                supported: 5
             }
         ));
         assert!(e.to_string().contains("newer"), "{e}");

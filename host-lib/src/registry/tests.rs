@@ -1163,7 +1163,7 @@ fn newer_database_is_refused_on_open() {
             e,
             RegistryError::SchemaTooNew {
                 found: 7,
-                supported: 3
+                supported: 5
             }
         ),
         "{e}"

@@ -165,10 +165,19 @@ pub enum TerminalEvent<'e> {
     EarlierSettled(&'e Result<TransactionRecord, TerminalError>),
     /// The journal could not forget a settled transaction (it will be asked about again).
     JournalProblem(&'e str),
+    /// A verified transaction could not be recorded (the recorder failed): it stays in the
+    /// journal, and the next run that meets the card settles and records it again.
+    NotRecorded {
+        /// The transaction.
+        record: &'e TransactionRecord,
+        /// Why the recorder failed.
+        error: &'e str,
+    },
 }
 
 type Clock<'a> = Box<dyn FnMut() -> HostTime + 'a>;
 type Events<'a> = Box<dyn FnMut(&TerminalEvent<'_>) + 'a>;
+type Recorder<'a> = Box<dyn FnMut(&TransactionRecord) -> Result<(), String> + 'a>;
 
 /// The local time in China (UTC+8), as terminals there send it.
 pub fn china_time_now() -> HostTime {
@@ -202,6 +211,7 @@ pub struct Terminal<'a, T: Transport> {
     clock: Clock<'a>,
     journal: Box<dyn Journal + 'a>,
     events: Events<'a>,
+    recorder: Recorder<'a>,
     app: Option<PurseApplication>,
     apdus: u32,
 }
@@ -227,6 +237,7 @@ impl<'a, T: Transport> Terminal<'a, T> {
             clock: Box::new(china_time_now),
             journal: Box::new(NoJournal),
             events: Box::new(|_| {}),
+            recorder: Box::new(|_| Ok(())),
             app: None,
             apdus: 0,
         }
@@ -241,6 +252,20 @@ impl<'a, T: Transport> Terminal<'a, T> {
     /// Keeps pending transactions in `journal` (see [`super::journal`]).
     pub fn with_journal(mut self, journal: impl Journal + 'a) -> Self {
         self.journal = Box::new(journal);
+        self
+    }
+
+    /// Calls `record` with every transaction the card proved (MAC2/TAC verified) — made now or
+    /// settled from the journal — **before** its journal entry is removed. If `record` fails, the
+    /// entry stays ([`TerminalEvent::NotRecorded`]) and the next run that meets the card settles
+    /// it and calls `record` again, so `record` must accept a transaction it has seen before
+    /// (the registry's ledger keys them by card, counter and type). A crash between the two
+    /// steps therefore never loses a ledger entry.
+    pub fn with_recorder(
+        mut self,
+        record: impl FnMut(&TransactionRecord) -> Result<(), String> + 'a,
+    ) -> Self {
+        self.recorder = Box::new(record);
         self
     }
 
@@ -735,12 +760,29 @@ impl<'a, T: Transport> Terminal<'a, T> {
         tac: [u8; 4],
         recovered: bool,
     ) -> Result<TransactionRecord, TerminalError> {
-        self.forget(pending);
         match self.proof_problem(pending, mac2, tac) {
-            None => Ok(Self::record_of(pending, mac2, tac, recovered, true)),
-            Some(problem) => Err(TerminalError::Unverified {
-                record: Box::new(Self::record_of(pending, mac2, tac, recovered, false)),
-                problem: format!("its proof does not verify: {problem}"),
+            None => {
+                let record = Self::record_of(pending, mac2, tac, recovered, true);
+                self.record_then_forget(pending, &record);
+                Ok(record)
+            }
+            Some(problem) => {
+                self.forget(pending);
+                Err(TerminalError::Unverified {
+                    record: Box::new(Self::record_of(pending, mac2, tac, recovered, false)),
+                    problem: format!("its proof does not verify: {problem}"),
+                })
+            }
+        }
+    }
+
+    /// Hands a proven transaction to the recorder, and forgets it only once it is recorded.
+    fn record_then_forget(&mut self, pending: &Pending, record: &TransactionRecord) {
+        match (self.recorder)(record) {
+            Ok(()) => self.forget(pending),
+            Err(error) => (self.events)(&TerminalEvent::NotRecorded {
+                record,
+                error: &error,
             }),
         }
     }
@@ -797,9 +839,20 @@ impl<'a, T: Transport> Terminal<'a, T> {
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
+                let not_back = if wait.is_zero() {
+                    format!(
+                        "{cause}, and the terminal was set not to wait for the card (a recovery \
+                         wait of 0 seconds) ({last})"
+                    )
+                } else {
+                    format!(
+                        "{cause}, and the card was not back within {} s ({last})",
+                        wait.as_secs_f64()
+                    )
+                };
                 return Err(TerminalError::Unsettled {
                     pending: Box::new(pending.clone()),
-                    cause: format!("{cause}, and the card was not back within {wait:?} ({last})"),
+                    cause: not_back,
                 });
             }
             self.app = None;
@@ -872,10 +925,10 @@ impl<'a, T: Transport> Terminal<'a, T> {
                 let tac = [data[4], data[5], data[6], data[7]];
                 let Some(problem) = self.proof_problem(pending, mac, tac) else {
                     // Ours, proven. Read the balance before the journal entry goes, so a card
-                    // lost here is asked again.
+                    // lost here is asked again; the entry goes once the recorder has it.
                     let balance = self.balance_while_settling()?;
-                    self.forget(pending);
                     let record = Self::record_of(pending, mac, tac, true, true);
+                    self.record_then_forget(pending, &record);
                     return match balance {
                         Some(b) if b != record.balance_after => Err(TerminalError::Unverified {
                             problem: format!(

@@ -281,6 +281,10 @@ pub struct OpenOptions {
     pub auto_get_response: bool,
     /// Use the simulated card in this image file instead of a PC/SC reader (`--sim`).
     pub sim: Option<std::path::PathBuf>,
+    /// Hold the card for this process alone while the transport lives (PC/SC exclusive share
+    /// mode; a simulated card's image is always locked): for workflows whose APDUs belong
+    /// together (a purse transaction, a MAC'd command after its challenge, personalization).
+    pub exclusive: bool,
 }
 
 impl Default for OpenOptions {
@@ -292,6 +296,7 @@ impl Default for OpenOptions {
             trace: false,
             auto_get_response: true,
             sim: None,
+            exclusive: false,
         }
     }
 }
@@ -303,10 +308,12 @@ pub fn open(options: &OpenOptions) -> Result<Box<dyn Transport>, Error> {
         let sim = sim::SimTransport::open_image(path)?;
         return Ok(wrap(Box::new(sim), options));
     }
-    let raw = pcsc::PcscTransport::open(
-        options.reader.as_deref(),
-        options.wait.then_some(options.wait_timeout),
-    )?;
+    let wait = options.wait.then_some(options.wait_timeout);
+    let raw = if options.exclusive {
+        pcsc::PcscTransport::open_exclusive(options.reader.as_deref(), wait)?
+    } else {
+        pcsc::PcscTransport::open(options.reader.as_deref(), wait)?
+    };
     Ok(wrap(Box::new(raw), options))
 }
 

@@ -196,6 +196,8 @@ pub struct PcscTransport {
     /// Nothing sent since connect or reset: a reset by another process loses no state of ours.
     fresh: bool,
     buf: Vec<u8>,
+    /// Shared, or exclusive for the whole connection (see [`PcscTransport::open_exclusive`]).
+    share: ShareMode,
 }
 
 impl PcscTransport {
@@ -206,11 +208,29 @@ impl PcscTransport {
         Self::connect(ctx, &reader)
     }
 
+    /// Like [`open`](Self::open), with the card held exclusively for this process while the
+    /// transport lives (`SCARD_SHARE_EXCLUSIVE`): no other application's APDU can come between
+    /// two of ours — INITIALIZE and its DEBIT or CREDIT, GET CHALLENGE and the MAC'd command, a
+    /// whole personalization. Another application using the card meanwhile makes the connect
+    /// fail ([`Error::SharingViolation`]).
+    pub fn open_exclusive(
+        wanted: Option<&str>,
+        wait: Option<Option<Duration>>,
+    ) -> Result<Self, Error> {
+        let ctx = establish()?;
+        let reader = select_reader(&ctx, wanted, wait)?;
+        Self::connect_with(ctx, &reader, ShareMode::Exclusive)
+    }
+
     /// Connects (shared, T=0 or T=1) to the card in `reader`.
     pub fn connect(ctx: Context, reader: &CStr) -> Result<Self, Error> {
+        Self::connect_with(ctx, reader, ShareMode::Shared)
+    }
+
+    fn connect_with(ctx: Context, reader: &CStr, share: ShareMode) -> Result<Self, Error> {
         let name = reader.to_string_lossy().into_owned();
         let card = ctx
-            .connect(reader, ShareMode::Shared, Protocols::ANY)
+            .connect(reader, share, Protocols::ANY)
             .map_err(|e| map_error(e, "SCardConnect", &name))?;
         let mut t = PcscTransport {
             card: Some(card),
@@ -221,6 +241,7 @@ impl PcscTransport {
             protocol: None,
             fresh: true,
             buf: vec![0; MAX_BUFFER_SIZE_EXTENDED],
+            share,
         };
         t.refresh_status()?;
         Ok(t)
@@ -257,8 +278,9 @@ impl PcscTransport {
 
     fn reconnect_in_place(&mut self, disposition: Disposition) -> Result<(), Error> {
         let name = self.name.clone();
+        let share = self.share;
         self.card()?
-            .reconnect(ShareMode::Shared, Protocols::ANY, disposition)
+            .reconnect(share, Protocols::ANY, disposition)
             .map_err(|e| map_error(e, "SCardReconnect", &name))?;
         self.fresh = true;
         self.refresh_status()
@@ -357,10 +379,7 @@ impl Transport for PcscTransport {
             let _ = self.ctx.get_status_change(Duration::ZERO, &mut states);
             let now = states[0].event_state();
             if now.contains(State::PRESENT) && !now.contains(State::MUTE) {
-                match self
-                    .ctx
-                    .connect(&self.reader, ShareMode::Shared, Protocols::ANY)
-                {
+                match self.ctx.connect(&self.reader, self.share, Protocols::ANY) {
                     Ok(card) => {
                         self.card = Some(card);
                         self.fresh = true;

@@ -12,12 +12,16 @@ use card_os::nvm::Geometry;
 use card_os::sim::{image, SimCard};
 
 use super::{Error, Transport};
+use crate::lock::{self, FileLock, LockError};
 
 /// A simulated card in a simulated reader.
 pub struct SimTransport {
     card: SimCard,
     name: String,
     image: Option<PathBuf>,
+    /// The image is this process's while the transport lives: two processes writing one image
+    /// would interleave two cards' transactions (and hand out one purse counter twice).
+    _lock: Option<FileLock>,
 }
 
 /// Why a simulated card could not be opened.
@@ -31,6 +35,9 @@ pub enum SimError {
         /// What was wrong.
         source: image::ImageError,
     },
+    /// Another process uses the image.
+    #[error(transparent)]
+    Busy(#[from] LockError),
     /// The card did not power up.
     #[error("card image {path}: the card does not power up: {reason}")]
     PowerUp {
@@ -52,8 +59,23 @@ fn describe(e: PowerUpError) -> String {
 }
 
 impl SimTransport {
-    /// Opens a card image file; the card's writes go straight back into the file.
+    /// Opens a card image file; the card's writes go straight back into the file. The image is
+    /// locked for this process until the transport is dropped; a lock another process holds is
+    /// waited for up to [`lock::DEFAULT_WAIT`].
     pub fn open_image(path: &Path) -> Result<Self, SimError> {
+        SimTransport::open_image_waiting(path, lock::DEFAULT_WAIT)
+    }
+
+    /// [`open_image`](Self::open_image), waiting up to `wait` for another process's lock.
+    pub fn open_image_waiting(path: &Path, wait: std::time::Duration) -> Result<Self, SimError> {
+        let guard = match FileLock::existing(path, "card image", "a simulated card in use", wait) {
+            Ok(l) => Some(l),
+            // A missing file is reported by the image reader below, with its own words.
+            Err(LockError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                None
+            }
+            Err(e) => return Err(SimError::Busy(e)),
+        };
         let (_, nvm) = image::open_live(path).map_err(|source| SimError::Image {
             path: path.to_path_buf(),
             source,
@@ -66,6 +88,7 @@ impl SimTransport {
             card,
             name: format!("simulated card ({})", path.display()),
             image: Some(path.to_path_buf()),
+            _lock: guard,
         })
     }
 
@@ -87,6 +110,7 @@ impl SimTransport {
             card,
             name: name.to_string(),
             image: None,
+            _lock: None,
         }
     }
 

@@ -1,0 +1,498 @@
+//! Chaos at the host seams (issue 9), with the real `citizencard` binary:
+//!
+//! * stations issuing the same and different batches at once, on one registry;
+//! * purchases at once on one card image (one terminal state, and two);
+//! * `kill -9` at random points of issue, load, purchase, replace and cancel, each followed by the
+//!   operator's re-run (or, for a load or purchase, the next command with the card);
+//!
+//! and after each, the invariants of `host_lib::testing::invariants` (one card in use per person
+//! and per number, every card reads back, card balance == ledger balance, a carry-over credited
+//! once, nothing left pending). The RNG seed is printed (`CHAOS_SEED=N` repeats a run).
+//!
+//! `cargo test -p citizencard --test chaos -- --nocapture --test-threads 1` prints the counts.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use host_lib::keys::KeySet;
+use host_lib::registry::{Registry, RegistryConfig};
+use host_lib::terminal::DEFAULT_AID;
+use host_lib::testing::invariants::{self, InvariantReport};
+
+const OP: &str = "chaos";
+const AID: &str = "A00000000386980701";
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn dev_keys() -> KeySet {
+    KeySet::load(&root().join("test-vectors/keys/dev.toml")).unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// splitmix64: a seeded, printed sequence, so a failing run can be repeated.
+struct Rng(u64);
+
+impl Rng {
+    fn from_env() -> Rng {
+        let seed = std::env::var("CHAOS_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(1, |d| d.as_nanos() as u64)
+            });
+        println!("CHAOS_SEED={seed}");
+        Rng(seed)
+    }
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+/// One registry, its card images and its terminal state.
+struct World {
+    dir: tempfile::TempDir,
+}
+
+impl World {
+    fn new() -> World {
+        World {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+    fn db(&self) -> PathBuf {
+        self.dir.path().join("registry.db")
+    }
+    fn cards(&self, station: usize) -> PathBuf {
+        self.dir.path().join(format!("cards-{station}"))
+    }
+    fn state(&self) -> PathBuf {
+        self.dir.path().join("terminal")
+    }
+    fn command(&self, args: &[String]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_citizencard"));
+        c.args(["--registry", self.db().to_str().unwrap(), "--operator", OP])
+            .args(args)
+            .env("CITIZENCARD_TERMINAL_STATE", self.state())
+            .env_remove("CITIZENCARD_KEYS")
+            .env_remove("CITIZENCARD_REGISTRY_CONFIG")
+            .env(
+                "PCSCLITE_CSOCK_NAME",
+                "/nonexistent/citizencard-test/pcscd.comm",
+            )
+            .current_dir(root())
+            .stdin(Stdio::null());
+        c
+    }
+    fn run(&self, args: &[String]) -> Output {
+        self.command(args).output().unwrap()
+    }
+    fn ok(&self, args: &[String]) -> String {
+        let out = self.run(args);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "citizencard {args:?}\n{}\n{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        text(&out.stdout)
+    }
+    fn spawn(&self, args: &[String]) -> Child {
+        self.command(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+    fn invariants(&self, stations: usize) -> InvariantReport {
+        let reg = Registry::open(&self.db(), RegistryConfig::default()).unwrap();
+        let dirs: Vec<PathBuf> = (0..stations).map(|s| self.cards(s)).collect();
+        invariants::check(&reg, &dirs, &[self.state()], &dev_keys(), &DEFAULT_AID)
+    }
+}
+
+fn args(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+fn assert_clean(r: &InvariantReport, context: &str) {
+    assert!(r.ok(), "{context}: {:#?}", r.violations);
+    assert_eq!(r.duplicates, 0, "{context}");
+}
+
+/// The sample batch with photo paths made absolute, whole or in part.
+fn batch(dir: &Path, name: &str, rows: impl Fn(usize) -> bool) -> PathBuf {
+    let sample = root().join("test-vectors/applicants/sample.csv");
+    let photos = root().join("test-vectors/applicants/");
+    let text = std::fs::read_to_string(&sample).unwrap();
+    let mut out = String::new();
+    for (i, line) in text.lines().enumerate() {
+        if i == 0 || rows(i) {
+            out.push_str(&line.replace(",photos/", &format!(",{}photos/", photos.display())));
+            out.push('\n');
+        }
+    }
+    let path = dir.join(name);
+    std::fs::write(&path, out).unwrap();
+    path
+}
+
+/// Four stations at once on one registry, each with its own cards: two with the same whole
+/// batch, two with its halves. Every applicant ends with one card, no card number is on two
+/// cards, and a station that met an applicant another station was personalizing said so.
+#[test]
+fn chaos_stations_issuing_the_same_and_different_batches_at_once() {
+    let (mut issued, mut refused_leased, mut checks, mut runs) = (0u64, 0u64, 0u64, 0u64);
+    for round in 0..3 {
+        let w = World::new();
+        let whole = batch(w.dir.path(), "whole.csv", |_| true);
+        let odd = batch(w.dir.path(), "odd.csv", |i| i % 2 == 1);
+        let even = batch(w.dir.path(), "even.csv", |i| i % 2 == 0);
+        let batches = [&whole, &whole, &odd, &even];
+        let children: Vec<Child> = batches
+            .iter()
+            .enumerate()
+            .map(|(s, b)| {
+                w.spawn(&args(&[
+                    "--json",
+                    "issue",
+                    "--batch",
+                    b.to_str().unwrap(),
+                    "--sim-dir",
+                    w.cards(s).to_str().unwrap(),
+                ]))
+            })
+            .collect();
+        for c in children {
+            let out = c.wait_with_output().unwrap();
+            runs += 1;
+            for line in text(&out.stdout).lines() {
+                let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+                    continue;
+                };
+                match v["status"].as_str() {
+                    Some("issued") => issued += 1,
+                    Some("refused") | Some("failed")
+                        if v["error"]
+                            .as_str()
+                            .is_some_and(|e| e.contains("another station")) =>
+                    {
+                        refused_leased += 1
+                    }
+                    _ => {}
+                }
+                assert!(
+                    !line.contains("VOID CARD"),
+                    "round {round}: a station wrote a void card: {line}"
+                );
+            }
+        }
+        let r = w.invariants(4);
+        assert_clean(&r, &format!("round {round}"));
+        checks += r.checks;
+        // Every valid applicant of the batch holds exactly one card.
+        let reg = Registry::open(&w.db(), RegistryConfig::default()).unwrap();
+        let active = reg
+            .list_cards(&host_lib::registry::CardFilter {
+                status: Some(host_lib::registry::CardStatus::Active),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(active.len() as u64, r.cards);
+        assert!(r.cards >= 15, "round {round}: {} cards", r.cards);
+    }
+    println!(
+        "stations at once: {runs} station runs in 3 rounds, {issued} cards issued, \
+         {refused_leased} refusals because another station held the issuance, {checks} invariant \
+         checks, 0 duplicates"
+    );
+}
+
+/// Purchases at once on one card image: with one terminal state directory, and with two (two
+/// terminals); every purchase reported done is on the card once, in the ledger once, with its own
+/// offline counter and terminal transaction number.
+#[test]
+fn chaos_purchases_at_once_on_one_card() {
+    let w = World::new();
+    let applicant = root().join("test-vectors/applicants/one.toml");
+    w.ok(&args(&[
+        "issue",
+        "--applicant",
+        applicant.to_str().unwrap(),
+        "--sim-dir",
+        w.cards(0).to_str().unwrap(),
+    ]));
+    let image = invariants::images_in(&[w.cards(0)]).remove(0);
+    let img = image.to_str().unwrap().to_owned();
+    w.ok(&args(&[
+        "--sim", &img, "purse", "--aid", AID, "load", "100",
+    ]));
+    let other_state = w.dir.path().join("terminal-2");
+    let (mut done, mut refused) = (0u64, 0u64);
+    for pair in 0..10 {
+        let mut children = Vec::new();
+        for k in 0..2 {
+            let mut c = w.command(&args(&[
+                "--sim", &img, "purse", "--aid", AID, "purchase", "1",
+            ]));
+            if pair % 2 == 1 && k == 1 {
+                c.env("CITIZENCARD_TERMINAL_STATE", &other_state);
+            }
+            children.push(
+                c.stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap(),
+            );
+        }
+        for c in children {
+            let out = c.wait_with_output().unwrap();
+            if out.status.success() && text(&out.stdout).contains("purchase of 1.00 yuan done") {
+                done += 1;
+            } else {
+                refused += 1;
+                eprintln!("{}", text(&out.stderr));
+            }
+        }
+    }
+    let r = w.invariants(1);
+    assert_clean(&r, "purchases at once");
+    let reg = Registry::open(&w.db(), RegistryConfig::default()).unwrap();
+    let card =
+        host_lib::holder::items::CardNumber::parse(image.file_stem().unwrap().to_str().unwrap())
+            .unwrap();
+    let purchases = reg
+        .ledger(&card)
+        .unwrap()
+        .iter()
+        .filter(|e| e.kind.as_str() == "purchase")
+        .count() as u64;
+    let balance = reg.balance(&card).unwrap();
+    assert_eq!(
+        purchases, done,
+        "every purchase reported done is in the ledger once"
+    );
+    assert_eq!(balance, 10_000 - 100 * done as i64, "and on the card once");
+    let counter = std::fs::read_to_string(w.state().join("psam-counter")).unwrap();
+    println!(
+        "purchases at once: 20 purchases in 10 pairs, {done} done, {refused} refused, {purchases} \
+         in the ledger, balance {balance} cents, PSAM counter {}, 0 duplicate counters",
+        counter.trim()
+    );
+    assert_eq!(
+        done, 20,
+        "the image lock makes the second purchase wait, not fail"
+    );
+}
+
+/// One step of a card's life, as a command.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Step {
+    Issue,
+    Load,
+    Purchase,
+    ReportLoss,
+    Replace,
+    Cancel,
+}
+
+const LIFE: [Step; 6] = [
+    Step::Issue,
+    Step::Load,
+    Step::Purchase,
+    Step::ReportLoss,
+    Step::Replace,
+    Step::Cancel,
+];
+
+fn step_args(w: &World, step: Step) -> Vec<String> {
+    let cards = w.cards(0);
+    let dir = cards.to_str().unwrap().to_owned();
+    let image = |n: &str| cards.join(format!("{n}.img")).to_str().unwrap().to_owned();
+    let applicant = root().join("test-vectors/applicants/one.toml");
+    match step {
+        Step::Issue => args(&[
+            "issue",
+            "--applicant",
+            applicant.to_str().unwrap(),
+            "--sim-dir",
+            &dir,
+        ]),
+        Step::Load => args(&[
+            "--sim",
+            &image("W00000018"),
+            "purse",
+            "--aid",
+            AID,
+            "load",
+            "50",
+        ]),
+        Step::Purchase => args(&[
+            "--sim",
+            &image("W00000018"),
+            "purse",
+            "--aid",
+            AID,
+            "purchase",
+            "2.5",
+        ]),
+        Step::ReportLoss => args(&["card", "report-loss", "W00000018"]),
+        Step::Replace => args(&[
+            "card",
+            "replace",
+            "W00000018",
+            "--reason",
+            "lost",
+            "--sim-dir",
+            &dir,
+        ]),
+        Step::Cancel => args(&[
+            "--sim",
+            &image("W00000026"),
+            "card",
+            "cancel",
+            "W00000026",
+            "--reason",
+            "moved-away",
+        ]),
+    }
+}
+
+/// What the operator does after a step was killed: the same command again, or for a purse
+/// operation the next command with the card (never a second load or purchase).
+fn recovery_args(w: &World, step: Step) -> Vec<String> {
+    let image = w.cards(0).join("W00000018.img");
+    match step {
+        Step::Load | Step::Purchase => args(&[
+            "--sim",
+            image.to_str().unwrap(),
+            "purse",
+            "--aid",
+            AID,
+            "balance",
+        ]),
+        Step::ReportLoss => args(&["card", "status", "W00000018"]),
+        other => step_args(w, other),
+    }
+}
+
+/// `kill -9` at a random instant of a random step of a card's life (issue, load, purchase,
+/// replace with its carry-over, cancel), 60 times; after each the operator's re-run, and the
+/// invariants after every step.
+#[test]
+fn chaos_kill_9_at_random_points() {
+    let mut rng = Rng::from_env();
+    // How long each step takes here (one undisturbed life), so the kills land inside them.
+    let w = World::new();
+    let mut took = Vec::new();
+    for step in LIFE {
+        let t = Instant::now();
+        w.ok(&step_args(&w, step));
+        took.push(t.elapsed());
+        assert_clean(&w.invariants(1), &format!("undisturbed {step:?}"));
+    }
+    println!("undisturbed life: {took:?}");
+    let killable = [
+        Step::Issue,
+        Step::Load,
+        Step::Purchase,
+        Step::Replace,
+        Step::Cancel,
+    ];
+    let (mut runs, mut kills, mut exited_first, mut checks) = (0u64, 0u64, 0u64, 0u64);
+    let mut by_step = std::collections::BTreeMap::new();
+    // The window a kill is drawn from, per step: it shrinks when a step finished first.
+    let mut window: Vec<u64> = took.iter().map(|t| t.as_micros() as u64).collect();
+    let mut run = 0;
+    while kills < 60 && run < 150 {
+        run += 1;
+        let w = World::new();
+        // Each step in turn, the instant at random.
+        let victim = killable[run % killable.len()];
+        let index = LIFE.iter().position(|s| *s == victim).unwrap();
+        let delay = Duration::from_micros(rng.below(window[index] + 1));
+        for step in LIFE {
+            if step == victim {
+                let mut child = w.spawn(&step_args(&w, step));
+                std::thread::sleep(delay);
+                let killed = child.try_wait().unwrap().is_none();
+                if killed {
+                    child.kill().unwrap(); // SIGKILL
+                    kills += 1;
+                    *by_step.entry(format!("{step:?}")).or_insert(0u64) += 1;
+                } else {
+                    exited_first += 1;
+                    window[index] = window[index] * 3 / 4;
+                }
+                let out = child.wait_with_output().unwrap();
+                if !killed {
+                    assert!(
+                        out.status.success(),
+                        "run {run}: {step:?} failed: {}",
+                        text(&out.stderr)
+                    );
+                }
+                // The operator runs it again (or uses the card again).
+                let again = w.run(&recovery_args(&w, step));
+                // A replacement the kill did not stop is complete: the re-run says so.
+                let complete = step == Step::Replace
+                    && text(&again.stderr).contains("the replacement is complete");
+                assert!(
+                    again.status.success() || complete,
+                    "run {run}: {step:?} killed after {delay:?}; the re-run failed:\n{}\n{}",
+                    text(&again.stdout),
+                    text(&again.stderr)
+                );
+                // A load or purchase the kill stopped before CREDIT/DEBIT is simply not made;
+                // the operator makes it again, as a new transaction.
+                if matches!(step, Step::Load | Step::Purchase) {
+                    let reg = Registry::open(&w.db(), RegistryConfig::default()).unwrap();
+                    let card = host_lib::holder::items::CardNumber::parse("W00000018").unwrap();
+                    let kind = if step == Step::Load {
+                        "load"
+                    } else {
+                        "purchase"
+                    };
+                    let made = reg
+                        .ledger(&card)
+                        .unwrap()
+                        .iter()
+                        .any(|e| e.kind.as_str() == kind);
+                    drop(reg);
+                    if !made {
+                        w.ok(&step_args(&w, step));
+                    }
+                }
+            } else {
+                w.ok(&step_args(&w, step));
+            }
+            let r = w.invariants(1);
+            assert_clean(
+                &r,
+                &format!("run {run}: after {step:?} ({victim:?} killed after {delay:?})"),
+            );
+            checks += r.checks;
+        }
+        runs += 1;
+    }
+    println!(
+        "kill -9: {runs} runs, {kills} kills ({by_step:?}), {exited_first} finished before the \
+         kill, {checks} invariant checks, 0 violations, 0 duplicates"
+    );
+    assert!(kills >= 50, "{kills} kills in {runs} runs");
+}

@@ -1,0 +1,259 @@
+//! Issuance by a station: a card number reserved with its lease, the card personalized and read
+//! back, and only then — if this station still holds the lease — recorded as issued.
+//!
+//! A second station that meets an applicant whose card another live station is personalizing is
+//! refused ([`IssueFailure::Leased`]) before it touches any card. A card this station personalized
+//! but the registry no longer gives to it (another station took the lease over after this one's
+//! expired, or the issuance was completed or aborted elsewhere) is reported as
+//! [`IssueFailure::Void`], with what to do with it.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::holder::items::CardNumber;
+use crate::holder::Applicant;
+use crate::keys::KeyStore;
+use crate::personalize::{
+    self, historical_bytes, CardData, IssueReport, PersonalizeError, Progress,
+};
+use crate::profile::Profile;
+use crate::registry::{
+    ChipInfo, IssuedCard, LeaseRequest, PendingCard, Registry, RegistryError, Station,
+};
+use crate::transport::Transport;
+
+/// The station that issues, and how long its leases last.
+#[derive(Debug, Clone)]
+pub struct IssueDesk<'a> {
+    /// Who is at the counter (audit log).
+    pub operator: &'a str,
+    /// This station.
+    pub station: &'a Station,
+    /// How long a lease lasts.
+    pub lease: Duration,
+}
+
+impl IssueDesk<'_> {
+    fn lease(&self) -> LeaseRequest<'_> {
+        LeaseRequest {
+            station: self.station,
+            ttl: self.lease,
+        }
+    }
+}
+
+/// A card number reserved by this station: new, or an unfinished issuance taken over.
+#[derive(Debug, Clone, Serialize)]
+pub struct Reservation {
+    /// What personalization needs.
+    pub pending: PendingCard,
+    /// `true` when an unfinished issuance was resumed.
+    pub resumed: bool,
+}
+
+/// A card issued.
+#[derive(Debug, Clone, Serialize)]
+pub struct IssueOutcome {
+    /// The reservation.
+    pub reservation: Reservation,
+    /// What personalization did.
+    pub report: IssueReport,
+    /// What the registry recorded.
+    pub issued: IssuedCard,
+}
+
+/// Why a card was not issued.
+#[derive(Debug, thiserror::Error)]
+pub enum IssueFailure {
+    /// The registry refused (not eligible, a card in use…) or failed before any card was touched.
+    #[error("{0}")]
+    Refused(RegistryError),
+    /// Another live station is personalizing this applicant's card: nothing was touched.
+    #[error("{0}")]
+    Leased(RegistryError),
+    /// The card could not be opened.
+    #[error("card {card_number}: {message}")]
+    NoCard {
+        /// The reserved number.
+        card_number: CardNumber,
+        /// What failed.
+        message: String,
+    },
+    /// Personalization failed; the number stays reserved for this station's re-run.
+    #[error("card {card_number}: {source}")]
+    Personalize {
+        /// The reserved number.
+        card_number: CardNumber,
+        /// What failed.
+        source: PersonalizeError,
+    },
+    /// The card was personalized and verified, but the registry could not record it (it failed):
+    /// running the same issuance again with the same card records it.
+    #[error(
+        "card {card_number} was personalized and verified, but the registry could not record it \
+         ({source}); run the issuance again with the same card to record it"
+    )]
+    NotRecorded {
+        /// The number.
+        card_number: CardNumber,
+        /// What failed.
+        source: RegistryError,
+    },
+    /// The card this station personalized is not the registry's card: it must not be handed out.
+    #[error(
+        "VOID CARD: {card_number} was personalized at this station, but {source}. The registry \
+         has no issuance of this card for this station: do not hand it out; erase it (a \
+         simulated card: delete its image; a chip: personalize it again for another applicant) \
+         and check `citizencard registry show {card_number}` for the card that counts"
+    )]
+    Void {
+        /// The number written on the void card.
+        card_number: CardNumber,
+        /// What the registry says.
+        source: RegistryError,
+    },
+}
+
+impl IssueFailure {
+    /// Whether any card was touched (a re-run with the same card finishes it).
+    pub fn card_touched(&self) -> bool {
+        match self {
+            IssueFailure::Personalize { source, .. } => !source.before_any_apdu(),
+            IssueFailure::NotRecorded { .. } | IssueFailure::Void { .. } => true,
+            _ => false,
+        }
+    }
+}
+
+/// The active card of the applicant when [`reserve`] refused because they hold one
+/// ([`RegistryError::AlreadyHasCard`], status active): a re-run after the issuance completed
+/// (e.g. the station was killed just after) meets it.
+pub fn active_card_of(failure: &IssueFailure) -> Option<CardNumber> {
+    match failure {
+        IssueFailure::Refused(RegistryError::AlreadyHasCard {
+            card_number,
+            status: crate::registry::CardStatus::Active,
+            ..
+        }) => CardNumber::parse(card_number).ok(),
+        _ => None,
+    }
+}
+
+/// Whether the card behind `transport` reads back as `card` (EF05 item 07): the card at hand is
+/// that issued card.
+pub fn is_this_card(transport: &mut dyn Transport, card: &CardNumber) -> bool {
+    matches!(crate::apps::guard::read_card_number(transport), Ok(Some(n)) if &n == card)
+}
+
+/// Reserves a card number for `applicant` with this station's lease (`begin_issue_leased`), or
+/// takes over an unfinished issuance no live station holds (`resume_issue_leased`).
+pub fn reserve(
+    registry: &mut Registry,
+    desk: &IssueDesk<'_>,
+    applicant: &Applicant,
+    keys: &dyn KeyStore,
+) -> Result<Reservation, IssueFailure> {
+    let chip = ChipInfo {
+        chip_id: None,
+        key_set: Some(keys.identity().id.clone()),
+    };
+    let lease = desk.lease();
+    let refused = |e: RegistryError| match e {
+        RegistryError::Leased { .. } => IssueFailure::Leased(e),
+        e => IssueFailure::Refused(e),
+    };
+    match registry.begin_issue_leased(desk.operator, applicant, &chip, &lease) {
+        Ok(pending) => Ok(Reservation {
+            pending,
+            resumed: false,
+        }),
+        Err(RegistryError::UnfinishedIssue { card_number, .. }) => {
+            let number = CardNumber::parse(&card_number)
+                .map_err(|e| IssueFailure::Refused(RegistryError::Corrupt(e.to_string())))?;
+            let pending = registry
+                .resume_issue_leased(desk.operator, &number, &chip, &lease)
+                .map_err(refused)?;
+            Ok(Reservation {
+                pending,
+                resumed: true,
+            })
+        }
+        Err(e) => Err(refused(e)),
+    }
+}
+
+/// Personalizes the card behind `transport` as the reserved `pending` and, once it is verified,
+/// records it as issued for this station (`complete_issue_leased`).
+pub fn personalize_and_complete(
+    registry: &mut Registry,
+    desk: &IssueDesk<'_>,
+    transport: &mut dyn Transport,
+    keys: &dyn KeyStore,
+    profile: &Profile,
+    pending: &PendingCard,
+    progress: &mut dyn FnMut(&Progress<'_>),
+) -> Result<(IssueReport, IssuedCard), IssueFailure> {
+    let card_number = pending.card_number.clone();
+    let failed = |source: PersonalizeError| IssueFailure::Personalize {
+        card_number: card_number.clone(),
+        source,
+    };
+    let atr = transport.atr().to_vec();
+    let historical = historical_bytes(&atr).map_err(|why| {
+        failed(PersonalizeError::Atr {
+            atr: hex::encode_upper(&atr),
+            why,
+        })
+    })?;
+    let data = CardData::from_pending(pending, &historical);
+    let report = personalize::issue(transport, keys, profile, &data, progress).map_err(failed)?;
+    let chip = ChipInfo {
+        chip_id: Some(report.chip_serial.clone()),
+        key_set: Some(report.key_set.clone()),
+    };
+    match registry.complete_issue_leased(desk.operator, &card_number, &chip, desk.station) {
+        Ok(issued) => Ok((report, issued)),
+        Err(source @ RegistryError::LeaseLost { .. }) => Err(IssueFailure::Void {
+            card_number,
+            source,
+        }),
+        Err(source) => Err(IssueFailure::NotRecorded {
+            card_number,
+            source,
+        }),
+    }
+}
+
+/// Issues one card: [`reserve`], `open_card` for the reserved number, then
+/// [`personalize_and_complete`].
+pub fn issue_one(
+    registry: &mut Registry,
+    desk: &IssueDesk<'_>,
+    applicant: &Applicant,
+    keys: &dyn KeyStore,
+    profile: &Profile,
+    open_card: &mut super::OpenPending<'_>,
+    progress: &mut dyn FnMut(&Progress<'_>),
+) -> Result<IssueOutcome, IssueFailure> {
+    let reservation = reserve(registry, desk, applicant, keys)?;
+    let mut transport =
+        open_card(&reservation.pending).map_err(|message| IssueFailure::NoCard {
+            card_number: reservation.pending.card_number.clone(),
+            message,
+        })?;
+    let (report, issued) = personalize_and_complete(
+        registry,
+        desk,
+        transport.as_mut(),
+        keys,
+        profile,
+        &reservation.pending,
+        progress,
+    )?;
+    Ok(IssueOutcome {
+        reservation,
+        report,
+        issued,
+    })
+}
