@@ -80,6 +80,7 @@
 pub mod apps;
 pub mod blacklist;
 pub mod card_number;
+pub mod chain;
 pub mod clock;
 pub mod config;
 pub mod error;
@@ -89,6 +90,7 @@ mod queries;
 pub mod schema;
 #[cfg(test)]
 mod tests;
+mod verify;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -112,6 +114,7 @@ pub use queries::{
     AuditEntry, AuditFilter, CardDetails, CardFilter, CardSummary, FeeEntry, PersonDetails,
     PersonSummary, StatusChange,
 };
+pub use verify::{ChainHead, Finding, FindingKind, VerifyReport};
 
 use crate::holder::items::CardNumber;
 use crate::holder::{Validator, CHINA_TIME};
@@ -313,6 +316,7 @@ impl Registry {
         })?;
         conn.pragma_update(None, "foreign_keys", true)?;
         schema::migrate(&mut conn)?;
+        chain::install(&mut conn)?;
         Ok(Registry {
             conn,
             clock,

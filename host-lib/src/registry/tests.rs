@@ -873,7 +873,9 @@ fn audit_and_money_tables_are_append_only() {
         let e = reg.conn.execute(sql, []).unwrap_err();
         assert!(e.to_string().contains(table), "{sql}: {e}");
     }
-    // Lifting a blacklist entry is the one change allowed, and only once.
+    // Lifting a blacklist entry is the one change the triggers allow, and only once (inside a
+    // transaction rolled back: the connection itself refuses to commit an unaudited change).
+    reg.conn.execute_batch("BEGIN").unwrap();
     reg.conn
         .execute(
             "UPDATE blacklist SET lifted_at = 'x' WHERE lifted_at IS NULL",
@@ -884,15 +886,40 @@ fn audit_and_money_tables_are_append_only() {
         .conn
         .execute("UPDATE blacklist SET lifted_at = 'y'", [])
         .is_err());
-    // Appending still works.
+    reg.conn.execute_batch("ROLLBACK").unwrap();
+    assert_eq!(reg.blacklist(false).unwrap().len(), 1);
+}
+
+#[test]
+fn an_unaudited_change_is_not_committed() {
+    let (mut reg, _) = fixture();
+    let c = issue(&mut reg, &samples()[16]);
+    reg.record_load(OP, &c, &load(100)).unwrap();
     let n = audit_count(&reg);
+    // Through the registry's own connection, without an audit record: refused at commit.
+    let e = reg
+        .conn
+        .execute(
+            "INSERT INTO purse_ledger (card_number, kind, amount_cents, at, recorded_at, operator) \
+             VALUES (?1, 'load', 500000, 't', 't', 'mallory')",
+            [c.as_str()],
+        )
+        .unwrap_err();
+    assert!(e.to_string().contains("constraint failed"), "{e}");
+    reg.conn.execute_batch("BEGIN").unwrap();
     reg.conn
         .execute(
-            "INSERT INTO audit_log (at, operator, action, details) VALUES ('t', 'o', 'note', '{}')",
-            [],
+            "UPDATE cards SET status = 'cancelled' WHERE card_number = ?1",
+            [c.as_str()],
         )
         .unwrap();
-    assert_eq!(audit_count(&reg), n + 1);
+    assert!(reg.conn.execute_batch("COMMIT").is_err());
+    assert_eq!(reg.status(&c).unwrap(), CardStatus::Active);
+    assert_eq!(reg.balance(&c).unwrap(), 100);
+    assert_eq!(audit_count(&reg), n);
+    // The registry goes on normally afterwards.
+    reg.record_load(OP, &c, &load(50)).unwrap();
+    assert!(reg.verify().unwrap().is_clean());
 }
 
 #[test]
@@ -1163,8 +1190,8 @@ fn newer_database_is_refused_on_open() {
             e,
             RegistryError::SchemaTooNew {
                 found: 7,
-                supported: 3
-            }
+                supported
+            } if supported == schema::latest_version()
         ),
         "{e}"
     );
