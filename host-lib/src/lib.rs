@@ -14,6 +14,7 @@ pub mod hexfmt;
 pub mod holder;
 pub mod keys;
 pub mod personalize;
+pub mod private_fs;
 pub mod profile;
 pub mod registry;
 pub mod script;

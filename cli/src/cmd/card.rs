@@ -526,7 +526,7 @@ fn replace(global: &Global, reg: &mut Registry, args: ReplaceArgs) -> Result<(),
             )))
         }
         (Some(dir), None) => {
-            std::fs::create_dir_all(dir)
+            host_lib::private_fs::create_private_dir_all(dir)
                 .map_err(|e| Failure::usage(anyhow::anyhow!("{}: {e}", dir.display())))?;
             crate::cmd::issue::Cards::SimDir(dir)
         }
@@ -815,7 +815,7 @@ pub fn carry_over_with(
         .into_iter()
         .find(|t| t.name == "purse")
         .ok_or_else(|| Failure::usage(anyhow::anyhow!("the profile has no purse application")))?;
-    std::fs::create_dir_all(state)
+    host_lib::private_fs::create_private_dir_all(state)
         .map_err(|e| Failure::usage(anyhow::anyhow!("terminal state {}: {e}", state.display())))?;
     let settled: RefCell<Vec<host_lib::terminal::TransactionRecord>> = RefCell::new(Vec::new());
     let config = TerminalConfig {

@@ -167,7 +167,7 @@ pub fn run(global: &Global, args: IssueArgs) -> Result<(), Failure> {
         return show_plan(global, &keys, &profile, &entries);
     }
     if let Cards::SimDir(dir) = cards {
-        std::fs::create_dir_all(dir)
+        host_lib::private_fs::create_private_dir_all(dir)
             .with_context(|| format!("creating {}", dir.display()))
             .map_err(Failure::usage)?;
     }

@@ -380,7 +380,7 @@ pub fn run(global: &Global, args: PurseArgs) -> Result<(), Failure> {
     };
     let moves_money = matches!(plan, Plan::Load(_) | Plan::Purchase(..));
     if moves_money {
-        std::fs::create_dir_all(&state).map_err(|e| {
+        host_lib::private_fs::create_private_dir_all(&state).map_err(|e| {
             Failure::usage(anyhow!("terminal state directory {}: {e}", state.display()))
         })?;
         let counter = TerminalCounter::open(&state.join(COUNTER_FILE))

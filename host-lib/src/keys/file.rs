@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::fs;
 use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use card_os::crypto::{Algorithm, Key};
 use zeroize::{Zeroize, Zeroizing};
@@ -276,17 +276,7 @@ impl KeySet {
             })?;
             return write_all_synced(&mut file, text.as_bytes()).map_err(io_error);
         }
-        let mut tmp_name = path.as_os_str().to_owned();
-        tmp_name.push(format!(".new-{}", std::process::id()));
-        let tmp = PathBuf::from(tmp_name);
-        let _ = fs::remove_file(&tmp);
-        let written = create_private(&tmp)
-            .and_then(|mut f| write_all_synced(&mut f, text.as_bytes()))
-            .and_then(|()| fs::rename(&tmp, path));
-        if written.is_err() {
-            let _ = fs::remove_file(&tmp);
-        }
-        written.map_err(io_error)
+        crate::private_fs::write_private_atomic(path, text.as_bytes()).map_err(io_error)
     }
 
     /// The key set as TOML, key bytes included: private, for [`KeySet::save`] and tests.
@@ -422,14 +412,7 @@ pub fn permissions_warning(path: &Path) -> Option<String> {
 }
 
 fn create_private(path: &Path) -> io::Result<fs::File> {
-    let mut options = fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    options.open(path)
+    crate::private_fs::create_private_file(path)
 }
 
 fn write_all_synced(file: &mut fs::File, bytes: &[u8]) -> io::Result<()> {

@@ -564,6 +564,12 @@ impl Registry {
     /// cannot both read "next serial" and collide) and stamps it with the clock. Public operations
     /// take `&mut self`, so transactions never nest.
     pub(crate) fn begin(&self) -> Result<(Transaction<'_>, String)> {
+        if let Some(why) = &self.read_only {
+            return Err(RegistryError::ReadOnly {
+                path: self.path.clone().unwrap_or_default(),
+                why: why.clone(),
+            });
+        }
         let at = format_instant(self.clock.now());
         let tx = Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
         Ok((tx, at))

@@ -28,6 +28,8 @@ pub enum FindingKind {
     ChainLink,
     /// The chain does not end where `audit_head` says (its tail cut off), or no head.
     ChainHead,
+    /// A head noted earlier (outside the registry) is no longer in the chain as it was.
+    KnownHead,
     /// An audit record whose row images cannot be read.
     RecordEffects,
     /// A table row the chain never recorded.
@@ -259,11 +261,45 @@ impl Registry {
     /// of it; then each card's ledger balance. Read-only. See `host-lib/docs/registry.md`,
     /// "The audit chain", for what this detects and what it cannot.
     pub fn verify(&self) -> Result<VerifyReport> {
+        self.verify_from(None)
+    }
+
+    /// [`verify`](Self::verify), and also that the chain still holds `known` — a head printed
+    /// by an earlier verification and kept outside the registry — with the same hash. This
+    /// catches a chain rewritten consistently (hashes recomputed) before that record, which the
+    /// chain alone cannot show.
+    pub fn verify_from(&self, known: Option<&ChainHead>) -> Result<VerifyReport> {
         let records = chain::read_chain(&self.conn)?;
         let Replay {
             images,
             mut findings,
         } = replay(&records);
+        if let Some(k) = known {
+            let now = records.iter().find(|r| r.id == k.id);
+            let now_hash = now.and_then(|r| r.hash.clone());
+            if now_hash.as_deref() != Some(k.hash.as_str()) {
+                findings.push(Finding {
+                    kind: FindingKind::KnownHead,
+                    table: "audit_log".into(),
+                    row: k.id.to_string(),
+                    card_number: now.and_then(|r| r.card_number.clone()),
+                    field: Some("hash".into()),
+                    chain: Value::String(k.hash.clone()),
+                    table_value: now_hash.clone().map_or(Value::Null, Value::String),
+                    message: match now_hash {
+                        None => format!(
+                            "audit_log {}: the head noted earlier is no longer in the chain",
+                            k.id
+                        ),
+                        Some(h) => format!(
+                            "audit_log {}: its hash is now {h}, not the {} noted earlier: the \
+                             chain was rewritten up to there",
+                            k.id, k.hash
+                        ),
+                    },
+                });
+            }
+        }
         let last = records.last();
         let head = chain::head(&self.conn)?;
         match (&head, last) {
