@@ -59,6 +59,10 @@ pub struct Setup {
     /// The card profile (TOML, apdu-specs/layout.md). Default: the built-in Wenzhou profile.
     #[arg(long, value_name = "FILE")]
     pub profile: Option<PathBuf>,
+    /// Personalize with a real key set whose transport key is the public FMCOS default
+    /// (16 x FF), with a warning; refused otherwise (a trace would show every card's keys).
+    #[arg(long)]
+    pub allow_default_transport_key: bool,
 }
 
 impl Setup {
@@ -70,6 +74,13 @@ impl Setup {
             None => Profile::wenzhou(),
         };
         profile.check_keys(&keys).map_err(Failure::usage)?;
+        let transport = &profile.card.transport_key;
+        if let Some(w) =
+            host_lib::keys::transport_key_policy(&keys, transport, self.allow_default_transport_key)
+                .map_err(Failure::usage)?
+        {
+            eprintln!("citizencard: {w}");
+        }
         Ok((keys, profile))
     }
 }
