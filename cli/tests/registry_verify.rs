@@ -59,6 +59,20 @@ fn verify_is_clean_after_a_whole_life_and_names_each_tampering() {
     // The head given back: still clean.
     let out = citizencard(&db, &["registry", "verify", "--expect-head", &head]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    // An auditor's own few lines of Python recompute the same chain and head.
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/audit-chain.py");
+    let py = Command::new("python3")
+        .arg(&script)
+        .arg(&db)
+        .args(["--expect-head", &head])
+        .output()
+        .expect("python3 (scripts/test.sh installs it)");
+    assert_eq!(py.status.code(), Some(0), "{}", text(&py.stdout));
+    assert!(
+        text(&py.stdout).contains(&format!("head: {head}")),
+        "{}",
+        text(&py.stdout)
+    );
 
     // The cancelled replacement card set back to active with raw SQL.
     {
@@ -110,6 +124,17 @@ fn verify_is_clean_after_a_whole_life_and_names_each_tampering() {
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(1));
     assert!(stdout.contains("audit_log 2 (issue.complete)"), "{stdout}");
+    let py = Command::new("python3")
+        .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/audit-chain.py"))
+        .arg(&db)
+        .output()
+        .unwrap();
+    assert_eq!(py.status.code(), Some(1));
+    assert!(
+        text(&py.stdout).contains("audit_log 2: its contents do not match its hash"),
+        "{}",
+        text(&py.stdout)
+    );
     let bad = citizencard(&db, &["registry", "verify", "--expect-head", "12"]);
     assert_eq!(bad.status.code(), Some(2), "{}", text(&bad.stderr));
 }
