@@ -2,10 +2,10 @@
 //!
 //! A SQLite database (bundled SQLite, one file) of the people who applied, the cards issued to
 //! them and everything that happened to those cards: status history, fees, the purse ledger, the
-//! blacklist for terminals and an append-only audit log. Its operations follow the card life
-//! cycle of the Wenzhou citizen-card regulation; each one runs in a single SQLite transaction
-//! together with its audit record, so a change is never made without its audit line, nor audited
-//! without being made.
+//! blacklist for terminals and an append-only audit log, chained by hashes. Its operations
+//! follow the card life cycle of the Wenzhou citizen-card regulation; each one runs in a single
+//! SQLite transaction together with its audit record, so a change is never made without its
+//! audit line, nor audited without being made.
 //!
 //! ## Life cycle
 //!
@@ -44,6 +44,10 @@
 //!   carried over to a replacement is owed to the new chip until
 //!   [`record_chip_credit`](Registry::record_chip_credit) records the load host's credit
 //!   ([`apps`]).
+//!
+//! * **Tamper evidence**: the audit log is a hash chain whose records carry the images of the
+//!   rows each change wrote ([`chain`]); [`verify`](Registry::verify) replays it and names every
+//!   row of the tables that disagrees (`host-lib/docs/registry.md`, "The audit chain").
 //!
 //! Amounts are integer cents (分); instants are RFC 3339 UTC text; card dates (issue, expiry) are
 //! dates in China time. The clock is injectable ([`Clock`]).

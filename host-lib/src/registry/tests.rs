@@ -1259,3 +1259,58 @@ fn two_processes_never_get_the_same_card_number() {
         .collect();
     assert_eq!(serials, (1..=16).collect::<Vec<_>>());
 }
+
+// ---------------------------------------------------------------------------------------------
+// The audit chain across later migrations
+
+#[test]
+fn a_later_migration_anchors_what_it_changed_and_lists_what_it_found_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.db");
+    let clock = Arc::new(ManualClock::new(T0));
+    let mut reg = Registry::open_with_clock(&path, RegistryConfig::default(), clock).unwrap();
+    let c = issue(&mut reg, &samples()[5]);
+    reg.record_load(OP, &c, &load(300)).unwrap();
+    assert!(reg.verify().unwrap().is_clean());
+    // Someone edits a fee around the registry before the upgrade.
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch("DROP TRIGGER fees_no_update; UPDATE fees SET reason = 'hand-edited';")
+        .unwrap();
+    assert!(!reg.verify().unwrap().is_clean());
+    // A later step of the schema, as svc's or anyone's would be: a new column on the ledger,
+    // filled in for existing rows; then what every migration from version 4 on runs.
+    let tx = reg.conn.unchecked_transaction().unwrap();
+    tx.execute_batch(
+        "DROP TRIGGER ledger_no_update; \
+         ALTER TABLE purse_ledger ADD COLUMN application_serial TEXT; \
+         UPDATE purse_ledger SET application_serial = '0000000000000001';",
+    )
+    .unwrap();
+    chain::after_migration(&tx, 99, "2026-01-10T02:00:00Z").unwrap();
+    tx.commit().unwrap();
+    let r = reg.verify().unwrap();
+    assert!(r.is_clean(), "{:#?}", r.findings);
+    let anchor = reg
+        .audit_log(&AuditFilter {
+            limit: Some(1),
+            ..Default::default()
+        })
+        .unwrap()
+        .remove(0);
+    assert_eq!(anchor.action, "registry.anchor");
+    assert_eq!(anchor.operator, chain::MIGRATION_OPERATOR);
+    let rows: Vec<&str> = anchor.details["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    // The ledger row the migration changed, and the fee found edited: the latter stays visible.
+    assert!(
+        rows.iter().any(|r| r.starts_with("purse_ledger ")),
+        "{rows:?}"
+    );
+    assert!(rows.iter().any(|r| r.starts_with("fees ")), "{rows:?}");
+    assert_eq!(reg.balance(&c).unwrap(), 300);
+}
