@@ -465,3 +465,59 @@ fn registries_from_before_the_chain_are_anchored_on_migration() {
     let r = reg.verify().unwrap();
     named(&r, FindingKind::RecordHash, "audit_log", "3");
 }
+
+#[test]
+fn verify_reads_one_snapshot_while_other_processes_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("registry.db");
+    let life = life(&path);
+    let active = host_lib::holder::items::CardNumber::parse(&life.active).unwrap();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let (checked, loads) = std::thread::scope(|s| {
+        let writers: Vec<_> = (0..2)
+            .map(|w| {
+                let (path, active) = (&path, &active);
+                s.spawn(move || {
+                    let mut reg = Registry::open(path, RegistryConfig::default()).unwrap();
+                    for i in 0..25 {
+                        reg.record_load(
+                            &format!("writer-{w}"),
+                            active,
+                            &LoadRecord {
+                                amount_cents: 100 + i,
+                                ..Default::default()
+                            },
+                        )
+                        .unwrap();
+                    }
+                })
+            })
+            .collect();
+        let verifier = s.spawn(|| {
+            let reg = Registry::open(&path, RegistryConfig::default()).unwrap();
+            let mut n = 0;
+            loop {
+                let finished = done.load(std::sync::atomic::Ordering::SeqCst);
+                let r = reg.verify().unwrap();
+                assert!(r.is_clean(), "{:#?}", r.findings);
+                n += 1;
+                if finished {
+                    return n;
+                }
+            }
+        });
+        for w in writers {
+            w.join().unwrap();
+        }
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+        (verifier.join().unwrap(), 50)
+    });
+    let reg = Registry::open(&path, RegistryConfig::default()).unwrap();
+    let r = reg.verify().unwrap();
+    assert!(r.is_clean());
+    assert_eq!(
+        r.ledger_total_cents,
+        5_000 - 150 + 2 * (0..25).map(|i| 100 + i).sum::<i64>()
+    );
+    println!("{checked} clean verifications during {loads} concurrent loads");
+}

@@ -269,7 +269,11 @@ impl Registry {
     /// catches a chain rewritten consistently (hashes recomputed) before that record, which the
     /// chain alone cannot show.
     pub fn verify_from(&self, known: Option<&ChainHead>) -> Result<VerifyReport> {
-        let records = chain::read_chain(&self.conn)?;
+        // One read transaction: the chain and the tables from the same snapshot, while other
+        // processes go on writing (WAL).
+        let tx = self.conn.unchecked_transaction()?;
+        let conn: &rusqlite::Connection = &tx;
+        let records = chain::read_chain(conn)?;
         let Replay {
             images,
             mut findings,
@@ -301,7 +305,7 @@ impl Registry {
             }
         }
         let last = records.last();
-        let head = chain::head(&self.conn)?;
+        let head = chain::head(conn)?;
         match (&head, last) {
             (None, _) => findings.push(Finding {
                 kind: FindingKind::ChainHead,
@@ -352,7 +356,7 @@ impl Registry {
         let mut open_blacklist = 0;
         for t in AUDITED {
             let expected = images.get(t.name).unwrap_or(&empty);
-            let actual = chain::table_images(&self.conn, t)?;
+            let actual = chain::table_images(conn, t)?;
             rows_checked += actual.len();
             for (key, row) in &actual {
                 let card = card_of(t.name, key, Some(row));
