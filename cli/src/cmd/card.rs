@@ -410,7 +410,7 @@ fn cancel(global: &Global, reg: &mut Registry, args: CancelArgs) -> Result<(), F
     let reason: CancelReason = args.reason.into();
     // With the card at hand, check it is this card before anything changes.
     let at_hand = if card_at_hand(global) {
-        let (keys, profile) = args.setup.load()?;
+        let (keys, profile) = args.setup.load_for_reading()?;
         let transport = open_this_card(global, &args.card)?;
         Some((keys, profile, transport))
     } else {

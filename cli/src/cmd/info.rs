@@ -29,7 +29,7 @@ pub struct InfoArgs {
 
 /// Runs `citizencard info`.
 pub fn run(global: &Global, args: InfoArgs) -> Result<(), Failure> {
-    let (keys, profile) = args.setup.load()?;
+    let (keys, profile) = args.setup.load_for_reading()?;
     let mut t = transport::open(&global.open_options())?;
     let options = ReadOptions {
         mode: if args.by_tag {

@@ -66,14 +66,21 @@ pub struct Setup {
 }
 
 impl Setup {
-    /// Loads the key set and the profile and checks them against each other.
-    pub fn load(&self) -> Result<(KeySet, Profile), Failure> {
+    /// Loads the key set and the profile for reading cards, and checks them against each other.
+    pub fn load_for_reading(&self) -> Result<(KeySet, Profile), Failure> {
         let (keys, _) = crate::keyset::load(self.keys.as_deref())?;
         let profile = match &self.profile {
             Some(path) => Profile::load(path).map_err(Failure::usage)?,
             None => Profile::wenzhou(),
         };
         profile.check_keys(&keys).map_err(Failure::usage)?;
+        Ok((keys, profile))
+    }
+
+    /// Loads the key set and the profile for personalizing (writing keys to cards): also the
+    /// transport key's policy (`host_lib::keys::transport_key_policy`).
+    pub fn load(&self) -> Result<(KeySet, Profile), Failure> {
+        let (keys, profile) = self.load_for_reading()?;
         let transport = &profile.card.transport_key;
         if let Some(w) =
             host_lib::keys::transport_key_policy(&keys, transport, self.allow_default_transport_key)
