@@ -23,10 +23,13 @@ fn citizencard(db: &Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
-/// A demo's kept directory: its registry went through a card's whole life.
+/// A demo's kept directory: its registry went through a card's whole life. Run with umask 000,
+/// so that only the modes citizencard asks for can keep files private.
 fn demo(dir: &Path) -> PathBuf {
     let keep = dir.join("demo");
-    let out = Command::new(env!("CARGO_BIN_EXE_citizencard"))
+    let out = Command::new("sh")
+        .args(["-c", "umask 000 && exec \"$0\" \"$@\""])
+        .arg(env!("CARGO_BIN_EXE_citizencard"))
         .args(["demo", "--keep", keep.to_str().unwrap()])
         .current_dir(dir)
         .env_remove("CITIZENCARD_REGISTRY")
