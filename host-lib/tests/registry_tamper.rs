@@ -521,3 +521,34 @@ fn verify_reads_one_snapshot_while_other_processes_write() {
     );
     println!("{checked} clean verifications during {loads} concurrent loads");
 }
+
+#[test]
+fn a_chip_credit_inserted_and_a_history_row_deleted() {
+    let (r, life) = tampered(|c, l| {
+        c.execute(
+            "INSERT INTO chip_credits (card_number, amount_cents, txn_counter, tac, at, operator) \
+             VALUES (?1, 9800, 7, '00000000', '2026-01-10T04:00:00Z', 'op-01')",
+            [&l.replacement],
+        )
+        .unwrap();
+        c.execute_batch(
+            "DROP TRIGGER history_no_delete; \
+             DELETE FROM card_status_history WHERE id = (SELECT MAX(id) FROM card_status_history);",
+        )
+        .unwrap();
+    });
+    let f = r
+        .findings
+        .iter()
+        .find(|f| f.table == "chip_credits")
+        .expect("the inserted credit is named");
+    assert_eq!(f.kind, FindingKind::UnauditedRow);
+    assert_eq!(f.card_number.as_deref(), Some(life.replacement.as_str()));
+    let f = r
+        .findings
+        .iter()
+        .find(|f| f.table == "card_status_history")
+        .expect("the deleted history row is named");
+    assert_eq!(f.kind, FindingKind::MissingRow);
+    assert!(f.message.contains("the table lacks it"), "{f}");
+}
