@@ -18,7 +18,7 @@ use super::{Diversification, KeyInfo, KeySetIdentity, TerminalCounter};
 pub const FORMAT: i64 = 1;
 
 /// The FMCOS factory transport key (16 × `FF`, card-specs TV-6): public. The development key sets
-/// use it; a real key set must not (see [`KeySet::generate`] and [`transport_key_policy`]).
+/// use it; a real key set must not (see [`KeySet::generate`] and [`super::transport_key_policy`]).
 pub const FACTORY_TRANSPORT_KEY: [u8; 16] = [0xFF; 16];
 
 /// The name a key-set file uses for an algorithm: `des`, `3des`, `sm4`, `aes128`.

@@ -1,4 +1,4 @@
-//! The audit log as a hash chain, and the row images that let [`Registry::verify`] replay it.
+//! The audit log as a hash chain, and the row images that let [`Registry::verify`](super::Registry::verify) replay it.
 //!
 //! Every audit record carries, besides its human-readable `details`:
 //!
@@ -16,7 +16,7 @@
 //! every append: a tail cut off the chain no longer reaches the head.
 //!
 //! The connection also refuses to commit a change of an audited table that no audit record
-//! follows ([`install`]): a writer that forgets its audit record fails instead of leaving an
+//! follows (`install`): a writer that forgets its audit record fails instead of leaving an
 //! unaudited change.
 
 use std::collections::BTreeMap;
@@ -54,7 +54,7 @@ pub struct AuditedTable {
 }
 
 /// Every audited table. A table added by a later migration is covered by adding it here (the
-/// migration then anchors its existing rows, see [`after_migration`]).
+/// migration then anchors its existing rows, see `after_migration`).
 pub const AUDITED: &[AuditedTable] = &[
     AuditedTable {
         name: "people",
