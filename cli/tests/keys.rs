@@ -224,3 +224,100 @@ fn show_names_the_key_and_field_that_are_wrong() {
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("none.toml"));
 }
+
+/// Issues the sample applicant onto a simulated card with `keys`; returns the output.
+fn issue_with(dir: &Path, keys: &Path, extra: &[&str]) -> Output {
+    let applicant =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../test-vectors/applicants/one.toml");
+    let mut args: Vec<String> = vec![
+        "--registry".into(),
+        dir.join("registry.db").to_str().unwrap().to_owned(),
+        "--operator".into(),
+        "clerk".into(),
+        "issue".into(),
+        "--applicant".into(),
+        applicant.to_str().unwrap().to_owned(),
+        "--sim-dir".into(),
+        dir.join("cards").to_str().unwrap().to_owned(),
+        "--keys".into(),
+        keys.to_str().unwrap().to_owned(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    run(&args)
+}
+
+#[test]
+fn the_transport_key_is_random_and_the_public_one_needs_consent() {
+    let dir = tempfile::tempdir().unwrap();
+    // Two fresh sets: random transport keys, different, neither the FMCOS default.
+    let (a, b) = (dir.path().join("a.toml"), dir.path().join("b.toml"));
+    for f in [&a, &b] {
+        let out = run(&["keys", "init", f.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    }
+    let (ta, tb) = (key_values(&a)[0].clone(), key_values(&b)[0].clone());
+    assert_ne!(ta, "F".repeat(32));
+    assert_ne!(ta, tb);
+    // A card personalized with a random transport key: issued and verified.
+    let out = issue_with(dir.path(), &a, &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+
+    // The public default is refused at init...
+    let ff = "FF".repeat(16);
+    let pub_set = dir.path().join("public.toml");
+    let out = run(&[
+        "keys",
+        "init",
+        pub_set.to_str().unwrap(),
+        "--transport-key",
+        &ff,
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("public FMCOS factory default"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!pub_set.exists());
+    // ...accepted knowingly, with a warning...
+    let out = run(&[
+        "keys",
+        "init",
+        pub_set.to_str().unwrap(),
+        "--transport-key",
+        &ff,
+        "--allow-default-transport-key",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("warning"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = run(&["keys", "show", pub_set.to_str().unwrap()]);
+    assert!(text(&out.stderr).contains("public FMCOS default"));
+    // ...and refused again at personalization, before any card or registry change.
+    let other = tempfile::tempdir().unwrap();
+    let out = issue_with(other.path(), &pub_set, &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stderr).contains("--allow-default-transport-key"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!other.path().join("registry.db").exists());
+    let out = issue_with(other.path(), &pub_set, &["--allow-default-transport-key"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("accepted with --allow-default-transport-key"),
+        "{}",
+        text(&out.stderr)
+    );
+}

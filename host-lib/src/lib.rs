@@ -15,6 +15,7 @@ pub mod holder;
 pub mod keys;
 pub mod lock;
 pub mod personalize;
+pub mod private_fs;
 pub mod profile;
 pub mod registry;
 pub mod script;

@@ -86,17 +86,16 @@ impl FileLock {
         purpose: &str,
         wait: Duration,
     ) -> Result<FileLock, LockError> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)
-            .map_err(|source| LockError::Io {
-                what,
-                path: path.to_owned(),
-                source,
-            })?;
+        let mut options = OpenOptions::new();
+        options.read(true).write(true).create(true).truncate(false);
+        // Beside terminal state and card images: owner-only, like them (`private_fs`).
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, crate::private_fs::FILE_MODE);
+        let file = options.open(path).map_err(|source| LockError::Io {
+            what,
+            path: path.to_owned(),
+            source,
+        })?;
         FileLock::take(file, path, what, purpose, wait, true)
     }
 
@@ -153,7 +152,7 @@ impl FileLock {
             None
         } else {
             let hp = holder_path(path);
-            let _ = std::fs::write(&hp, note);
+            let _ = crate::private_fs::write_private_atomic(&hp, note.as_bytes());
             Some(hp)
         };
         Ok(FileLock {

@@ -166,6 +166,7 @@ fn typed_refusals_on_the_card() {
         description: String::new(),
         algorithm: card_os::crypto::Algorithm::TripleDes,
         transport_key: None,
+        allow_default_transport_key: false,
     })
     .unwrap()
     .with_terminal_counter(TerminalCounter::in_memory(0));

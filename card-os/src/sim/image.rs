@@ -19,7 +19,6 @@
 //! power-up from the NVM's system area).
 
 use super::nvm::MemoryNvm;
-use std::borrow::ToOwned;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::Path;
@@ -166,19 +165,55 @@ pub fn to_bytes(header: &ImageHeader, nvm: &MemoryNvm) -> Vec<u8> {
     out
 }
 
-/// Writes an image atomically: to a temporary file beside `path`, then renamed over it.
+/// Writes an image atomically: to a temporary file beside `path` (a name no other process or
+/// thread uses), then renamed over it. The image is created for its owner only (mode 0600 on
+/// Unix, whatever the umask): a personalized card holds the holder's data and photo. When
+/// anything fails (a full disk), the temporary file is removed and `path` is untouched.
 pub fn save(path: &Path, header: &ImageHeader, nvm: &MemoryNvm) -> Result<(), ImageError> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = std::path::PathBuf::from(tmp);
-    {
-        let mut f = File::create(&tmp)?;
+    write_atomically(path, |f| {
         f.write_all(&header.encode())?;
-        f.write_all(nvm.bytes())?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)?;
+        f.write_all(nvm.bytes())
+    })?;
     Ok(())
+}
+
+/// A temporary name beside `path`: `.<name>.<pid>.<n>.img.tmp`.
+fn temporary_name(path: &Path) -> std::path::PathBuf {
+    use core::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    path.with_file_name(std::format!(".{name}.{}.{n}.img.tmp", std::process::id()))
+}
+
+/// Creates a temporary file beside `path` (0600), lets `fill` write it, syncs it and renames it
+/// over `path`; removes it when any step fails.
+fn write_atomically(path: &Path, fill: impl FnOnce(&mut File) -> io::Result<()>) -> io::Result<()> {
+    let tmp = temporary_name(path);
+    let mut options = OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let written = options.open(&tmp).and_then(|mut f| {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        }
+        fill(&mut f)?;
+        f.sync_all()
+    });
+    let renamed = written.and_then(|()| std::fs::rename(&tmp, path));
+    if renamed.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    renamed
 }
 
 /// Opens an image so that every page write goes straight to the file (see
@@ -227,5 +262,58 @@ mod tests {
             from_bytes(&h.encode()),
             Err(ImageError::Truncated)
         ));
+    }
+
+    fn scratch(name: &str) -> std::path::PathBuf {
+        let d =
+            std::env::temp_dir().join(std::format!("card-os-image-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn a_save_that_fails_leaves_the_old_image_and_no_temporary_file() {
+        let dir = scratch("full");
+        let path = dir.join("card.img");
+        let h = ImageHeader::new(1024, 64, 0);
+        let nvm = MemoryNvm::from_bytes(std::vec![0xA5; 1024], 64);
+        save(&path, &h, &nvm).unwrap();
+        // The disk fills up half-way through the next save.
+        let e = write_atomically(&path, |f| {
+            f.write_all(&[0; 100])?;
+            Err(io::Error::new(
+                io::ErrorKind::StorageFull,
+                "No space left on device",
+            ))
+        })
+        .unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::StorageFull);
+        assert_eq!(names(&dir), ["card.img"]);
+        let (_, back) = load(&path).unwrap();
+        assert_eq!(back.bytes(), nvm.bytes());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn images_are_created_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = scratch("mode");
+        let path = dir.join("card.img");
+        let nvm = MemoryNvm::from_bytes(std::vec![0; 1024], 64);
+        save(&path, &ImageHeader::new(1024, 64, 0), &nvm).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

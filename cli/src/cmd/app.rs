@@ -128,8 +128,18 @@ fn card_at_hand(global: &Global) -> Result<Box<dyn host_lib::transport::Transpor
     Ok(host_lib::transport::open(&global.exclusive_options())?)
 }
 
-fn setup(s: &crate::cmd::issue::Setup, global: &Global) -> Result<(KeySet, Profile), Failure> {
-    let (keys, profile) = s.load()?;
+/// The key set and profile; `writes_keys` (adding an application writes its keys under the
+/// transport key) also applies the transport key's policy.
+fn setup(
+    s: &crate::cmd::issue::Setup,
+    global: &Global,
+    writes_keys: bool,
+) -> Result<(KeySet, Profile), Failure> {
+    let (keys, profile) = if writes_keys {
+        s.load()?
+    } else {
+        s.load_for_reading()?
+    };
     if let (Some(w), false) = (crate::cmd::issue::development_warning(&keys), global.json) {
         eprintln!("citizencard: {w}");
     }
@@ -144,7 +154,7 @@ fn service_failure(e: host_lib::service::ServiceError) -> Failure {
 }
 
 fn enable(global: &Global, args: EnableArgs) -> Result<(), Failure> {
-    let (keys, profile) = setup(&args.setup, global)?;
+    let (keys, profile) = setup(&args.setup, global, true)?;
     let target = target(&profile, &args.name)?;
     if let Some(def) = &target.definition {
         Session::records(def, &args.set).map_err(app_failure)?;
@@ -177,7 +187,7 @@ fn report(global: &Global, c: &host_lib::service::apps::AppChange) -> Result<(),
 }
 
 fn disable(global: &Global, args: NameArgs) -> Result<(), Failure> {
-    let (keys, profile) = setup(&args.setup, global)?;
+    let (keys, profile) = setup(&args.setup, global, false)?;
     let target = target(&profile, &args.name)?;
     let mut reg = global.open_registry()?;
     let mut transport = card_at_hand(global)?;
@@ -193,7 +203,7 @@ fn disable(global: &Global, args: NameArgs) -> Result<(), Failure> {
 }
 
 fn show(global: &Global, args: NameArgs) -> Result<(), Failure> {
-    let (keys, profile) = setup(&args.setup, global)?;
+    let (keys, profile) = setup(&args.setup, global, false)?;
     let target = target(&profile, &args.name)?;
     let def = target.definition.as_ref().ok_or_else(|| {
         Failure::usage(anyhow!(
@@ -248,9 +258,9 @@ struct ListRow {
 fn list(global: &Global, args: ListArgs) -> Result<(), Failure> {
     let reg = global.open_registry()?;
     let (keys, profile) = match &args.card {
-        Some(_) => (None, args.setup.load().map(|(_, p)| p)?),
+        Some(_) => (None, args.setup.load_for_reading().map(|(_, p)| p)?),
         None => {
-            let (k, p) = args.setup.load()?;
+            let (k, p) = args.setup.load_for_reading()?;
             (Some(k), p)
         }
     };

@@ -384,7 +384,9 @@ fn cancel(global: &Global, reg: &mut Registry, args: CancelArgs) -> Result<(), F
 
     let reason: CancelReason = args.reason.into();
     let outcome = if card_at_hand(global) {
-        let (keys, profile) = args.setup.load()?;
+        // Cancelling reads the card and blocks its purse: no key is written to it, so the
+        // transport-key policy does not apply.
+        let (keys, profile) = args.setup.load_for_reading()?;
         let mut transport = host_lib::transport::open(&global.exclusive_options())?;
         cancel(
             reg,
@@ -473,7 +475,7 @@ fn replace(global: &Global, reg: &mut Registry, args: ReplaceArgs) -> Result<(),
             )))
         }
         (Some(dir), None) => {
-            std::fs::create_dir_all(dir)
+            host_lib::private_fs::create_private_dir_all(dir)
                 .map_err(|e| Failure::usage(anyhow::anyhow!("{}: {e}", dir.display())))?;
             crate::cmd::issue::Cards::SimDir(dir)
         }

@@ -213,7 +213,8 @@ fn demo(args: DemoArgs) -> anyhow::Result<()> {
     let temp;
     let dir = match &args.keep {
         Some(dir) => {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            host_lib::private_fs::create_private_dir_all(dir)
+                .with_context(|| format!("creating {}", dir.display()))?;
             if std::fs::read_dir(dir)?.next().is_some() {
                 return Err(anyhow!(
                     "{} is not empty: --keep needs a new or empty directory (the demo makes a \
@@ -228,13 +229,16 @@ fn demo(args: DemoArgs) -> anyhow::Result<()> {
             temp.path().to_path_buf()
         }
     };
-    std::fs::create_dir_all(dir.join("cards"))?;
-    std::fs::create_dir_all(dir.join("applicant/photos"))?;
-    std::fs::write(dir.join("applicant/one.toml"), APPLICANT)?;
-    std::fs::write(dir.join("applicant/photos/p01.jpg"), PHOTO)?;
+    host_lib::private_fs::create_private_dir_all(&dir.join("cards"))?;
+    host_lib::private_fs::create_private_dir_all(&dir.join("applicant/photos"))?;
+    host_lib::private_fs::write_private_atomic(
+        &dir.join("applicant/one.toml"),
+        APPLICANT.as_bytes(),
+    )?;
+    host_lib::private_fs::write_private_atomic(&dir.join("applicant/photos/p01.jpg"), PHOTO)?;
 
     // The purchase terminals' PSAM: its transaction number lives in a file, as `purse` keeps it.
-    std::fs::create_dir_all(dir.join("terminal"))?;
+    host_lib::private_fs::create_private_dir_all(&dir.join("terminal"))?;
     let counter = host_lib::keys::TerminalCounter::open(&dir.join("terminal").join("psam-counter"))
         .map_err(|e| anyhow!("{e}"))?;
     let keys = KeySet::from_toml(crate::keyset::DEVELOPMENT_KEYS)

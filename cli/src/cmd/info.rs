@@ -29,7 +29,7 @@ pub struct InfoArgs {
 
 /// Runs `citizencard info`.
 pub fn run(global: &Global, args: InfoArgs) -> Result<(), Failure> {
-    let (keys, profile) = args.setup.load()?;
+    let (keys, profile) = args.setup.load_for_reading()?;
     let mut t = transport::open(&global.open_options())?;
     let options = ReadOptions {
         mode: if args.by_tag {
@@ -41,7 +41,7 @@ pub fn run(global: &Global, args: InfoArgs) -> Result<(), Failure> {
     };
     let c = read_card(t.as_mut(), &keys, &profile, options).map_err(Failure::card)?;
     if let (Some(path), Some(p)) = (&args.photo, &c.photo) {
-        std::fs::write(path, p.bytes())
+        host_lib::private_fs::write_private_atomic(path, p.bytes())
             .map_err(|e| Failure::card(anyhow::anyhow!("writing {}: {e}", path.display())))?;
     }
     if global.json {

@@ -61,17 +61,35 @@ pub struct Setup {
     /// The card profile (TOML, apdu-specs/layout.md). Default: the built-in Wenzhou profile.
     #[arg(long, value_name = "FILE")]
     pub profile: Option<PathBuf>,
+    /// Personalize with a real key set whose transport key is the public FMCOS default
+    /// (16 x FF), with a warning; refused otherwise (a trace would show every card's keys).
+    #[arg(long)]
+    pub allow_default_transport_key: bool,
 }
 
 impl Setup {
-    /// Loads the key set and the profile and checks them against each other.
-    pub fn load(&self) -> Result<(KeySet, Profile), Failure> {
+    /// Loads the key set and the profile for reading cards, and checks them against each other.
+    pub fn load_for_reading(&self) -> Result<(KeySet, Profile), Failure> {
         let (keys, _) = crate::keyset::load(self.keys.as_deref())?;
         let profile = match &self.profile {
             Some(path) => Profile::load(path).map_err(Failure::usage)?,
             None => Profile::wenzhou(),
         };
         profile.check_keys(&keys).map_err(Failure::usage)?;
+        Ok((keys, profile))
+    }
+
+    /// Loads the key set and the profile for personalizing (writing keys to cards): also the
+    /// transport key's policy (`host_lib::keys::transport_key_policy`).
+    pub fn load(&self) -> Result<(KeySet, Profile), Failure> {
+        let (keys, profile) = self.load_for_reading()?;
+        let transport = &profile.card.transport_key;
+        if let Some(w) =
+            host_lib::keys::transport_key_policy(&keys, transport, self.allow_default_transport_key)
+                .map_err(Failure::usage)?
+        {
+            eprintln!("citizencard: {w}");
+        }
         Ok((keys, profile))
     }
 }
@@ -169,7 +187,7 @@ pub fn run(global: &Global, args: IssueArgs) -> Result<(), Failure> {
         return show_plan(global, &keys, &profile, &entries);
     }
     if let Cards::SimDir(dir) = cards {
-        std::fs::create_dir_all(dir)
+        host_lib::private_fs::create_private_dir_all(dir)
             .with_context(|| format!("creating {}", dir.display()))
             .map_err(Failure::usage)?;
     }

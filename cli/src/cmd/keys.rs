@@ -25,9 +25,12 @@ enum KeysCommand {
     #[command(
         long_about = "Create a fresh key set: every key a card of this project needs (card \
     master, social-security, purse), drawn from the operating system's random number generator, \
-    written with file mode 0600. The transport key is the card maker's factory key: the FMCOS \
-    default 16 x FF unless --transport-key gives another. Refuses to overwrite an existing file \
-    unless --force. Prints names, algorithms and check values, never key bytes."
+    written with file mode 0600. The transport key (the temporary master under which \
+    personalization writes every other key) is random too, unless --transport-key gives the card \
+    maker's batch key; the public FMCOS default 16 x FF is refused unless \
+    --allow-default-transport-key (then a warning), since a trace of personalization would show \
+    every card's keys. Refuses to overwrite an existing file unless --force. Prints names, \
+    algorithms and check values, never key bytes."
     )]
     Init(InitArgs),
     /// Show a key set: names, algorithms, diversification, versions and key check values, never
@@ -64,10 +67,14 @@ pub struct InitArgs {
     /// A description for people.
     #[arg(long, default_value = "")]
     description: String,
-    /// The card maker's transport (factory) key, 16 bytes of hex, if not the FMCOS default
-    /// 16 x FF.
+    /// The card maker's transport (factory) key for this batch, 16 bytes of hex. Default: a
+    /// random one.
     #[arg(long, value_name = "HEX")]
     transport_key: Option<String>,
+    /// Accept the public FMCOS default transport key (16 x FF) as --transport-key, with a
+    /// warning.
+    #[arg(long, requires = "transport_key")]
+    allow_default_transport_key: bool,
 }
 
 /// Arguments of `citizencard keys show`.
@@ -139,8 +146,17 @@ fn init(global: &Global, args: InitArgs) -> Result<(), Failure> {
             AlgorithmArg::Aes128 => card_os::crypto::Algorithm::Aes128,
         },
         transport_key,
+        allow_default_transport_key: args.allow_default_transport_key,
     };
     let set = KeySet::generate(&options).map_err(key_set_failure)?;
+    if set.is_factory_transport_key("TRANSPORT") {
+        eprintln!(
+            "citizencard: warning: key set {}: its transport key is the public FMCOS default \
+             (16 x FF), as --allow-default-transport-key accepted: a trace of personalization \
+             shows every card's keys",
+            set.identity().id
+        );
+    }
     set.save(&args.file, args.force).map_err(key_set_failure)?;
     if global.json {
         print_json(&args.file, &set, true)?;
@@ -169,8 +185,17 @@ fn show(global: &Global, args: ShowArgs) -> Result<(), Failure> {
              no security",
             args.file.display()
         );
-    } else if let Some(warning) = permissions_warning(&args.file) {
-        eprintln!("citizencard: warning: {warning}");
+    } else {
+        if let Some(warning) = permissions_warning(&args.file) {
+            eprintln!("citizencard: warning: {warning}");
+        }
+        if set.is_factory_transport_key("TRANSPORT") {
+            eprintln!(
+                "citizencard: warning: {}: the transport key is the public FMCOS default (16 x \
+                 FF); personalization refuses it unless --allow-default-transport-key",
+                args.file.display()
+            );
+        }
     }
     if global.json {
         return print_json(&args.file, &set, false);

@@ -1,4 +1,4 @@
-//! `citizencard registry list|show|audit|blacklist`: read the issuance registry.
+//! `citizencard registry list|show|audit|blacklist|verify`: read and check the issuance registry.
 //!
 //! Everything here only reads, except `blacklist --export`, which writes a file (never the
 //! registry). Tables by default, `--json` for one JSON object per line.
@@ -12,7 +12,7 @@ use host_lib::holder::items::CardNumber;
 use host_lib::holder::CitizenId;
 use host_lib::registry::{
     AuditEntry, AuditFilter, BlacklistFormat, CardDetails, CardFilter, CardStatus, CardSummary,
-    PersonDetails, Registry, RegistryError,
+    ChainHead, PersonDetails, Registry, RegistryError,
 };
 
 use crate::exit::Failure;
@@ -44,6 +44,43 @@ pub enum RegistryCommand {
         reads half a list."
     )]
     Blacklist(BlacklistArgs),
+    /// Check the registry against its audit chain: exit 0 clean, 1 naming every row that
+    /// disagrees.
+    #[command(
+        long_about = "Check the registry against its audit chain (host-lib/docs/registry.md, \
+        \"The audit chain\"): every audit record's hash and its link to the record before it, the \
+        chain's head, then the chain replayed — card statuses, blacklist entries, ledger entries \
+        and balances, people, fees, applications, credits — and compared with the tables. Prints \
+        every row that disagrees with what the chain says and what the table says, and exits with \
+        status 1; exit status 0 when everything agrees. Read-only. The head it prints (record id \
+        and hash) can be kept elsewhere and given back with --expect-head: a chain rewritten \
+        before that record is then caught too."
+    )]
+    Verify(VerifyArgs),
+}
+
+/// Arguments of `registry verify`.
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    /// A head printed by an earlier run (`ID:HASH`): the chain must still hold that record with
+    /// that hash.
+    #[arg(long, value_name = "ID:HASH", value_parser = parse_head)]
+    pub expect_head: Option<ChainHead>,
+}
+
+fn parse_head(s: &str) -> Result<ChainHead, String> {
+    let (id, hash) = s
+        .split_once(':')
+        .ok_or_else(|| format!("{s:?}: expected ID:HASH, e.g. 42:3f5a…"))?;
+    let id: i64 = id
+        .trim()
+        .parse()
+        .map_err(|_| format!("{id:?} is not a record id"))?;
+    let hash = hash.trim().to_ascii_lowercase();
+    if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(format!("{hash:?} is not a SHA-256 hash (64 hex digits)"));
+    }
+    Ok(ChainHead { id, hash })
 }
 
 /// Arguments of `registry list`.
@@ -137,6 +174,7 @@ pub fn run(global: &Global, command: RegistryCommand) -> Result<(), Failure> {
         RegistryCommand::Show(args) => show(global, &reg, args),
         RegistryCommand::Audit(args) => audit(global, &reg, args),
         RegistryCommand::Blacklist(args) => blacklist(global, &reg, args),
+        RegistryCommand::Verify(args) => verify(global, &reg, args),
     }
 }
 
@@ -422,6 +460,61 @@ fn audit(global: &Global, reg: &Registry, args: AuditArgs) -> Result<(), Failure
     }
     print!("{}", audit_table(&entries).render());
     Ok(())
+}
+
+fn verify(global: &Global, reg: &Registry, args: VerifyArgs) -> Result<(), Failure> {
+    let report = reg
+        .verify_from(args.expect_head.as_ref())
+        .map_err(registry_failure)?;
+    if global.json {
+        print_json(&report)?;
+    } else {
+        let statuses: Vec<String> = report
+            .cards_by_status
+            .iter()
+            .map(|(s, n)| format!("{n} {s}"))
+            .collect();
+        println!(
+            "{} audit records, {} table rows checked; the chain knows {} card(s) ({}), {} open \
+             blacklist entr{}, ledger balances totalling {} yuan",
+            report.audit_records,
+            report.rows_checked,
+            report.cards_by_status.values().sum::<usize>(),
+            if statuses.is_empty() {
+                "none".to_owned()
+            } else {
+                statuses.join(", ")
+            },
+            report.open_blacklist,
+            if report.open_blacklist == 1 {
+                "y"
+            } else {
+                "ies"
+            },
+            yuan(report.ledger_total_cents)
+        );
+        match &report.head {
+            Some(h) => println!("head: {}:{}", h.id, h.hash),
+            None => println!("head: (empty chain)"),
+        }
+        if report.is_clean() {
+            println!("clean: every row agrees with the audit chain");
+        } else {
+            println!(
+                "{} disagreement{} with the audit chain:",
+                report.findings.len(),
+                if report.findings.len() == 1 { "" } else { "s" }
+            );
+            for f in &report.findings {
+                println!("  {f}");
+            }
+        }
+    }
+    if report.is_clean() {
+        Ok(())
+    } else {
+        Err(Failure::unmet())
+    }
 }
 
 /// The audit log as a table; DETAILS is the compact JSON of the record's details.

@@ -17,9 +17,11 @@
 //! order mark) or, as spreadsheet programs on Chinese systems often save it, GBK/GB 18030: a file
 //! that is not valid UTF-8 is decoded as GB 18030.
 //!
-//! **Line numbers**: a batch result carries the 1-based line number in the file where the row
-//! starts, counting the header as line 1, so the first applicant is on line 2. A value with line
-//! breaks inside quotes makes a row span several lines; the number is that of its first line.
+//! **Line numbers**: a batch result carries the 1-based physical line of the file where the row
+//! starts — what an editor shows — so with the header on line 1 the first applicant is on line
+//! 2. Every line counts: blank lines (skipped as rows) and lines before the header; a line ends
+//! with `\n`, `\r\n` or a lone `\r`. A value with line breaks inside quotes makes a row span
+//! several lines; the number is that of its first line.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -270,11 +272,11 @@ pub fn parse_csv(
     for item in reader.records() {
         let row = match item {
             Err(e) => BatchRow {
-                line: e.position().map_or(0, csv::Position::line),
+                line: e.position().map_or(0, |p| physical_line(&text, p.byte())),
                 result: Err(RowError::Malformed(csv_error_message(&e))),
             },
             Ok(rec) => {
-                let line = rec.position().map_or(0, csv::Position::line);
+                let line = rec.position().map_or(0, |p| physical_line(&text, p.byte()));
                 let mut record = ApplicantRecord::default();
                 for (field, i) in &columns {
                     record.set(*field, rec.get(*i).map(str::to_owned));
@@ -301,6 +303,27 @@ pub fn parse_csv(
         rows.push(row);
     }
     Ok(rows)
+}
+
+/// The 1-based physical line of the file on which the record the csv reader reports at byte
+/// `byte` starts. The reader's own line count misses `\r\n` and lone `\r` line ends and
+/// blank lines, and its byte position can point at the line end before the record, so: skip
+/// line ends from there to the record's first byte, then count the line ends before it (`\r\n`,
+/// `\n` or a lone `\r` each end one line).
+fn physical_line(text: &str, byte: u64) -> u64 {
+    let bytes = text.as_bytes();
+    let mut start = usize::try_from(byte).unwrap_or(usize::MAX).min(bytes.len());
+    while start < bytes.len() && matches!(bytes[start], b'\r' | b'\n') {
+        start += 1;
+    }
+    let before = &bytes[..start];
+    let ends = before
+        .iter()
+        .enumerate()
+        .filter(|&(i, &b)| b == b'\n' || (b == b'\r' && before.get(i + 1) != Some(&b'\n')))
+        .count();
+    // A `\r` right before `start` whose `\n` is at `start` cannot happen: `start` skipped it.
+    ends as u64 + 1
 }
 
 fn csv_error_message(e: &csv::Error) -> String {
@@ -412,6 +435,42 @@ mod tests {
         assert_eq!(
             rows[3].to_string(),
             "line 6: malformed row: it has 4 values but the header has 7 columns"
+        );
+    }
+
+    #[test]
+    fn csv_rows_are_numbered_by_the_files_physical_lines() {
+        let h = HEADER.trim_end();
+        let row = "11010519491231002X,测试李二,2,01,110105,1949-12-31,household";
+        let row2 = "110105194912310021,测试李三,2,01,110105,1949-12-31,household";
+        let short = "11010519491231002X,测试李二,2,01";
+        for (text, want) in [
+            // CRLF line ends, blank lines between rows.
+            (format!("{h}\r\n{row}\r\n\r\n\r\n{row2}\r\n"), vec![2, 5]),
+            (format!("{h}\n\n{row}\n\n\n{row2}\n"), vec![3, 6]),
+            // Old Mac line ends.
+            (format!("{h}\r{row}\r\r{row2}\r"), vec![2, 4]),
+            // Blank lines before the header.
+            (format!("\n\r\n{h}\n{row}\n{row2}"), vec![4, 5]),
+            // A quoted value over three lines (CRLF inside), then a malformed row.
+            (
+                format!(
+                    "{h}\r\n\"11010519491231002X\",\"a\r\nb\r\nc\",2\r\n\r\n{short}\r\n{row2}\r\n"
+                ),
+                vec![2, 6, 7],
+            ),
+        ] {
+            let rows = parse_csv(text.as_bytes(), Path::new("b.csv"), &v()).unwrap();
+            let lines: Vec<u64> = rows.iter().map(|r| r.line).collect();
+            assert_eq!(lines, want, "{text:?}");
+        }
+        // The message names the physical line too.
+        let text = format!("{h}\r\n\r\n{short}\r\n");
+        let rows = parse_csv(text.as_bytes(), Path::new("b.csv"), &v()).unwrap();
+        assert!(
+            rows[0].to_string().starts_with("line 3: malformed row"),
+            "{}",
+            rows[0]
         );
     }
 

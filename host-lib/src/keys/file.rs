@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::fs;
 use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use card_os::crypto::{Algorithm, Key};
 use zeroize::{Zeroize, Zeroizing};
@@ -17,8 +17,9 @@ use super::{Diversification, KeyInfo, KeySetIdentity, TerminalCounter};
 /// The key-set file format this code reads and writes.
 pub const FORMAT: i64 = 1;
 
-/// The FMCOS factory transport key (16 × `FF`, card-specs TV-6), used when no other is given.
-const FACTORY_TRANSPORT_KEY: [u8; 16] = [0xFF; 16];
+/// The FMCOS factory transport key (16 × `FF`, card-specs TV-6): public. The development key sets
+/// use it; a real key set must not (see [`KeySet::generate`] and [`super::transport_key_policy`]).
+pub const FACTORY_TRANSPORT_KEY: [u8; 16] = [0xFF; 16];
 
 /// The name a key-set file uses for an algorithm: `des`, `3des`, `sm4`, `aes128`.
 pub fn algorithm_name(algorithm: Algorithm) -> &'static str {
@@ -92,6 +93,12 @@ pub enum KeySetError {
     /// The options for a new key set are wrong.
     #[error("{0}")]
     Options(String),
+    /// A real (non-development) key set with the public FMCOS default transport key.
+    #[error("key set {id}: its transport key is the public FMCOS factory default (16 x FF): every key personalization writes is encrypted under it, so a trace of personalization would show every card's keys; use the card maker's batch key or a random one (keys init makes one), or accept it knowingly with --allow-default-transport-key")]
+    DefaultTransportKey {
+        /// The key set.
+        id: String,
+    },
     /// The operating system's random number generator failed.
     #[error("the operating system's random number generator failed: {0}")]
     Random(getrandom::Error),
@@ -151,8 +158,10 @@ pub struct GenerateOptions {
     /// The algorithm of every key except the transport key.
     pub algorithm: Algorithm,
     /// The transport key's value (3DES, 16 bytes): the factory key of the card maker's batch.
-    /// `None` takes the FMCOS factory default, 16 × `FF`.
+    /// `None` draws a random one, like every other key.
     pub transport_key: Option<Zeroizing<Vec<u8>>>,
+    /// Accept the public FMCOS factory default (16 × `FF`) as `transport_key`.
+    pub allow_default_transport_key: bool,
 }
 
 impl KeySet {
@@ -206,9 +215,13 @@ impl KeySet {
         }
     }
 
-    /// A fresh key set of the standard catalogue ([`STANDARD_KEYS`]), every key but the
-    /// transport key drawn from the operating system's random number generator. DES-family keys
-    /// get odd parity, as DES keys conventionally have (cards ignore the parity bits).
+    /// A fresh key set of the standard catalogue ([`STANDARD_KEYS`]), every key drawn from the
+    /// operating system's random number generator — the transport key too (3DES), unless
+    /// `transport_key` gives the card maker's. DES-family keys get odd parity, as DES keys
+    /// conventionally have (cards ignore the parity bits). The public FMCOS default transport key
+    /// is refused unless `allow_default_transport_key`: every WRITE KEY of personalization is
+    /// encrypted under the transport key, so with the public one a trace of personalization shows
+    /// every card's keys.
     pub fn generate(options: &GenerateOptions) -> Result<KeySet, KeySetError> {
         if !valid_id(&options.id) {
             return Err(KeySetError::Options(format!(
@@ -223,8 +236,13 @@ impl KeySet {
                     bytes.len()
                 ))
             })?,
-            None => Key::TripleDes(FACTORY_TRANSPORT_KEY),
+            None => random_key(Algorithm::TripleDes)?.key().clone(),
         };
+        if transport.as_bytes() == FACTORY_TRANSPORT_KEY && !options.allow_default_transport_key {
+            return Err(KeySetError::DefaultTransportKey {
+                id: options.id.clone(),
+            });
+        }
         let mut keys = BTreeMap::new();
         for standard in STANDARD_KEYS {
             let (master, version) = if standard.diversification == Diversification::None {
@@ -276,17 +294,7 @@ impl KeySet {
             })?;
             return write_all_synced(&mut file, text.as_bytes()).map_err(io_error);
         }
-        let mut tmp_name = path.as_os_str().to_owned();
-        tmp_name.push(format!(".new-{}", std::process::id()));
-        let tmp = PathBuf::from(tmp_name);
-        let _ = fs::remove_file(&tmp);
-        let written = create_private(&tmp)
-            .and_then(|mut f| write_all_synced(&mut f, text.as_bytes()))
-            .and_then(|()| fs::rename(&tmp, path));
-        if written.is_err() {
-            let _ = fs::remove_file(&tmp);
-        }
-        written.map_err(io_error)
+        crate::private_fs::write_private_atomic(path, text.as_bytes()).map_err(io_error)
     }
 
     /// The key set as TOML, key bytes included: private, for [`KeySet::save`] and tests.
@@ -422,14 +430,7 @@ pub fn permissions_warning(path: &Path) -> Option<String> {
 }
 
 fn create_private(path: &Path) -> io::Result<fs::File> {
-    let mut options = fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    options.open(path)
+    crate::private_fs::create_private_file(path)
 }
 
 fn write_all_synced(file: &mut fs::File, bytes: &[u8]) -> io::Result<()> {
@@ -963,6 +964,7 @@ mod tests {
             description: "a \"quoted\" description".into(),
             algorithm: Algorithm::Sm4,
             transport_key: None,
+            allow_default_transport_key: false,
         };
         let a = KeySet::generate(&options).unwrap();
         let b = KeySet::generate(&options).unwrap();
@@ -983,8 +985,14 @@ mod tests {
             let info = a.key_info(standard.name).unwrap();
             assert_eq!(info.diversification, standard.diversification);
             if standard.diversification == Diversification::None {
+                // The transport key: random too, 3DES, never the public factory default.
                 assert_eq!(info.algorithm, Algorithm::TripleDes);
-                assert_eq!(info.check_value, check_value(&Key::TripleDes([0xFF; 16])));
+                assert_ne!(info.check_value, check_value(&Key::TripleDes([0xFF; 16])));
+                assert!(!a.is_factory_transport_key(standard.name));
+                assert_ne!(
+                    info.check_value,
+                    b.key_info(standard.name).unwrap().check_value
+                );
             } else {
                 assert_eq!(info.algorithm, Algorithm::Sm4);
                 // Two fresh sets share no key (a 2^-24 KCV collision would flag a broken RNG).
@@ -1006,6 +1014,7 @@ mod tests {
             description: String::new(),
             algorithm: Algorithm::TripleDes,
             transport_key: Some(Zeroizing::new(vec![0x01; 16])),
+            allow_default_transport_key: false,
         })
         .unwrap();
         for (name, entry) in &set.keys {
@@ -1022,6 +1031,7 @@ mod tests {
             description: String::new(),
             algorithm: Algorithm::TripleDes,
             transport_key: Some(Zeroizing::new(vec![0x01; 8])),
+            allow_default_transport_key: false,
         })
         .unwrap_err();
         assert_eq!(e.to_string(), "transport key: 8 bytes, a 3DES key has 16");
@@ -1030,9 +1040,49 @@ mod tests {
             description: String::new(),
             algorithm: Algorithm::TripleDes,
             transport_key: None,
+            allow_default_transport_key: false,
         })
         .unwrap_err();
         assert!(e.to_string().contains("\"no spaces\""), "{e}");
+    }
+
+    #[test]
+    fn the_public_transport_key_is_refused_unless_accepted() {
+        let mut options = GenerateOptions {
+            id: "prod".into(),
+            description: String::new(),
+            algorithm: Algorithm::TripleDes,
+            transport_key: Some(Zeroizing::new(vec![0xFF; 16])),
+            allow_default_transport_key: false,
+        };
+        let e = KeySet::generate(&options).unwrap_err();
+        assert!(matches!(e, KeySetError::DefaultTransportKey { .. }), "{e}");
+        assert!(e.to_string().contains("16 x FF"), "{e}");
+        options.allow_default_transport_key = true;
+        let set = KeySet::generate(&options).unwrap();
+        assert!(set.is_factory_transport_key("TRANSPORT"));
+        // At personalization: refused, or a warning when accepted.
+        let e = crate::keys::transport_key_policy(&set, "TRANSPORT", false).unwrap_err();
+        assert!(
+            e.to_string().contains("--allow-default-transport-key"),
+            "{e}"
+        );
+        let w = crate::keys::transport_key_policy(&set, "TRANSPORT", true).unwrap();
+        assert!(w.unwrap().contains("public FMCOS factory default"));
+        // A development set is public as a whole: flagged, not refused.
+        let dev = KeySet::from_toml(include_str!("../../../test-vectors/keys/dev.toml")).unwrap();
+        assert!(dev.is_factory_transport_key("TRANSPORT"));
+        assert_eq!(
+            crate::keys::transport_key_policy(&dev, "TRANSPORT", false).unwrap(),
+            None
+        );
+        // A random transport key passes.
+        options.transport_key = None;
+        let set = KeySet::generate(&options).unwrap();
+        assert_eq!(
+            crate::keys::transport_key_policy(&set, "TRANSPORT", false).unwrap(),
+            None
+        );
     }
 
     #[cfg(unix)]
@@ -1046,6 +1096,7 @@ mod tests {
             description: String::new(),
             algorithm: Algorithm::TripleDes,
             transport_key: None,
+            allow_default_transport_key: false,
         };
         let first = KeySet::generate(&options).unwrap();
         first.save(&path, false).unwrap();

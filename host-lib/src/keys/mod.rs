@@ -42,6 +42,7 @@ pub use error::KeyError;
 pub use factors::{CardFactors, FactorError, SocialSecurityFactors};
 pub use file::{
     algorithm_name, permissions_warning, GenerateOptions, KeySet, KeySetError, Problem,
+    FACTORY_TRANSPORT_KEY,
 };
 pub use purse::{
     HostTime, Load, LoadInit, Purchase, PurchaseInit, PurchaseMac1, PurchaseRequest,
@@ -210,6 +211,18 @@ pub trait KeyStore {
     /// Every key, without key bytes.
     fn keys(&self) -> Vec<KeyInfo>;
 
+    /// Whether key `name` is the public FMCOS factory transport key (16 × `FF`). The default
+    /// compares key check values; a store that holds the key compares the key itself.
+    fn is_factory_transport_key(&self, name: &str) -> bool {
+        self.key_info(name).is_ok_and(|i| {
+            i.algorithm == Algorithm::TripleDes
+                && i.check_value
+                    == check_value(&card_os::crypto::Key::TripleDes(
+                        file::FACTORY_TRANSPORT_KEY,
+                    ))
+        })
+    }
+
     /// One key, without key bytes.
     fn key_info(&self, name: &str) -> Result<KeyInfo, KeyError>;
 
@@ -363,4 +376,29 @@ pub trait KeyStore {
         purchase: &Purchase,
         tac: &[u8],
     ) -> Result<(), KeyError>;
+}
+
+/// Whether a key set may personalize cards with its transport key `name`, checked before any
+/// card is touched. A development set passes (it is public as a whole, and flagged). A real set
+/// whose transport key is the public FMCOS factory default is refused — every key personalization
+/// writes travels encrypted under the transport key, so a trace would show every card's keys —
+/// unless `allow_default`, which gives the warning to print instead.
+pub fn transport_key_policy(
+    keys: &dyn KeyStore,
+    name: &str,
+    allow_default: bool,
+) -> Result<Option<String>, KeySetError> {
+    if keys.is_development() || !keys.is_factory_transport_key(name) {
+        return Ok(None);
+    }
+    let id = keys.identity().id.clone();
+    if allow_default {
+        Ok(Some(format!(
+            "WARNING: key set {id}: transport key {name} is the public FMCOS factory default \
+             (16 x FF), accepted with --allow-default-transport-key: a trace of this \
+             personalization shows every key written to the card"
+        )))
+    } else {
+        Err(KeySetError::DefaultTransportKey { id })
+    }
 }

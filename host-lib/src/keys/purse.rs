@@ -5,7 +5,6 @@
 //! the data that flows between a terminal, the key store and the card.
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -208,28 +207,8 @@ impl TerminalCounter {
 }
 
 fn persist(path: &Path, value: u32) -> std::io::Result<()> {
-    // A temporary name of this process and this number: two savers never share one (a fixed name
-    // let one process rename the other's half-written file, or fail on a vanished one).
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(format!(".{}.{value}.tmp", std::process::id()));
-    let tmp = PathBuf::from(tmp);
-    let written = (|| {
-        let mut f = fs::File::create(&tmp)?;
-        writeln!(f, "{value}")?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)
-    })();
-    if let Err(e) = written {
-        let _ = fs::remove_file(&tmp);
-        return Err(e);
-    }
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        // Make the rename itself durable; not every platform can open a directory.
-        if let Ok(d) = fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-    }
-    Ok(())
+    // Owner-only, under a name no other process uses, replaced atomically.
+    crate::private_fs::write_private_atomic(path, format!("{value}\n").as_bytes())
 }
 
 #[cfg(test)]

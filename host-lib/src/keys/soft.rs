@@ -193,6 +193,12 @@ impl KeyStore for KeySet {
         Ok(self.entry(name)?.info(name))
     }
 
+    fn is_factory_transport_key(&self, name: &str) -> bool {
+        self.entry(name).is_ok_and(|e| {
+            e.master.key().as_bytes() == super::file::FACTORY_TRANSPORT_KEY.as_slice()
+        })
+    }
+
     fn card_key_check_value(&self, key: KeyRef<'_>) -> Result<[u8; KCV_LEN], KeyError> {
         Ok(check_value(self.card_key(key)?.0.key()))
     }

@@ -20,6 +20,14 @@ pub enum RegistryError {
         /// The error.
         source: std::io::Error,
     },
+    /// The registry's file or directory cannot be written.
+    #[error("the registry {} is read-only: {why}; every registry command records its changes, so it needs write access to the file and its directory (ask for it, or work on a copy)", path.display())]
+    ReadOnly {
+        /// The database file.
+        path: PathBuf,
+        /// Why it cannot be written.
+        why: String,
+    },
     /// Neither `XDG_DATA_HOME` nor `HOME` is set.
     #[error("cannot find a place for the registry: neither XDG_DATA_HOME nor HOME is set; pass the registry file explicitly")]
     NoDataDir,

@@ -217,7 +217,11 @@ pub(crate) fn check_operator(op: &str) -> Result<&str> {
     }
 }
 
-/// Appends an audit record (inside the caller's transaction).
+/// Appends an audit record (inside the caller's transaction): the one way into `audit_log`.
+/// The record carries the images of every row of an audited table the transaction touched since
+/// its previous audit record, and is chained to the record before it ([`super::chain`]). A
+/// transaction that changes an audited table and commits without an audit record after the
+/// change is refused by the connection.
 pub(crate) fn audit(
     tx: &Transaction<'_>,
     at: &str,
@@ -227,12 +231,15 @@ pub(crate) fn audit(
     id_number: Option<&str>,
     details: serde_json::Value,
 ) -> Result<()> {
-    tx.execute(
-        "INSERT INTO audit_log (at, operator, action, card_number, id_number, details) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![at, operator, action, card, id_number, details.to_string()],
-    )?;
-    Ok(())
+    super::chain::append_audit(
+        tx,
+        at,
+        operator,
+        action,
+        card,
+        id_number,
+        &details.to_string(),
+    )
 }
 
 /// Changes a card's status and appends the history row.
@@ -558,6 +565,12 @@ impl Registry {
     /// cannot both read "next serial" and collide) and stamps it with the clock. Public operations
     /// take `&mut self`, so transactions never nest.
     pub(crate) fn begin(&self) -> Result<(Transaction<'_>, String)> {
+        if let Some(why) = &self.read_only {
+            return Err(RegistryError::ReadOnly {
+                path: self.path.clone().unwrap_or_default(),
+                why: why.clone(),
+            });
+        }
         let n = self.writes.get() + 1;
         self.writes.set(n);
         if self.fail_write.get() == Some(n) {

@@ -2,10 +2,10 @@
 //!
 //! A SQLite database (bundled SQLite, one file) of the people who applied, the cards issued to
 //! them and everything that happened to those cards: status history, fees, the purse ledger, the
-//! blacklist for terminals and an append-only audit log. Its operations follow the card life
-//! cycle of the Wenzhou citizen-card regulation; each one runs in a single SQLite transaction
-//! together with its audit record, so a change is never made without its audit line, nor audited
-//! without being made.
+//! blacklist for terminals and an append-only audit log, chained by hashes. Its operations
+//! follow the card life cycle of the Wenzhou citizen-card regulation; each one runs in a single
+//! SQLite transaction together with its audit record, so a change is never made without its
+//! audit line, nor audited without being made.
 //!
 //! ## Life cycle
 //!
@@ -45,6 +45,10 @@
 //!   [`record_chip_credit`](Registry::record_chip_credit) records the load host's credit
 //!   ([`apps`]).
 //!
+//! * **Tamper evidence**: the audit log is a hash chain whose records carry the images of the
+//!   rows each change wrote ([`chain`]); [`verify`](Registry::verify) replays it and names every
+//!   row of the tables that disagrees (`host-lib/docs/registry.md`, "The audit chain").
+//!
 //! Amounts are integer cents (分); instants are RFC 3339 UTC text; card dates (issue, expiry) are
 //! dates in China time. The clock is injectable ([`Clock`]).
 //!
@@ -81,6 +85,7 @@ pub mod apps;
 pub mod blacklist;
 pub mod card_number;
 mod carry;
+pub mod chain;
 pub mod clock;
 pub mod config;
 pub mod error;
@@ -91,6 +96,7 @@ mod queries;
 pub mod schema;
 #[cfg(test)]
 mod tests;
+mod verify;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -116,6 +122,7 @@ pub use queries::{
     AuditEntry, AuditFilter, CardDetails, CardFilter, CardSummary, FeeEntry, PersonDetails,
     PersonSummary, StatusChange,
 };
+pub use verify::{ChainHead, Finding, FindingKind, VerifyReport};
 
 use crate::holder::items::CardNumber;
 use crate::holder::{Validator, CHINA_TIME};
@@ -243,6 +250,8 @@ pub struct Registry {
     writes: std::cell::Cell<u64>,
     /// Fault injection (tests): the write transaction with this number fails.
     fail_write: std::cell::Cell<Option<u64>>,
+    /// Why the database cannot be written, when SQLite opened it read-only (reads still work).
+    read_only: Option<String>,
 }
 
 impl fmt::Debug for Registry {
@@ -292,16 +301,69 @@ impl Registry {
         config: RegistryConfig,
         clock: Arc<dyn Clock>,
     ) -> Result<Registry> {
+        // Personal data: the directories made here are 0700 and the file 0600, created before
+        // SQLite opens it (its -wal, -shm and journal files then take the same mode).
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|source| RegistryError::Io {
-                path: parent.to_owned(),
-                source,
-            })?;
+            crate::private_fs::create_private_dir_all(parent)
+                .map_err(|source| read_only_or(path, source))?;
         }
-        let conn = Connection::open(path)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        Registry::setup(conn, config, clock, Some(path.to_owned()))
+        crate::private_fs::ensure_private_file(path)
+            .map_err(|source| read_only_or(path, source))?;
+        let (config_copy, clock_copy) = (config.clone(), clock.clone());
+        let opened = (|| {
+            let conn = Connection::open(path)?;
+            conn.busy_timeout(std::time::Duration::from_secs(5))?;
+            conn.pragma_update(None, "journal_mode", "WAL")?;
+            let mut reg = Registry::setup(conn, config, clock, Some(path.to_owned()))?;
+            if reg.conn.is_readonly(rusqlite::MAIN_DB)? {
+                reg.read_only = Some(
+                    read_only_cause(
+                        path,
+                        &RegistryError::Sqlite(rusqlite::Error::SqliteFailure(
+                            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_READONLY),
+                            None,
+                        )),
+                    )
+                    .unwrap_or_else(|| "SQLite opened it read-only".into()),
+                );
+            }
+            Ok(reg)
+        })();
+        let e = match opened {
+            Ok(reg) => return Ok(reg),
+            Err(e) => e,
+        };
+        let Some(why) = read_only_cause(path, &e) else {
+            return Err(e);
+        };
+        // Reading needs no write access: open the file as it is, for queries only.
+        let uri = format!("file:{}?immutable=1", uri_path(path));
+        let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+            | rusqlite::OpenFlags::SQLITE_OPEN_URI
+            | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let read = Connection::open_with_flags(&uri, flags)
+            .map_err(RegistryError::from)
+            .and_then(|conn| {
+                let current = schema::version(&conn)? == schema::latest_version();
+                if !current {
+                    return Err(RegistryError::ReadOnly {
+                        path: path.to_owned(),
+                        why: format!("{why}; and its schema needs an upgrade, which writes"),
+                    });
+                }
+                Registry::setup(conn, config_copy, clock_copy, Some(path.to_owned()))
+            });
+        match read {
+            Ok(mut reg) => {
+                reg.read_only = Some(why);
+                Ok(reg)
+            }
+            Err(e @ RegistryError::ReadOnly { .. }) => Err(e),
+            Err(_) => Err(RegistryError::ReadOnly {
+                path: path.to_owned(),
+                why,
+            }),
+        }
     }
 
     /// An in-memory registry (tests, dry runs).
@@ -321,6 +383,7 @@ impl Registry {
         })?;
         conn.pragma_update(None, "foreign_keys", true)?;
         schema::migrate(&mut conn)?;
+        chain::install(&mut conn)?;
         Ok(Registry {
             conn,
             clock,
@@ -328,6 +391,7 @@ impl Registry {
             path,
             writes: std::cell::Cell::new(0),
             fail_write: std::cell::Cell::new(None),
+            read_only: None,
         })
     }
 
@@ -348,6 +412,12 @@ impl Registry {
     /// The database file, `None` in memory.
     pub fn path(&self) -> Option<&Path> {
         self.path.as_deref()
+    }
+
+    /// Why the registry cannot be changed, when it was opened on a file or directory that cannot
+    /// be written (reading works; every change is refused with [`RegistryError::ReadOnly`]).
+    pub fn read_only(&self) -> Option<&str> {
+        self.read_only.as_deref()
     }
 
     /// The configuration.
@@ -373,6 +443,70 @@ impl Registry {
     /// The status of a card.
     pub fn status(&self, card: &CardNumber) -> Result<CardStatus> {
         card_status(&self.conn, card)
+    }
+}
+
+/// Why the registry at `path` cannot be written, when that is what `e` comes from: SQLite says
+/// "read-only", or cannot open the file while the file or its directory cannot be written.
+fn read_only_cause(path: &Path, e: &RegistryError) -> Option<String> {
+    use rusqlite::ErrorCode;
+    let code = match e {
+        RegistryError::Sqlite(rusqlite::Error::SqliteFailure(f, _)) => f.code,
+        RegistryError::Migration { message, .. } if message.contains("readonly") => {
+            ErrorCode::ReadOnly
+        }
+        _ => return None,
+    };
+    if !matches!(code, ErrorCode::ReadOnly | ErrorCode::CannotOpen) {
+        return None;
+    }
+    let file_writable = std::fs::OpenOptions::new().append(true).open(path);
+    if let Err(io) = file_writable {
+        return Some(format!("the file cannot be written: {io}"));
+    }
+    if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        let probe = crate::private_fs::temporary_name(&dir.join("probe"));
+        match crate::private_fs::create_private_file(&probe) {
+            Ok(_) => {
+                let _ = std::fs::remove_file(&probe);
+            }
+            Err(io) => {
+                return Some(format!(
+                    "its directory {} cannot be written (SQLite keeps its -wal and -shm files \
+                     there): {io}",
+                    dir.display()
+                ))
+            }
+        }
+    }
+    (code == ErrorCode::ReadOnly).then(|| "SQLite refuses to write it".to_owned())
+}
+
+/// A path as the path part of an SQLite `file:` URI (`%`, `?`, `#` and non-ASCII escaped).
+fn uri_path(path: &Path) -> String {
+    let mut out = String::new();
+    for b in path.as_os_str().as_encoded_bytes() {
+        match b {
+            b'%' | b'?' | b'#' | 0x80..=0xFF | 0..=0x20 => out.push_str(&format!("%{b:02X}")),
+            _ => out.push(char::from(*b)),
+        }
+    }
+    out
+}
+
+/// An I/O error making the registry's file or directory, as "read-only" when that is the cause.
+fn read_only_or(path: &Path, source: std::io::Error) -> RegistryError {
+    match source.kind() {
+        std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem => {
+            RegistryError::ReadOnly {
+                path: path.to_owned(),
+                why: format!("it cannot be created: {source}"),
+            }
+        }
+        _ => RegistryError::Io {
+            path: path.to_owned(),
+            source,
+        },
     }
 }
 

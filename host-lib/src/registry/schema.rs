@@ -8,6 +8,10 @@
 //! Append-only tables (`audit_log`, `card_status_history`, `fees`, `purse_ledger`,
 //! `card_applications`, `chip_credits`) have triggers
 //! that abort any `UPDATE` or `DELETE`. Of `blacklist`, only `lifted_at` may be set, once.
+//!
+//! From version 4 on, the audit log is a hash chain (`super::chain`), and every migration ends,
+//! inside its transaction, with `chain::after_migration`: rows it added or changed are attested
+//! by an anchor record, so that `Registry::verify` stays clean after an upgrade.
 
 use rusqlite::Connection;
 
@@ -209,8 +213,25 @@ BEGIN SELECT RAISE(ABORT, 'chip_credits is append-only: rows cannot be deleted')
     },
     Migration {
         version: 4,
-        description: "reserved for the audit hash chain (issue 9, the audit half)",
-        sql: "SELECT 1;",
+        description: "the audit log as a hash chain with row images, and its head",
+        // The Rust step `chain::after_migration` then chains the existing records in id order,
+        // sets the head, puts `audit_no_update` back and anchors the rows as found.
+        sql: r#"
+ALTER TABLE audit_log ADD COLUMN effects TEXT;
+ALTER TABLE audit_log ADD COLUMN prev_hash TEXT;
+ALTER TABLE audit_log ADD COLUMN hash TEXT;
+-- The newest record of the chain: a tail cut off the chain no longer reaches it.
+CREATE TABLE audit_head (
+    one       INTEGER PRIMARY KEY CHECK (one = 1),
+    last_id   INTEGER NOT NULL,
+    last_hash TEXT NOT NULL
+) STRICT;
+CREATE TRIGGER audit_head_no_delete BEFORE DELETE ON audit_head
+BEGIN SELECT RAISE(ABORT, 'audit_head cannot be deleted'); END;
+CREATE TRIGGER audit_head_forward BEFORE UPDATE ON audit_head WHEN NEW.last_id <= OLD.last_id
+BEGIN SELECT RAISE(ABORT, 'audit_head only moves forward'); END;
+DROP TRIGGER audit_no_update;
+"#,
     },
     Migration {
         version: 5,
@@ -304,6 +325,15 @@ pub fn migrate_to(conn: &mut Connection, target: u32) -> Result<Vec<u32>, Regist
                 version: m.version,
                 message: e.to_string(),
             })?;
+        if m.version >= super::chain::CHAIN_VERSION {
+            let at = super::clock::format_instant(time::OffsetDateTime::now_utc());
+            super::chain::after_migration(&tx, m.version, &at).map_err(|e| {
+                RegistryError::Migration {
+                    version: m.version,
+                    message: e.to_string(),
+                }
+            })?;
+        }
         tx.pragma_update(None, "user_version", m.version)?;
         tx.commit()?;
         applied.push(m.version);

@@ -873,7 +873,9 @@ fn audit_and_money_tables_are_append_only() {
         let e = reg.conn.execute(sql, []).unwrap_err();
         assert!(e.to_string().contains(table), "{sql}: {e}");
     }
-    // Lifting a blacklist entry is the one change allowed, and only once.
+    // Lifting a blacklist entry is the one change the triggers allow, and only once (inside a
+    // transaction rolled back: the connection itself refuses to commit an unaudited change).
+    reg.conn.execute_batch("BEGIN").unwrap();
     reg.conn
         .execute(
             "UPDATE blacklist SET lifted_at = 'x' WHERE lifted_at IS NULL",
@@ -884,15 +886,40 @@ fn audit_and_money_tables_are_append_only() {
         .conn
         .execute("UPDATE blacklist SET lifted_at = 'y'", [])
         .is_err());
-    // Appending still works.
+    reg.conn.execute_batch("ROLLBACK").unwrap();
+    assert_eq!(reg.blacklist(false).unwrap().len(), 1);
+}
+
+#[test]
+fn an_unaudited_change_is_not_committed() {
+    let (mut reg, _) = fixture();
+    let c = issue(&mut reg, &samples()[16]);
+    reg.record_load(OP, &c, &load(100)).unwrap();
     let n = audit_count(&reg);
+    // Through the registry's own connection, without an audit record: refused at commit.
+    let e = reg
+        .conn
+        .execute(
+            "INSERT INTO purse_ledger (card_number, kind, amount_cents, at, recorded_at, operator) \
+             VALUES (?1, 'load', 500000, 't', 't', 'mallory')",
+            [c.as_str()],
+        )
+        .unwrap_err();
+    assert!(e.to_string().contains("constraint failed"), "{e}");
+    reg.conn.execute_batch("BEGIN").unwrap();
     reg.conn
         .execute(
-            "INSERT INTO audit_log (at, operator, action, details) VALUES ('t', 'o', 'note', '{}')",
-            [],
+            "UPDATE cards SET status = 'cancelled' WHERE card_number = ?1",
+            [c.as_str()],
         )
         .unwrap();
-    assert_eq!(audit_count(&reg), n + 1);
+    assert!(reg.conn.execute_batch("COMMIT").is_err());
+    assert_eq!(reg.status(&c).unwrap(), CardStatus::Active);
+    assert_eq!(reg.balance(&c).unwrap(), 100);
+    assert_eq!(audit_count(&reg), n);
+    // The registry goes on normally afterwards.
+    reg.record_load(OP, &c, &load(50)).unwrap();
+    assert!(reg.verify().unwrap().is_clean());
 }
 
 #[test]
@@ -1163,8 +1190,8 @@ fn newer_database_is_refused_on_open() {
             e,
             RegistryError::SchemaTooNew {
                 found: 7,
-                supported: 5
-            }
+                supported
+            } if supported == schema::latest_version()
         ),
         "{e}"
     );
@@ -1231,4 +1258,59 @@ fn two_processes_never_get_the_same_card_number() {
         .map(|c| c.serial)
         .collect();
     assert_eq!(serials, (1..=16).collect::<Vec<_>>());
+}
+
+// ---------------------------------------------------------------------------------------------
+// The audit chain across later migrations
+
+#[test]
+fn a_later_migration_anchors_what_it_changed_and_lists_what_it_found_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.db");
+    let clock = Arc::new(ManualClock::new(T0));
+    let mut reg = Registry::open_with_clock(&path, RegistryConfig::default(), clock).unwrap();
+    let c = issue(&mut reg, &samples()[5]);
+    reg.record_load(OP, &c, &load(300)).unwrap();
+    assert!(reg.verify().unwrap().is_clean());
+    // Someone edits a fee around the registry before the upgrade.
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch("DROP TRIGGER fees_no_update; UPDATE fees SET reason = 'hand-edited';")
+        .unwrap();
+    assert!(!reg.verify().unwrap().is_clean());
+    // A later step of the schema, as svc's or anyone's would be: a new column on the ledger,
+    // filled in for existing rows; then what every migration from version 4 on runs.
+    let tx = reg.conn.unchecked_transaction().unwrap();
+    tx.execute_batch(
+        "DROP TRIGGER ledger_no_update; \
+         ALTER TABLE purse_ledger ADD COLUMN application_serial TEXT; \
+         UPDATE purse_ledger SET application_serial = '0000000000000001';",
+    )
+    .unwrap();
+    chain::after_migration(&tx, 99, "2026-01-10T02:00:00Z").unwrap();
+    tx.commit().unwrap();
+    let r = reg.verify().unwrap();
+    assert!(r.is_clean(), "{:#?}", r.findings);
+    let anchor = reg
+        .audit_log(&AuditFilter {
+            limit: Some(1),
+            ..Default::default()
+        })
+        .unwrap()
+        .remove(0);
+    assert_eq!(anchor.action, "registry.anchor");
+    assert_eq!(anchor.operator, chain::MIGRATION_OPERATOR);
+    let rows: Vec<&str> = anchor.details["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    // The ledger row the migration changed, and the fee found edited: the latter stays visible.
+    assert!(
+        rows.iter().any(|r| r.starts_with("purse_ledger ")),
+        "{rows:?}"
+    );
+    assert!(rows.iter().any(|r| r.starts_with("fees ")), "{rows:?}");
+    assert_eq!(reg.balance(&c).unwrap(), 300);
 }

@@ -26,9 +26,9 @@ pub struct TerminalState {
 }
 
 impl TerminalState {
-    /// Creates `dir` if needed and locks it, waiting up to `wait` for another terminal run.
+    /// Creates `dir` if needed (0700, `private_fs`) and locks it, waiting up to `wait` for another terminal run.
     pub fn open(dir: &Path, purpose: &str, wait: Duration) -> Result<TerminalState, ServiceError> {
-        std::fs::create_dir_all(dir).map_err(|source| ServiceError::State {
+        crate::private_fs::create_private_dir_all(dir).map_err(|source| ServiceError::State {
             path: dir.to_owned(),
             source,
         })?;

@@ -13,7 +13,6 @@
 //! recovery is enough.
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -348,19 +347,11 @@ impl Journal for FileJournal {
     fn begin(&mut self, pending: &Pending) -> Result<(), String> {
         let path = self.path(&pending.card_serial);
         let write = || -> std::io::Result<()> {
-            fs::create_dir_all(&self.dir)?;
-            let tmp = path.with_extension("json.tmp");
-            {
-                let mut f = fs::File::create(&tmp)?;
-                f.write_all(serde_json::to_string_pretty(pending)?.as_bytes())?;
-                f.write_all(b"\n")?;
-                f.sync_all()?;
-            }
-            fs::rename(&tmp, &path)?;
-            if let Ok(d) = fs::File::open(&self.dir) {
-                let _ = d.sync_all();
-            }
-            Ok(())
+            // Terminal state: owner-only directory and files (crate::private_fs).
+            crate::private_fs::create_private_dir_all(&self.dir)?;
+            let mut text = serde_json::to_string_pretty(pending)?;
+            text.push('\n');
+            crate::private_fs::write_private_atomic(&path, text.as_bytes())
         };
         write().map_err(|e| format!("{}: {e}", path.display()))
     }

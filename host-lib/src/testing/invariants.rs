@@ -1,5 +1,5 @@
-//! The invariants every chaos test checks after each run, in one function so that a new check
-//! (e.g. `registry verify` once the audit chain exists) is added in one place.
+//! The invariants every chaos and service test checks after each run, in one function so that a
+//! new check is added in one place.
 //!
 //! * one card in use (active or lost) per person, and per card number at most one card image
 //!   that reads back as that issued card;
@@ -9,7 +9,9 @@
 //! * a carried-over balance is credited at most once (chip credits never exceed what was moved
 //!   in), and no carry-over intent is left open;
 //! * the purse log of every image holds each (type, counter) once;
-//! * no transaction is left pending in the terminal journals given.
+//! * no transaction is left pending in the terminal journals given;
+//! * `registry verify` is clean: the audit chain links up to its head and its replay is exactly
+//!   what the tables hold (every finding is reported, one violation each).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -215,6 +217,21 @@ pub fn check(
             )
         });
     }
-    // `registry verify` (the audit chain) joins here when the registry has it.
+    // `registry verify`: the tables are what the audit chain says, the chain is whole.
+    match registry.verify() {
+        Ok(report) => {
+            r.expect(report.is_clean(), || {
+                format!(
+                    "registry verify: {} finding(s) over {} audit records",
+                    report.findings.len(),
+                    report.audit_records
+                )
+            });
+            for f in &report.findings {
+                r.violations.push(format!("registry verify: {f}"));
+            }
+        }
+        Err(e) => r.expect(false, || format!("registry verify could not run: {e}")),
+    }
     r
 }

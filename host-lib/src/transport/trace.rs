@@ -59,7 +59,18 @@ pub fn format_exchange(
     result: &Result<Vec<u8>, Error>,
     elapsed: Duration,
 ) -> String {
-    let sent = format!("> {} [{}]", spaced(command), command.len());
+    let sent = match command {
+        // WRITE KEY without secure messaging (`80 D4`, FMCOS 2.0 §7.12): its data is a key
+        // record in clear — during personalization the transport key, under which every other
+        // key then travels. A trace never shows it.
+        [cla, 0xD4, p1, p2, lc, data @ ..] if cla & 0x0C == 0 && !data.is_empty() => format!(
+            "> {} [{}]  (key record in clear: {} bytes not traced)",
+            spaced(&[*cla, 0xD4, *p1, *p2, *lc]),
+            command.len(),
+            data.len()
+        ),
+        _ => format!("> {} [{}]", spaced(command), command.len()),
+    };
     match result {
         Ok(response) => match split_response(response) {
             Some((data, sw)) => format!(
@@ -177,6 +188,22 @@ mod tests {
             lines[2].starts_with("trace: reset  < ATR 3B 00 [2]"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_key_written_in_clear_is_not_traced() {
+        let key = "0102030405060708090A0B0C0D0E0F10";
+        let plain = h(&format!("80D4010015F9F0AA0A33{key}"));
+        let line = format_exchange(&plain, &Ok(h("9000")), Duration::from_micros(90));
+        assert!(
+            line.starts_with("> 80 D4 01 00 15 [26]  (key record in clear: 21 bytes not traced)"),
+            "{line}"
+        );
+        assert!(!line.replace(' ', "").contains("0102030405"), "{line}");
+        // Under secure messaging the data is a cryptogram: traced as it is.
+        let protected = h("84D401001C00112233445566778899AABBCCDDEEFF");
+        let line = format_exchange(&protected, &Ok(h("9000")), Duration::from_micros(90));
+        assert!(line.contains("00 11 22 33"), "{line}");
     }
 
     #[test]
