@@ -208,10 +208,12 @@ impl TerminalCounter {
 }
 
 fn persist(path: &Path, value: u32) -> std::io::Result<()> {
-    // A temporary name of this process and this number: two savers never share one (a fixed name
+    // A temporary name of this process and this save: two savers never share one (a fixed name
     // let one process rename the other's half-written file, or fail on a vanished one).
+    static SAVES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let save = SAVES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut tmp = path.as_os_str().to_owned();
-    tmp.push(format!(".{}.{value}.tmp", std::process::id()));
+    tmp.push(format!(".{}.{save}.tmp", std::process::id()));
     let tmp = PathBuf::from(tmp);
     let written = (|| {
         let mut f = fs::File::create(&tmp)?;
@@ -269,6 +271,34 @@ mod tests {
         assert_eq!(a.overdraft_limit, 0x010203);
         assert_eq!((a.key_version, a.algorithm_id), (4, 5));
         assert!(PurchaseInit::parse(&[0; 16]).is_err());
+    }
+
+    #[test]
+    fn counters_saved_at_once_never_fail_on_a_shared_temporary_file() {
+        // Two terminals saving one counter file at once: each save has its own temporary file,
+        // so none fails (a fixed `.tmp` name let one rename the other's away).
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("psam-counter");
+        let handles: Vec<_> = (0..4)
+            .map(|_| {
+                let path = path.clone();
+                std::thread::spawn(move || {
+                    let c = TerminalCounter::open(&path).unwrap();
+                    (0..50)
+                        .map(|_| c.next().map(drop))
+                        .collect::<Result<Vec<_>, _>>()
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap().unwrap();
+        }
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
     }
 
     #[test]
