@@ -1,6 +1,8 @@
 //! Chaos at the host seams (issue 9), with the real `citizencard` binary:
 //!
 //! * stations issuing the same and different batches at once, on one registry;
+//! * a station killed while another issues the same applicants, then run again (the cards it wrote
+//!   that the other finished must be reported as void);
 //! * purchases at once on one card image (one terminal state, and two);
 //! * `kill -9` at random points of issue, load, purchase, replace and cancel, each followed by the
 //!   operator's re-run (or, for a load or purchase, the next command with the card);
@@ -220,6 +222,111 @@ fn chaos_stations_issuing_the_same_and_different_batches_at_once() {
         "stations at once: {runs} station runs in 3 rounds, {issued} cards issued, \
          {refused_leased} refusals because another station held the issuance, {checks} invariant \
          checks, 0 duplicates"
+    );
+}
+
+/// Two stations on the same batch, one killed at a random instant and then run again: nothing
+/// is issued twice, and every card the killed station wrote that another station finished is
+/// reported as void by its re-run.
+#[test]
+fn chaos_a_station_killed_while_another_issues_the_same_batch() {
+    let mut rng = Rng::from_env();
+    let (mut voids, mut checks, mut issued) = (0usize, 0u64, 0u64);
+    // One applicant: station 0 killed late in its personalization (the card may already read back
+    // as the card), station 1 takes the issuance over (station 0's process is gone) and finishes
+    // it, station 0 runs again.
+    let one = root().join("test-vectors/applicants/one.toml");
+    let single = |w: &World, s: usize| {
+        args(&[
+            "issue",
+            "--applicant",
+            one.to_str().unwrap(),
+            "--sim-dir",
+            w.cards(s).to_str().unwrap(),
+        ])
+    };
+    let took = {
+        let w = World::new();
+        let t = Instant::now();
+        w.ok(&single(&w, 0));
+        t.elapsed().as_micros() as u64
+    };
+    let mut single_rounds = 0;
+    for round in 0..16 {
+        let w = World::new();
+        let mut victim = w.spawn(&single(&w, 0));
+        std::thread::sleep(Duration::from_micros(took / 3 + rng.below(took)));
+        if victim.try_wait().unwrap().is_some() {
+            continue;
+        }
+        let _ = victim.kill();
+        let _ = victim.wait();
+        single_rounds += 1;
+        let other = w.run(&single(&w, 1));
+        // Station 0 may have completed the issuance just before the kill: then station 1 is
+        // refused (the applicant holds a card, and it is not at station 1).
+        assert!(
+            other.status.success() || text(&other.stdout).contains("already has card"),
+            "{}{}",
+            text(&other.stdout),
+            text(&other.stderr)
+        );
+        let again = w.run(&single(&w, 0));
+        let said = format!("{}{}", text(&again.stdout), text(&again.stderr));
+        let r = w.invariants(2);
+        assert_clean(&r, &format!("single round {round}"));
+        for copy in &r.void_copies {
+            let number = copy.file_stem().unwrap().to_str().unwrap();
+            assert!(
+                said.lines()
+                    .any(|l| l.contains("VOID CARD") && l.contains(number)),
+                "single round {round}: the void copy {} was not reported:\n{said}",
+                copy.display()
+            );
+        }
+        voids += r.void_copies.len();
+        checks += r.checks;
+        issued += r.cards;
+    }
+    println!("one applicant, station killed, another takes over: {single_rounds} kills");
+    for round in 0..2 {
+        let w = World::new();
+        let whole = batch(w.dir.path(), "whole.csv", |_| true);
+        let run = |s: usize| {
+            args(&[
+                "issue",
+                "--batch",
+                whole.to_str().unwrap(),
+                "--sim-dir",
+                w.cards(s).to_str().unwrap(),
+            ])
+        };
+        let mut victim = w.spawn(&run(0));
+        let other = w.spawn(&run(1));
+        std::thread::sleep(Duration::from_millis(200 + rng.below(1500)));
+        let _ = victim.kill();
+        let _ = victim.wait();
+        let other = other.wait_with_output().unwrap();
+        let again = w.run(&run(0));
+        let said = format!("{}{}", text(&other.stdout), text(&again.stdout));
+        let r = w.invariants(2);
+        assert_clean(&r, &format!("round {round}"));
+        for copy in &r.void_copies {
+            let number = copy.file_stem().unwrap().to_str().unwrap();
+            assert!(
+                said.lines()
+                    .any(|l| l.contains("VOID CARD") && l.contains(number)),
+                "round {round}: the void copy {} was not reported:\n{said}",
+                copy.display()
+            );
+        }
+        voids += r.void_copies.len();
+        checks += r.checks;
+        issued += r.cards;
+    }
+    println!(
+        "a station killed beside another: {single_rounds} + 2 rounds, {issued} cards, {voids} \
+         void copies all reported, {checks} invariant checks, 0 duplicates"
     );
 }
 

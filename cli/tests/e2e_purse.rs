@@ -53,8 +53,14 @@ fn purse_with(dir: &Path, cents: u32) -> PathBuf {
     path
 }
 
+/// The ATR of the card in `image`, read from a copy in memory: the image may be in use by
+/// `sim serve` (which holds its lock).
 fn atr_of(image: &Path) -> Vec<u8> {
-    SimTransport::open_image(image).unwrap().atr().to_vec()
+    let (_, nvm) = card_os::sim::image::load(image).unwrap();
+    let card = card_os::sim::SimCard::from_nvm(nvm)
+        .map_err(|(_, e)| format!("{e:?}"))
+        .unwrap();
+    card.atr().to_vec()
 }
 
 /// `citizencard sim serve` in a child process on a locked vpcd slot, its stderr in a file.

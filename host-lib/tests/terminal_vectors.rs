@@ -666,3 +666,35 @@ fn a_proof_of_another_terminal_s_purchase_means_not_done() {
     assert!(matches!(e, TerminalError::Unsettled { .. }), "{e:?}");
     t.into_transport().done();
 }
+
+/// `--recover-wait 0`: the terminal does not wait for the card, and says so in words (not "the
+/// card was not back within 0ns").
+#[test]
+fn a_recovery_wait_of_zero_is_said_as_such() {
+    let keys = tv_keys();
+    let debit = debit_1_yuan();
+    let dir = tempfile::tempdir().unwrap();
+    let card = Scripted::new(vec![
+        apdu(SELECT, FCI),
+        apdu(TV5_INIT, TV5_INIT_ANSWER),
+        Step::Lost(h(&debit)),
+    ]);
+    let at = time_of(&vector("composite"));
+    let mut t = Terminal::new(
+        card,
+        &keys,
+        TerminalConfig {
+            recovery_wait: Duration::ZERO,
+            ..config("000000000001")
+        },
+    )
+    .with_clock(move || at)
+    .with_journal(FileJournal::new(dir.path()));
+    let e = t.purchase(0x100, None).unwrap_err();
+    let TerminalError::Unsettled { cause, .. } = &e else {
+        panic!("{e:?}")
+    };
+    assert!(cause.contains("set not to wait for the card"), "{cause}");
+    assert!(!cause.contains("0ns"), "{cause}");
+    t.into_transport().done();
+}

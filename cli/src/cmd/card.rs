@@ -514,8 +514,8 @@ fn replace(global: &Global, reg: &mut Registry, args: ReplaceArgs) -> Result<(),
         station: &station,
         lease: host_lib::registry::DEFAULT_LEASE,
     };
-    let mut open = |card: &CardNumber, serial: u32| {
-        open_new_card(global, &cards, card, serial, &say).map_err(|f| {
+    let mut open = |card: &CardNumber, _card_serial: u32| {
+        open_new_card(global, &cards, card, &say).map_err(|f| {
             f.error
                 .map(|e| format!("{e:#}"))
                 .unwrap_or_else(|| "the new card could not be opened".into())
@@ -618,13 +618,12 @@ fn replace(global: &Global, reg: &mut Registry, args: ReplaceArgs) -> Result<(),
     Ok(())
 }
 
-/// Opens the new card of a replacement: DIR/<card number>.img (a blank chip whose ATR serial is
-/// the card serial, made if missing, as `issue --sim-dir` does), the image of --sim, or a reader.
+/// Opens the new card of a replacement: DIR/<card number>.img (a blank chip with a random chip
+/// serial, made if missing, as `issue --sim-dir` does), the image of --sim, or a reader.
 fn open_new_card(
     global: &Global,
     cards: &crate::cmd::issue::Cards<'_>,
     card: &CardNumber,
-    serial: u32,
     say: &impl Fn(String),
 ) -> Result<Box<dyn host_lib::transport::Transport>, Failure> {
     use card_os::card::HistoricalBytes;
@@ -643,9 +642,11 @@ fn open_new_card(
         crate::cmd::issue::Cards::SimDir(dir) => {
             let path = crate::cmd::issue::image_path(dir, card);
             if !path.exists() {
+                // A chip serial of its own, as `issue --sim-dir` makes (the card serial goes
+                // into the card's data at personalization).
                 let blank = SimCard::blank(
                     Geometry::DEFAULT,
-                    &HistoricalBytes::wenzhou(serial.to_be_bytes()),
+                    &HistoricalBytes::wenzhou(crate::cmd::sim::random_serial()),
                 )
                 .map_err(|e| Failure::card(anyhow::anyhow!("making a blank card: {e:?}")))?;
                 let header = image::ImageHeader::new(

@@ -14,7 +14,8 @@ use host_lib::personalize::{self, CardData, IssueReport, Phase};
 use host_lib::profile::Profile;
 use host_lib::registry::{self, Registry, RegistryConfig};
 use host_lib::service::issue::{
-    active_card_of, is_this_card, personalize_and_complete, reserve, IssueDesk, IssueFailure,
+    active_card_of, card_at_hand, personalize_and_complete, reserve, AtHand, IssueDesk,
+    IssueFailure,
 };
 use host_lib::transport::sim::SimTransport;
 use host_lib::transport::{self, Transport};
@@ -41,7 +42,8 @@ pub struct IssueArgs {
     #[command(flatten)]
     pub setup: Setup,
     /// Simulated cards instead of a reader: one image per card in DIR, named <card number>.img;
-    /// a missing image is made blank, an existing one is finished or verified.
+    /// a missing image is made blank (with a random chip serial), an existing one is finished or
+    /// verified.
     #[arg(long, value_name = "DIR")]
     pub sim_dir: Option<PathBuf>,
     /// Print the plan for the first applicant (every step and its APDUs, on a simulated card's
@@ -253,16 +255,39 @@ pub fn run(global: &Global, args: IssueArgs) -> Result<(), Failure> {
                 // A re-run after the issuance completed (the station stopped just after): the
                 // card at hand is that card, so it is reported as issued.
                 if let Some(card) = active_card_of(&e) {
-                    if card_at_hand_is(global, &cards, &card) {
-                        emit(
-                            global.json,
-                            &say,
-                            json!({"origin": entry.origin, "status": "issued", "card_number": card.to_string(), "already": true}),
-                            format!("{}: {card} {who}: issued already (this card)", entry.origin),
-                        );
-                        already += 1;
-                        bar.inc(1);
-                        continue;
+                    match card_at_hand_is(global, &reg, &cards, &card) {
+                        AtHand::ThisCard => {
+                            emit(
+                                global.json,
+                                &say,
+                                json!({"origin": entry.origin, "status": "issued", "card_number": card.to_string(), "already": true}),
+                                format!(
+                                    "{}: {card} {who}: issued already (this card)",
+                                    entry.origin
+                                ),
+                            );
+                            already += 1;
+                            bar.inc(1);
+                            continue;
+                        }
+                        AtHand::VoidCopy { chip, recorded } => {
+                            let msg = format!(
+                                "VOID CARD: the card at hand carries {card}, but it is chip {chip} \
+                                 and the registry issued {card} on chip {recorded} (another \
+                                 station finished this issuance): do not hand it out; erase it \
+                                 (a simulated card: delete its image)"
+                            );
+                            emit(
+                                global.json,
+                                &say,
+                                json!({"origin": entry.origin, "status": "void", "card_number": card.to_string(), "error": msg}),
+                                format!("{}: {who}: {msg}", entry.origin),
+                            );
+                            failed.push((entry.origin.clone(), msg));
+                            bar.inc(1);
+                            continue;
+                        }
+                        AtHand::Other => {}
                     }
                 }
                 emit(
@@ -387,27 +412,29 @@ pub(crate) fn image_path(dir: &Path, card: &impl std::fmt::Display) -> PathBuf {
     dir.join(format!("{card}.img"))
 }
 
-/// Whether the simulated card at hand (`--sim-dir`'s image of that number, or `--sim`) reads back
-/// as `card`. A reader is not asked: its card may be another applicant's next card.
+/// What the simulated card at hand (`--sim-dir`'s image of that number, or `--sim`) is against the
+/// registry's active card. A reader is not asked: its card may be another applicant's next card.
 fn card_at_hand_is(
     global: &Global,
+    reg: &Registry,
     cards: &Cards<'_>,
     card: &host_lib::holder::items::CardNumber,
-) -> bool {
+) -> AtHand {
     let path = match cards {
         Cards::SimDir(dir) => image_path(dir, card),
         Cards::Image(p) => p.to_path_buf(),
-        Cards::Reader => return false,
+        Cards::Reader => return AtHand::Other,
     };
     if !path.exists() {
-        return false;
+        return AtHand::Other;
     }
     match SimTransport::open_image(&path) {
-        Ok(sim) => is_this_card(
+        Ok(sim) => card_at_hand(
+            reg,
             transport::wrap(Box::new(sim), &global.open_options()).as_mut(),
             card,
         ),
-        Err(_) => false,
+        Err(_) => AtHand::Other,
     }
 }
 
@@ -423,8 +450,9 @@ fn open_card(
         Cards::SimDir(dir) => {
             let path = image_path(dir, &pending.card_number);
             if !path.exists() {
-                // A blank chip whose serial (ATR TA..TD) is the card's serial number.
-                let historical = HistoricalBytes::wenzhou(pending.serial.to_be_bytes());
+                // A blank chip with a serial of its own (ATR TA..TD), as real chips have: the
+                // registry records it, so two cards written with one number are told apart.
+                let historical = HistoricalBytes::wenzhou(crate::cmd::sim::random_serial());
                 let card = SimCard::blank(Geometry::DEFAULT, &historical)
                     .map_err(|e| anyhow!("making a blank card: {e:?}"))?;
                 let created = SystemTime::now()

@@ -201,7 +201,8 @@ pub fn run(global: &Global, command: SimCommand) -> Result<(), Failure> {
     }
 }
 
-fn random_serial() -> [u8; 4] {
+/// A random chip serial (ATR TA..TD) for a new blank card.
+pub(crate) fn random_serial() -> [u8; 4] {
     // RandomState is seeded from the OS's random source; a serial needs no more.
     let mut h = RandomState::new().build_hasher();
     h.write_u8(0);

@@ -251,6 +251,34 @@ mod tests {
     }
 
     #[test]
+    fn counters_saved_at_once_never_fail_on_a_shared_temporary_file() {
+        // Two terminals saving one counter file at once: each save has its own temporary file,
+        // so none fails (a fixed `.tmp` name let one rename the other's away).
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("psam-counter");
+        let handles: Vec<_> = (0..4)
+            .map(|_| {
+                let path = path.clone();
+                std::thread::spawn(move || {
+                    let c = TerminalCounter::open(&path).unwrap();
+                    (0..50)
+                        .map(|_| c.next().map(drop))
+                        .collect::<Result<Vec<_>, _>>()
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap().unwrap();
+        }
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+
+    #[test]
     fn in_memory_counter_increases() {
         let c = TerminalCounter::in_memory(0xFFFF_FFFD);
         assert_eq!(c.next().unwrap(), [0xFF, 0xFF, 0xFF, 0xFE]);

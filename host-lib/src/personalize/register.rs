@@ -6,6 +6,9 @@
 //!
 //! Replacements (`begin_replace`) give a [`PendingCard`] too, so [`issue_pending`] serves them
 //! unchanged.
+//!
+//! These take no issuance lease: stations (the CLI, anything that may run beside another
+//! station) use [`crate::service::issue`], which does.
 
 use super::{historical_bytes, issue, CardData, IssueReport, PersonalizeError, Progress};
 use crate::holder::items::CardNumber;

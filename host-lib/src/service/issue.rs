@@ -140,10 +140,44 @@ pub fn active_card_of(failure: &IssueFailure) -> Option<CardNumber> {
     }
 }
 
-/// Whether the card behind `transport` reads back as `card` (EF05 item 07): the card at hand is
-/// that issued card.
-pub fn is_this_card(transport: &mut dyn Transport, card: &CardNumber) -> bool {
-    matches!(crate::apps::guard::read_card_number(transport), Ok(Some(n)) if &n == card)
+/// What the card at hand is, against the registry's active card `card`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AtHand {
+    /// The registry's card: same card number (EF05 item 07) and same chip.
+    ThisCard,
+    /// A card that carries the number but is another chip than the one the registry recorded:
+    /// written by a station that lost the issuance (void).
+    VoidCopy {
+        /// The chip serial at hand (ATR).
+        chip: String,
+        /// The chip the registry recorded.
+        recorded: String,
+    },
+    /// Not this card (another number, or none).
+    Other,
+}
+
+/// Whether the card behind `transport` is the registry's active card `card` (see [`AtHand`]).
+pub fn card_at_hand(
+    registry: &Registry,
+    transport: &mut dyn Transport,
+    card: &CardNumber,
+) -> AtHand {
+    if !matches!(crate::apps::guard::read_card_number(transport), Ok(Some(n)) if &n == card) {
+        return AtHand::Other;
+    }
+    let chip = historical_bytes(transport.atr())
+        .map(|h| hex::encode_upper(h.serial))
+        .unwrap_or_default();
+    match registry
+        .card_details(card)
+        .ok()
+        .and_then(|d| d.card.chip_id)
+    {
+        Some(recorded) if recorded != chip => AtHand::VoidCopy { chip, recorded },
+        _ => AtHand::ThisCard,
+    }
 }
 
 /// Reserves a card number for `applicant` with this station's lease (`begin_issue_leased`), or

@@ -2,7 +2,8 @@
 //! new check is added in one place.
 //!
 //! * one card in use (active or lost) per person, and per card number at most one card image
-//!   that reads back as that issued card;
+//!   that reads back as that issued card on the chip the registry recorded (images with the number
+//!   on another chip are void copies, listed for the caller to check they were reported);
 //! * every active card has an image that reads back with its card number and answers its purse;
 //! * for every active card: the chip's balance == the ledger balance − what is still owed to the
 //!   chip of a carried-over balance, and nothing is owed any more;
@@ -31,8 +32,11 @@ pub struct InvariantReport {
     pub checks: u64,
     /// Active cards checked on their images.
     pub cards: u64,
-    /// Card numbers with more than one issued image.
+    /// Card numbers with more than one image of the registry's chip.
     pub duplicates: u64,
+    /// Images that carry an active card's number on another chip than the registry recorded
+    /// (void copies: a station that lost the issuance wrote them; they must have been reported).
+    pub void_copies: Vec<PathBuf>,
     /// Every violation, in words.
     pub violations: Vec<String>,
 }
@@ -131,19 +135,32 @@ pub fn check(
             )
         });
     }
-    // Which images read back as which card.
-    let mut by_number: BTreeMap<String, Vec<PathBuf>> = BTreeMap::new();
+    // Which images read back as which card, on which chip.
+    let mut by_number: BTreeMap<String, Vec<(PathBuf, String)>> = BTreeMap::new();
     for image in images_in(image_dirs) {
         let Ok(mut t) = SimTransport::open_image(&image) else {
             continue;
         };
+        let chip = crate::personalize::historical_bytes(t.atr())
+            .map(|h| hex::encode_upper(h.serial))
+            .unwrap_or_default();
         if let Ok(Some(n)) = read_card_number(&mut t as &mut dyn Transport) {
-            by_number.entry(n.to_string()).or_default().push(image);
+            by_number
+                .entry(n.to_string())
+                .or_default()
+                .push((image, chip));
         }
     }
     for c in &cards {
         let number = &c.card_number;
-        let images = by_number.get(number).cloned().unwrap_or_default();
+        let all = by_number.get(number).cloned().unwrap_or_default();
+        let (images, void): (Vec<_>, Vec<_>) = all
+            .into_iter()
+            .partition(|(_, chip)| c.chip_id.as_ref().is_none_or(|id| id == chip));
+        let images: Vec<PathBuf> = images.into_iter().map(|(p, _)| p).collect();
+        if c.status == CardStatus::Active {
+            r.void_copies.extend(void.into_iter().map(|(p, _)| p));
+        }
         if c.status == CardStatus::Active {
             r.cards += 1;
             r.expect(!images.is_empty(), || {
@@ -194,7 +211,7 @@ pub fn check(
     }
     // Each (type, counter) once in every purse log.
     for images in by_number.values() {
-        for image in images {
+        for (image, _) in images {
             if let Ok(log) = log_of_image(image, keys, aid) {
                 let unique: BTreeSet<_> = log.iter().collect();
                 r.expect(unique.len() == log.len(), || {
