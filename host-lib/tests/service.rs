@@ -413,7 +413,7 @@ fn one_station_per_issuance_and_a_card_without_its_lease_is_void() {
     )
     .unwrap();
     assert!(out.reservation.resumed);
-    // A comes back with its card: personalized, but void.
+    // A comes back with its card: refused before anything is written on it.
     let mut card_a = open_or_make(&w.cards, &pending.card_number, pending.serial).unwrap();
     let e = host_lib::service::issue::personalize_and_complete(
         &mut w.reg,
@@ -425,11 +425,19 @@ fn one_station_per_issuance_and_a_card_without_its_lease_is_void() {
         &mut |_| {},
     )
     .unwrap_err();
-    assert!(matches!(e, IssueFailure::Void { .. }), "{e}");
-    assert!(
-        e.to_string().contains("VOID CARD") && e.to_string().contains("do not hand it out"),
-        "{e}"
+    assert!(matches!(e, IssueFailure::LostBeforeWriting(_)), "{e}");
+    assert!(e.to_string().contains("nothing was written"), "{e}");
+    assert_eq!(
+        host_lib::apps::guard::read_card_number(card_a.as_mut()).unwrap(),
+        None,
+        "A's card is still blank"
     );
+    // Had A written its card meanwhile, the registry would not record it: the card is void.
+    let e = w
+        .reg
+        .complete_issue_leased(OP, &pending.card_number, &Default::default(), &first)
+        .unwrap_err();
+    assert!(matches!(e, RegistryError::LeaseLost { .. }), "{e}");
     assert_eq!(
         w.reg.status(&pending.card_number).unwrap(),
         CardStatus::Active
