@@ -199,6 +199,7 @@ impl World {
     }
 
     fn cancel(&mut self, card: &CardNumber) -> Result<(), ServiceError> {
+        let state = TerminalState::open(&self.state, "test", Duration::ZERO)?;
         let mut t = self.open(card);
         let keys = dev_keys();
         cancel::cancel(
@@ -210,6 +211,7 @@ impl World {
                 transport: &mut t,
                 keys: &keys,
                 profile: &self.profile,
+                state: Some(&state),
             }),
         )
         .map(drop)
@@ -290,6 +292,34 @@ fn a_load_the_registry_failed_to_record_is_recorded_by_the_next_command() {
         .find(|e| e.kind.as_str() == "refund")
         .map(|e| e.amount_cents);
     assert_eq!(refund, Some(-1950));
+}
+
+/// A load the registry failed to record, and the next command with the card is the
+/// cancellation: the load is settled and recorded first, so the refund is what the card holds
+/// (it used to be the ledger's shorter amount).
+#[test]
+fn a_cancellation_refunds_what_the_card_holds() {
+    let mut w = World::new();
+    let a = applicants().remove(4);
+    let card = w.issue(&a).unwrap();
+    w.load(&card, 1750).unwrap();
+    w.reg.fail_write_number(Some(w.reg.writes() + 1));
+    assert!(w.load(&card, 200).is_err());
+    w.reg.fail_write_number(None);
+    assert_eq!(w.reg.balance(&card).unwrap(), 1750);
+    w.cancel(&card).unwrap();
+    let refund = w
+        .reg
+        .ledger(&card)
+        .unwrap()
+        .iter()
+        .find(|e| e.kind.as_str() == "refund")
+        .map(|e| e.amount_cents);
+    assert_eq!(refund, Some(-1950), "the refund is the card's 19.50");
+    assert!(host_lib::terminal::FileJournal::new(&w.state)
+        .all()
+        .unwrap()
+        .is_empty());
 }
 
 /// The registry fails between CREDIT FOR LOAD of the carried-over balance and its recording:

@@ -385,6 +385,13 @@ fn cancel(global: &Global, reg: &mut Registry, args: CancelArgs) -> Result<(), F
     let reason: CancelReason = args.reason.into();
     let outcome = if card_at_hand(global) {
         let (keys, profile) = args.setup.load()?;
+        // The load host's state: a transaction left pending on this card is settled and
+        // recorded first, so the refund is what the card holds.
+        let state = host_lib::service::state::TerminalState::open(
+            &global.terminal_state_dir()?,
+            "citizencard card cancel",
+            host_lib::lock::DEFAULT_WAIT,
+        )?;
         let mut transport = host_lib::transport::open(&global.exclusive_options())?;
         cancel(
             reg,
@@ -395,6 +402,7 @@ fn cancel(global: &Global, reg: &mut Registry, args: CancelArgs) -> Result<(), F
                 transport: transport.as_mut(),
                 keys: &keys,
                 profile: &profile,
+                state: Some(&state),
             }),
         )?
     } else {
@@ -405,6 +413,7 @@ fn cancel(global: &Global, reg: &mut Registry, args: CancelArgs) -> Result<(), F
         return print_json(&serde_json::json!({
             "card_number": args.card, "status": "cancelled", "reason": reason,
             "refund_cents": outcome.refund_cents,
+            "chip_balance_cents": outcome.chip_balance_cents,
             "purse_blocked": blocked.map(|b| b != OnCard::Absent),
         }));
     }
