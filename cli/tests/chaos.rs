@@ -252,11 +252,16 @@ fn chaos_a_station_killed_while_another_issues_the_same_batch() {
         t.elapsed().as_micros() as u64
     };
     let mut single_rounds = 0;
-    for round in 0..16 {
+    let mut window = took;
+    for round in 0..20 {
         let w = World::new();
         let mut victim = w.spawn(&single(&w, 0));
-        std::thread::sleep(Duration::from_micros(took / 3 + rng.below(took)));
+        // Late in the personalization: the card may read back already.
+        std::thread::sleep(Duration::from_micros(
+            window / 3 + rng.below(window * 2 / 3),
+        ));
         if victim.try_wait().unwrap().is_some() {
+            window = window * 4 / 5;
             continue;
         }
         let _ = victim.kill();

@@ -199,6 +199,7 @@ impl World {
     }
 
     fn cancel(&mut self, card: &CardNumber) -> Result<(), ServiceError> {
+        let state = TerminalState::open(&self.state, "test", Duration::ZERO)?;
         let mut t = self.open(card);
         let keys = dev_keys();
         cancel::cancel(
@@ -210,6 +211,7 @@ impl World {
                 transport: &mut t,
                 keys: &keys,
                 profile: &self.profile,
+                state: Some(&state),
             }),
         )
         .map(drop)
@@ -290,6 +292,34 @@ fn a_load_the_registry_failed_to_record_is_recorded_by_the_next_command() {
         .find(|e| e.kind.as_str() == "refund")
         .map(|e| e.amount_cents);
     assert_eq!(refund, Some(-1950));
+}
+
+/// A load the registry failed to record, and the next command with the card is the
+/// cancellation: the load is settled and recorded first, so the refund is what the card holds
+/// (it used to be the ledger's shorter amount).
+#[test]
+fn a_cancellation_refunds_what_the_card_holds() {
+    let mut w = World::new();
+    let a = applicants().remove(4);
+    let card = w.issue(&a).unwrap();
+    w.load(&card, 1750).unwrap();
+    w.reg.fail_write_number(Some(w.reg.writes() + 1));
+    assert!(w.load(&card, 200).is_err());
+    w.reg.fail_write_number(None);
+    assert_eq!(w.reg.balance(&card).unwrap(), 1750);
+    w.cancel(&card).unwrap();
+    let refund = w
+        .reg
+        .ledger(&card)
+        .unwrap()
+        .iter()
+        .find(|e| e.kind.as_str() == "refund")
+        .map(|e| e.amount_cents);
+    assert_eq!(refund, Some(-1950), "the refund is the card's 19.50");
+    assert!(host_lib::terminal::FileJournal::new(&w.state)
+        .all()
+        .unwrap()
+        .is_empty());
 }
 
 /// The registry fails between CREDIT FOR LOAD of the carried-over balance and its recording:
@@ -413,7 +443,7 @@ fn one_station_per_issuance_and_a_card_without_its_lease_is_void() {
     )
     .unwrap();
     assert!(out.reservation.resumed);
-    // A comes back with its card: personalized, but void.
+    // A comes back with its card: refused before anything is written on it.
     let mut card_a = open_or_make(&w.cards, &pending.card_number, pending.serial).unwrap();
     let e = host_lib::service::issue::personalize_and_complete(
         &mut w.reg,
@@ -425,11 +455,19 @@ fn one_station_per_issuance_and_a_card_without_its_lease_is_void() {
         &mut |_| {},
     )
     .unwrap_err();
-    assert!(matches!(e, IssueFailure::Void { .. }), "{e}");
-    assert!(
-        e.to_string().contains("VOID CARD") && e.to_string().contains("do not hand it out"),
-        "{e}"
+    assert!(matches!(e, IssueFailure::LostBeforeWriting(_)), "{e}");
+    assert!(e.to_string().contains("nothing was written"), "{e}");
+    assert_eq!(
+        host_lib::apps::guard::read_card_number(card_a.as_mut()).unwrap(),
+        None,
+        "A's card is still blank"
     );
+    // Had A written its card meanwhile, the registry would not record it: the card is void.
+    let e = w
+        .reg
+        .complete_issue_leased(OP, &pending.card_number, &Default::default(), &first)
+        .unwrap_err();
+    assert!(matches!(e, RegistryError::LeaseLost { .. }), "{e}");
     assert_eq!(
         w.reg.status(&pending.card_number).unwrap(),
         CardStatus::Active

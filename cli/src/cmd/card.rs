@@ -387,6 +387,13 @@ fn cancel(global: &Global, reg: &mut Registry, args: CancelArgs) -> Result<(), F
         // Cancelling reads the card and blocks its purse: no key is written to it, so the
         // transport-key policy does not apply.
         let (keys, profile) = args.setup.load_for_reading()?;
+        // The load host's state: a transaction left pending on this card is settled and
+        // recorded first, so the refund is what the card holds.
+        let state = host_lib::service::state::TerminalState::open(
+            &global.terminal_state_dir()?,
+            "citizencard card cancel",
+            host_lib::lock::DEFAULT_WAIT,
+        )?;
         let mut transport = host_lib::transport::open(&global.exclusive_options())?;
         cancel(
             reg,
@@ -397,6 +404,7 @@ fn cancel(global: &Global, reg: &mut Registry, args: CancelArgs) -> Result<(), F
                 transport: transport.as_mut(),
                 keys: &keys,
                 profile: &profile,
+                state: Some(&state),
             }),
         )?
     } else {
@@ -407,6 +415,7 @@ fn cancel(global: &Global, reg: &mut Registry, args: CancelArgs) -> Result<(), F
         return print_json(&serde_json::json!({
             "card_number": args.card, "status": "cancelled", "reason": reason,
             "refund_cents": outcome.refund_cents,
+            "chip_balance_cents": outcome.chip_balance_cents,
             "purse_blocked": blocked.map(|b| b != OnCard::Absent),
         }));
     }

@@ -514,6 +514,11 @@ fn demo(args: DemoArgs) -> anyhow::Result<()> {
     );
     let c = {
         let mut t = open(&d.image(&second))?;
+        let state = TerminalState::open(
+            &dir.join("terminal"),
+            "citizencard demo",
+            host_lib::lock::DEFAULT_WAIT,
+        )?;
         host_lib::service::cancel::cancel(
             &mut d.reg,
             &d.op,
@@ -523,6 +528,7 @@ fn demo(args: DemoArgs) -> anyhow::Result<()> {
                 transport: t.as_mut(),
                 keys: &d.keys,
                 profile: &d.profile,
+                state: Some(&state),
             }),
         )?
     };

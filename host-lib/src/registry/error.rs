@@ -102,10 +102,7 @@ pub enum RegistryError {
     /// This station's lease on an issuance was taken over by another station (or the issuance
     /// was completed or aborted by another): the card this station personalized is not the one
     /// the registry records.
-    #[error(
-        "card {card_number}: this station no longer holds the issuance ({why}); the card it \
-         personalized is not recorded"
-    )]
+    #[error("card {card_number}: this station no longer holds the issuance ({why})")]
     LeaseLost {
         /// The card.
         card_number: String,

@@ -186,4 +186,25 @@ impl Registry {
     pub fn lease(&self, card: &CardNumber) -> Result<Option<Lease>> {
         lease_of(&self.conn, card.as_str())
     }
+
+    /// Renews this station's lease of `card` for `req.ttl` from now, just before it writes the
+    /// card: refused with [`RegistryError::LeaseLost`] when another station took it over or the
+    /// issuance is no longer in progress, so the station learns it before touching the card.
+    /// Leases are operational state, not part of the card's record: the renewal is not audited
+    /// (taking and ending a lease are, with the reservation and the completion).
+    pub fn renew_lease(&mut self, card: &CardNumber, req: &LeaseRequest<'_>) -> Result<()> {
+        let (tx, at) = self.begin()?;
+        let status = super::card_status(&tx, card)?;
+        if status != super::CardStatus::Personalizing {
+            return Err(RegistryError::LeaseLost {
+                card_number: card.to_string(),
+                why: format!("the registry has it {status} now"),
+            });
+        }
+        check_held(&tx, card.as_str(), req.station)?;
+        let now = super::clock::parse_instant(&at).unwrap_or_else(|| self.now());
+        take(&tx, card.as_str(), req, now)?;
+        tx.commit()?;
+        Ok(())
+    }
 }

@@ -1392,6 +1392,14 @@ impl Registry {
         Ok(changed)
     }
 
+    /// What personalization writes for `card` (any status), from the registry's data as it is
+    /// now: for checking an issued card by reading it back (a person whose data changed since
+    /// no longer matches their old card).
+    pub fn card_as_recorded(&self, card: &CardNumber) -> Result<PendingCard> {
+        let row = load_card(&self.conn, card)?;
+        self.pending(&self.conn, &row)
+    }
+
     /// The status after checking that `card` exists (used by queries).
     pub(crate) fn require_card(&self, card: &CardNumber) -> Result<CardStatus> {
         card_status(&self.conn, card).or_else(|e| match e {

@@ -72,6 +72,10 @@ pub enum IssueFailure {
     /// Another live station is personalizing this applicant's card: nothing was touched.
     #[error("{0}")]
     Leased(RegistryError),
+    /// This station lost the issuance before writing the card (another station took it over,
+    /// or it was completed or aborted elsewhere): nothing was written.
+    #[error("{0}; nothing was written on this card")]
+    LostBeforeWriting(RegistryError),
     /// The card could not be opened.
     #[error("card {card_number}: {message}")]
     NoCard {
@@ -233,6 +237,14 @@ pub fn personalize_and_complete(
         card_number: card_number.clone(),
         source,
     };
+    // The card may have taken a while to arrive (a reader, --wait): the lease is renewed before
+    // the first APDU, and a station that lost it learns so before writing anything.
+    registry
+        .renew_lease(&card_number, &desk.lease())
+        .map_err(|e| match e {
+            RegistryError::LeaseLost { .. } => IssueFailure::LostBeforeWriting(e),
+            e => IssueFailure::Refused(e),
+        })?;
     let atr = transport.atr().to_vec();
     let historical = historical_bytes(&atr).map_err(|why| {
         failed(PersonalizeError::Atr {

@@ -4,7 +4,8 @@
 //! * one card in use (active or lost) per person, and per card number at most one card image
 //!   that reads back as that issued card on the chip the registry recorded (images with the number
 //!   on another chip are void copies, listed for the caller to check they were reported);
-//! * every active card has an image that reads back with its card number and answers its purse;
+//! * every active card has an image that reads back as issued with the registry's data (the read-back
+//!   verification of personalization, on a copy of the image) and answers its purse;
 //! * for every active card: the chip's balance == the ledger balance − what is still owed to the
 //!   chip of a carried-over balance, and nothing is owed any more;
 //! * a carried-over balance is credited at most once (chip credits never exceed what was moved
@@ -103,6 +104,45 @@ fn log_of_image(image: &Path, keys: &dyn KeyStore, aid: &[u8]) -> Result<Vec<(u8
         .collect())
 }
 
+/// Reads a copy of `image` back against what the registry says `card` holds (personalization's
+/// read-back: the card must be found issued as this card, and every item must match). The copy
+/// keeps the check from changing the image, should it find an unfinished card.
+fn verify_copy(
+    registry: &Registry,
+    card: &CardNumber,
+    image: &Path,
+    keys: &dyn KeyStore,
+) -> Result<(), String> {
+    let pending = registry.card_as_recorded(card).map_err(|e| e.to_string())?;
+    let dir = tempfile_dir()?;
+    let copy = dir.join("copy.img");
+    std::fs::copy(image, &copy).map_err(|e| e.to_string())?;
+    let result = (|| {
+        let mut t = SimTransport::open_image(&copy).map_err(|e| e.to_string())?;
+        let historical =
+            crate::personalize::historical_bytes(t.atr()).map_err(|e| e.to_string())?;
+        let data = crate::personalize::CardData::from_pending(&pending, &historical);
+        let profile = crate::profile::Profile::wenzhou();
+        let report = crate::personalize::issue(&mut t, keys, &profile, &data, &mut |_| {})
+            .map_err(|e| e.to_string())?;
+        match report.found {
+            crate::personalize::Found::Issued(_) => Ok(()),
+            other => Err(format!("the card was {other}, not issued")),
+        }
+    })();
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+fn tempfile_dir() -> Result<PathBuf, String> {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("citizencard-verify-{}-{n}", std::process::id()));
+    // A copy of a card image holds personal data: owner-only, like the image.
+    crate::private_fs::create_private_dir_all(&dir).map_err(|e| e.to_string())?;
+    Ok(dir)
+}
+
 /// Checks the invariants of the module docs over `registry`, the card images in `image_dirs`
 /// and the terminal journals in `journals` (purse application `aid`, keys `keys`).
 pub fn check(
@@ -192,6 +232,14 @@ pub fn check(
                 format!("card {number}: carry-over intent left open: {open:?}")
             });
             for image in &images {
+                let verified = verify_copy(registry, &card, image, keys);
+                r.expect(verified.is_ok(), || {
+                    format!(
+                        "card {number} ({}): does not read back as issued: {}",
+                        image.display(),
+                        verified.as_ref().err().cloned().unwrap_or_default()
+                    )
+                });
                 match balance_of_image(image, keys, aid) {
                     Ok(chip) => r.expect(i64::from(chip) == ledger - owed, || {
                         format!(

@@ -221,4 +221,23 @@ mod tests {
             Err(SimError::Image { .. })
         ));
     }
+
+    #[test]
+    fn an_image_in_use_is_refused_to_a_second_user_until_released() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("card.img");
+        let card =
+            SimCard::blank(Geometry::DEFAULT, &HistoricalBytes::wenzhou([0, 0, 0, 7])).unwrap();
+        let header =
+            image::ImageHeader::new(Geometry::DEFAULT.capacity, Geometry::DEFAULT.page_size, 0);
+        image::save(&path, &header, card.nvm()).unwrap();
+        let first = SimTransport::open_image(&path).unwrap();
+        let e = SimTransport::open_image_waiting(&path, std::time::Duration::from_millis(30))
+            .err()
+            .unwrap();
+        assert!(matches!(e, SimError::Busy(_)), "{e}");
+        assert!(e.to_string().contains("in use by another process"), "{e}");
+        drop(first);
+        SimTransport::open_image_waiting(&path, std::time::Duration::ZERO).unwrap();
+    }
 }
