@@ -25,7 +25,10 @@ use host_lib::registry::{
 };
 use host_lib::service::cancel::{self, AtHand, CancelOutcome};
 use host_lib::service::issue::{self, IssueDesk, IssueFailure, IssueOutcome};
+use host_lib::service::purse::PurseDesk;
 use host_lib::service::replace::{self, ReplaceOutcome};
+use host_lib::service::state::TerminalState;
+use host_lib::terminal::TerminalConfig;
 
 use crate::cards::Cards;
 
@@ -263,6 +266,45 @@ impl Desk {
         Ok(cancel::report_loss(&mut self.open()?, operator, card)?)
     }
 
+    /// Loads `cents` onto the purse of `card` (the card at hand), recorded in its ledger.
+    pub fn load(&self, operator: &str, card: &CardNumber, cents: u32) -> anyhow::Result<i64> {
+        let mut reg = self.open()?;
+        let mut transport = self
+            .cards
+            .at_hand(card)?
+            .ok_or_else(|| anyhow!("card {card}: no card in the reader"))?;
+        cancel::check_card_at_hand(transport.as_mut(), card)?;
+        let purse = host_lib::apps::targets(&self.profile)
+            .into_iter()
+            .find(|t| t.name == "purse")
+            .ok_or_else(|| anyhow!("the profile has no purse"))?;
+        let state = TerminalState::open(
+            &self.terminal_state,
+            "a load at the counter console",
+            host_lib::lock::DEFAULT_WAIT,
+        )?;
+        let purse_desk = PurseDesk {
+            keys: &self.keys,
+            config: TerminalConfig {
+                aid: purse.df_name.clone(),
+                terminal_id: self.terminal_id,
+                ..TerminalConfig::default()
+            },
+            state: &state,
+            registry: Some(&mut reg),
+            operator,
+            clock: None,
+        };
+        let out = purse_desk.load(transport, cents, &mut |_| {})?;
+        if let Some(why) = out.not_recorded {
+            return Err(anyhow!(
+                "{cents} cents were loaded onto the card, but the registry could not record it \
+                 ({why}); it is recorded when the card is next seen"
+            ));
+        }
+        Ok(out.ledger_balance_cents.unwrap_or_default())
+    }
+
     /// Takes a loss report back (the card was found).
     pub fn revoke_loss(&self, operator: &str, card: &CardNumber) -> anyhow::Result<()> {
         Ok(self.open()?.revoke_loss(operator, card)?)
@@ -325,6 +367,19 @@ impl Desk {
         });
         Ok(cancel::cancel(&mut reg, operator, card, reason, hand)?)
     }
+}
+
+/// An error with its causes, each cause once (host-lib's messages often include their source).
+pub fn chain(e: &anyhow::Error) -> String {
+    let mut out = e.to_string();
+    for cause in e.chain().skip(1) {
+        let c = cause.to_string();
+        if !out.contains(&c) {
+            out.push_str(": ");
+            out.push_str(&c);
+        }
+    }
+    out
 }
 
 /// Where a registry's terminal state lives: `terminal/` beside it.

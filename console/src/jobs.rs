@@ -152,7 +152,7 @@ fn run(
                     )
                 });
             Finished::Failed {
-                message: format!("{e:#}"),
+                message: crate::desk::chain(&e),
                 resumable,
                 busy: false,
             }

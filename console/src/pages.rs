@@ -283,6 +283,25 @@ es.onmessage = function (m) {{
     }
 }
 
+/// What is wrong with a field: a summary in the page's language, then host-lib's detail.
+pub fn problem_text(w: &Words, p: &host_lib::holder::Problem) -> String {
+    use host_lib::holder::Problem as P;
+    let summary = match p {
+        P::Missing => return w.p_missing.to_owned(),
+        P::IdNumber(_) => w.p_id_number,
+        P::Name(_) => w.p_name,
+        P::Ethnicity(_) => w.p_ethnicity,
+        P::Region(_) => w.p_region,
+        P::Date(_) => w.p_date,
+        P::BirthDateMismatch { .. } => w.p_birth_date_mismatch,
+        P::SexMismatch { .. } => w.p_sex_mismatch,
+        P::Photo(_) => w.p_photo,
+        P::NotEligible => w.p_not_eligible,
+        _ => w.p_invalid,
+    };
+    format!("{summary} — {p}")
+}
+
 fn status_label(w: &Words, s: CardStatus) -> &'static str {
     match s {
         CardStatus::Personalizing => w.st_personalizing,
@@ -351,6 +370,12 @@ pub fn card(
             section.noprint {
                 h2 { (w.actions) }
                 @if c.status == CardStatus::Active {
+                    form method="post" action={ "/cards/" (n) "/load" } {
+                        input type="hidden" name="csrf" value=(csrf);
+                        label for="load-amount" { (w.load) " (" (w.yuan) ")" }
+                        input #load-amount name="amount" inputmode="decimal" style="min-width:8em";
+                        " " button #load.plain type="submit" { (w.load) }
+                    }
                     form method="post" action={ "/cards/" (n) "/loss" } {
                         input type="hidden" name="csrf" value=(csrf);
                         button.danger #report-loss type="submit" { (w.report_loss) }

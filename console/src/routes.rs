@@ -455,6 +455,7 @@ async fn statement(State(app): Shared, headers: HeaderMap, Path(card): Path<Stri
 #[derive(Deserialize)]
 struct ActionForm {
     csrf: String,
+    amount: Option<String>,
     reason: Option<String>,
     at_hand: Option<String>,
 }
@@ -477,6 +478,7 @@ async fn card_action(
         Ok(n) => n,
         Err(e) => return not_found(&cx, &format!("{card}: {e}")),
     };
+    let amount = f.amount.clone().unwrap_or_default();
     let supervisor_only = matches!(action.as_str(), "revoke" | "replace" | "cancel");
     if supervisor_only && !s.is_supervisor() {
         let m = notice("error", w.needs_supervisor);
@@ -506,6 +508,18 @@ async fn card_action(
                         vec![(w.reported_at, at), (w.balance, yuan(balance))],
                     )
                 }),
+                "load" => host_lib::terminal::parse_yuan(&amount)
+                    .map_err(|e| anyhow::anyhow!("{amount:?}: {e}"))
+                    .and_then(|cents| desk.load(&op, &n, cents).map(|b| (cents, b)))
+                    .map(|(cents, balance)| {
+                        (
+                            w.load.to_owned(),
+                            vec![
+                                (w.amount, yuan(i64::from(cents))),
+                                (w.balance, yuan(balance)),
+                            ],
+                        )
+                    }),
                 "revoke" => desk
                     .revoke_loss(&op, &n)
                     .map(|()| (w.revoke_loss.to_owned(), vec![])),
@@ -542,7 +556,7 @@ async fn card_action(
                 }
                 other => Err(anyhow::anyhow!("unknown action {other:?}")),
             };
-            Ok(r.map_err(|e| format!("{}{e:#}", w.failed)))
+            Ok(r.map_err(|e| format!("{}{}", w.failed, crate::desk::chain(&e))))
         },
     )
     .await;

@@ -310,6 +310,13 @@ async fn a_card_life_at_the_counter() {
     h.click("#card-link").await;
     assert_eq!(h.text("#status").await, "正常");
     h.shot("card-page").await;
+    h.type_in("#load-amount", "50.00").await;
+    h.click("#load").await;
+    let done = h.text("#receipt").await;
+    assert!(done.contains("充值") && done.contains("50.00"), "{done}");
+    h.shot("load-receipt").await;
+    h.goto(&format!("/cards/{card}")).await;
+    assert_eq!(h.text("#balance").await, "50.00");
     h.click("#report-loss").await;
     let done = h.text("#result").await;
     assert!(done.contains("挂失"), "{done}");
@@ -321,11 +328,11 @@ async fn a_card_life_at_the_counter() {
     h.goto(&format!("/cards/{card}")).await;
     assert_eq!(h.text("#status").await, "挂失");
     let carried = h.text("#carry-over").await;
-    assert_eq!(carried, "0.00");
+    assert_eq!(carried, "50.00", "the ledger balance moves to the new card");
     h.shot("lost-card-page").await;
     h.click("#replace").await;
-    let done = h.text("#result").await;
-    assert!(done.contains("补换卡"), "{done}");
+    let done = h.text("#receipt").await;
+    assert!(done.contains("补换卡") && done.contains("50.00"), "{done}");
     h.shot("replace-receipt").await;
     assert_eq!(h.status(&card), CardStatus::Cancelled);
     let details = h.console.app.desk.card(&card).unwrap().0;
@@ -333,14 +340,18 @@ async fn a_card_life_at_the_counter() {
     assert_eq!(h.status(&new), CardStatus::Active);
 
     h.goto(&format!("/cards/{new}")).await;
+    assert_eq!(h.text("#balance").await, "50.00", "carried over");
     h.css("#cancel-reason")
         .await
         .select_by_value("moved_away")
         .await
         .unwrap();
     h.click("#cancel").await;
-    let done = h.text("#result").await;
-    assert!(done.contains("注销"), "{done}");
+    let done = h.text("#receipt").await;
+    assert!(
+        done.contains("注销") && done.contains("50.00"),
+        "refund: {done}"
+    );
     h.shot("cancel-receipt").await;
     assert_eq!(h.status(&new), CardStatus::Cancelled);
 
