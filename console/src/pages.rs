@@ -49,6 +49,7 @@ button.primary{background:#0b5394;color:#fff}button.danger{background:#c62828;co
 progress{width:100%;height:1.4em}
 img.photo{max-width:120px;border:1px solid #ccc}
 .muted{color:#5f6b76;font-size:.9em}
+td.details{word-break:break-all;font-size:.85em;color:#5f6b76;max-width:28em}
 @media print{header,.noprint{display:none}section{border:0}body{background:#fff}}
 "#;
 
@@ -554,7 +555,7 @@ pub fn audit(w: &Words, entries: &[AuditEntry], verify: Option<&serde_json::Valu
                 tr { th { "#" } th { (w.at) } th { (w.operator_label) } th { (w.action) } th { (w.card_number) } th { (w.details) } }
                 @for e in entries.iter().rev() {
                     tr { td { (e.id) } td { (e.at) } td { (e.operator) } td { (e.action) }
-                         td { (e.card_number.as_deref().unwrap_or("")) } td.muted { (e.details.to_string()) } }
+                         td { (e.card_number.as_deref().unwrap_or("")) } td.details { (e.details.to_string()) } }
                 }
             }
         }

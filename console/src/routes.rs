@@ -534,7 +534,7 @@ async fn card_action(
                                     w.replace_reason,
                                     pages::replace_reason(w, reason).to_owned(),
                                 ),
-                                (w.replaced_by, o.new_card.to_string()),
+                                (w.new_card, o.new_card.to_string()),
                                 (w.fee, yuan(i64::from(o.fee_cents.unwrap_or(0)))),
                                 (w.carry_over, yuan(o.carry_over.credited_cents)),
                             ],
@@ -564,8 +564,9 @@ async fn card_action(
         Ok(Ok((what, rows))) => {
             let at = time::OffsetDateTime::now_utc()
                 .to_offset(host_lib::holder::CHINA_TIME)
-                .replace_nanosecond(0)
-                .map(|t| t.to_string())
+                .format(time::macros::format_description!(
+                    "[year]-[month]-[day] [hour]:[minute]:[second] (UTC+8)"
+                ))
                 .unwrap_or_default();
             let operator = format!("{} ({})", s.display_name, s.login);
             let body = pages::receipt(w, &what, &card_number, &rows, &operator, &at);

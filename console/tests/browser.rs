@@ -156,6 +156,15 @@ impl Harness {
             .expect("a WebDriver session with headless Chromium");
         let shots = repo().join("target/console-screenshots");
         std::fs::create_dir_all(&shots).unwrap();
+        // This test's screenshots of an earlier run go: the directory shows this run only.
+        for e in std::fs::read_dir(&shots).unwrap().flatten() {
+            if e.file_name()
+                .to_string_lossy()
+                .starts_with(&format!("{name}-"))
+            {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
         Harness {
             _dir: dir,
             console,
