@@ -1,6 +1,9 @@
 //! The HTTP handlers: read the request, check the session, its CSRF token and role, call one
 //! [`Desk`](crate::desk::Desk) function (on a blocking thread), render a page.
 
+// A refused check returns the page to send instead (`Err(Response)`); a response is axum's size.
+#![allow(clippy::result_large_err)]
+
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -452,6 +455,9 @@ async fn statement(State(app): Shared, headers: HeaderMap, Path(card): Path<Stri
     }
 }
 
+/// What a receipt shows: the action, then its lines.
+type Receipt = (String, Vec<(&'static str, String)>);
+
 #[derive(Deserialize)]
 struct ActionForm {
     csrf: String,
@@ -495,70 +501,68 @@ async fn card_action(
     let station = s.station.clone();
     let action2 = action.clone();
     let card_number = n.to_string();
-    let done = blocking(
-        move || -> anyhow::Result<Result<(String, Vec<(&'static str, String)>), String>> {
-            let _hold = match desk.hold(n.as_str(), &op) {
-                Ok(h) => h,
-                Err(busy) => return Ok(Err(format!("{}{busy}", w.busy))),
-            };
-            let r = match action2.as_str() {
-                "loss" => desk.report_loss(&op, &n).map(|(at, balance)| {
+    let done = blocking(move || -> anyhow::Result<Result<Receipt, String>> {
+        let _hold = match desk.hold(n.as_str(), &op) {
+            Ok(h) => h,
+            Err(busy) => return Ok(Err(format!("{}{busy}", w.busy))),
+        };
+        let r = match action2.as_str() {
+            "loss" => desk.report_loss(&op, &n).map(|(at, balance)| {
+                (
+                    w.report_loss.to_owned(),
+                    vec![(w.reported_at, at), (w.balance, yuan(balance))],
+                )
+            }),
+            "load" => host_lib::terminal::parse_yuan(&amount)
+                .map_err(|e| anyhow::anyhow!("{amount:?}: {e}"))
+                .and_then(|cents| desk.load(&op, &n, cents).map(|b| (cents, b)))
+                .map(|(cents, balance)| {
                     (
-                        w.report_loss.to_owned(),
-                        vec![(w.reported_at, at), (w.balance, yuan(balance))],
+                        w.load.to_owned(),
+                        vec![
+                            (w.amount, yuan(i64::from(cents))),
+                            (w.balance, yuan(balance)),
+                        ],
                     )
                 }),
-                "load" => host_lib::terminal::parse_yuan(&amount)
-                    .map_err(|e| anyhow::anyhow!("{amount:?}: {e}"))
-                    .and_then(|cents| desk.load(&op, &n, cents).map(|b| (cents, b)))
-                    .map(|(cents, balance)| {
-                        (
-                            w.load.to_owned(),
-                            vec![
-                                (w.amount, yuan(i64::from(cents))),
-                                (w.balance, yuan(balance)),
-                            ],
-                        )
-                    }),
-                "revoke" => desk
-                    .revoke_loss(&op, &n)
-                    .map(|()| (w.revoke_loss.to_owned(), vec![])),
-                "replace" => {
-                    let reason = ReplaceReason::parse(&reason)
-                        .ok_or_else(|| anyhow::anyhow!("replacement reason {reason:?}"))?;
-                    desk.replace(&op, &station, &n, reason).map(|o| {
-                        (
-                            w.replace.to_owned(),
-                            vec![
-                                (
-                                    w.replace_reason,
-                                    pages::replace_reason(w, reason).to_owned(),
-                                ),
-                                (w.new_card, o.new_card.to_string()),
-                                (w.fee, yuan(i64::from(o.fee_cents.unwrap_or(0)))),
-                                (w.carry_over, yuan(o.carry_over.credited_cents)),
-                            ],
-                        )
-                    })
-                }
-                "cancel" => {
-                    let reason = CancelReason::parse(&reason)
-                        .ok_or_else(|| anyhow::anyhow!("cancellation reason {reason:?}"))?;
-                    desk.cancel(&op, &n, reason, at_hand).map(|o| {
-                        (
-                            w.cancel.to_owned(),
-                            vec![
-                                (w.cancel_reason, pages::cancel_reason(w, reason).to_owned()),
-                                (w.refund, yuan(o.refund_cents.unwrap_or(0))),
-                            ],
-                        )
-                    })
-                }
-                other => Err(anyhow::anyhow!("unknown action {other:?}")),
-            };
-            Ok(r.map_err(|e| format!("{}{}", w.failed, crate::desk::chain(&e))))
-        },
-    )
+            "revoke" => desk
+                .revoke_loss(&op, &n)
+                .map(|()| (w.revoke_loss.to_owned(), vec![])),
+            "replace" => {
+                let reason = ReplaceReason::parse(&reason)
+                    .ok_or_else(|| anyhow::anyhow!("replacement reason {reason:?}"))?;
+                desk.replace(&op, &station, &n, reason).map(|o| {
+                    (
+                        w.replace.to_owned(),
+                        vec![
+                            (
+                                w.replace_reason,
+                                pages::replace_reason(w, reason).to_owned(),
+                            ),
+                            (w.new_card, o.new_card.to_string()),
+                            (w.fee, yuan(i64::from(o.fee_cents.unwrap_or(0)))),
+                            (w.carry_over, yuan(o.carry_over.credited_cents)),
+                        ],
+                    )
+                })
+            }
+            "cancel" => {
+                let reason = CancelReason::parse(&reason)
+                    .ok_or_else(|| anyhow::anyhow!("cancellation reason {reason:?}"))?;
+                desk.cancel(&op, &n, reason, at_hand).map(|o| {
+                    (
+                        w.cancel.to_owned(),
+                        vec![
+                            (w.cancel_reason, pages::cancel_reason(w, reason).to_owned()),
+                            (w.refund, yuan(o.refund_cents.unwrap_or(0))),
+                        ],
+                    )
+                })
+            }
+            other => Err(anyhow::anyhow!("unknown action {other:?}")),
+        };
+        Ok(r.map_err(|e| format!("{}{}", w.failed, crate::desk::chain(&e))))
+    })
     .await;
     match done {
         Ok(Ok((what, rows))) => {
