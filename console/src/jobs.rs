@@ -63,6 +63,9 @@ pub struct Job {
     pub state: watch::Receiver<JobState>,
 }
 
+/// How many issuances are kept for their pages.
+const KEEP: usize = 256;
+
 /// The issuances of this console.
 #[derive(Default)]
 pub struct Jobs {
@@ -89,7 +92,20 @@ impl Jobs {
     ) -> u64 {
         let id = self.next.fetch_add(1, Ordering::SeqCst) + 1;
         let (tx, rx) = watch::channel(JobState::default());
-        self.map.lock().unwrap_or_else(|p| p.into_inner()).insert(
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        // A day at the counter: the newest finished issuances stay viewable, older ones go.
+        if map.len() >= KEEP {
+            let mut finished: Vec<u64> = map
+                .iter()
+                .filter(|(_, j)| j.state.borrow().finished.is_some())
+                .map(|(id, _)| *id)
+                .collect();
+            finished.sort_unstable();
+            for old in finished.iter().take(map.len() + 1 - KEEP) {
+                map.remove(old);
+            }
+        }
+        map.insert(
             id,
             Arc::new(Job {
                 login: session.login.clone(),
@@ -97,6 +113,7 @@ impl Jobs {
                 state: rx,
             }),
         );
+        drop(map);
         let login = session.login.clone();
         let station = session.station.clone();
         std::thread::spawn(move || {
