@@ -209,40 +209,17 @@ enum Command {
     /// Show what a card holds: issuer and cardholder data (after RKSSSE authentication), photo,
     /// purse information; a table or --json.
     Info(cmd::info::InfoArgs),
-    /// The counter's web console: operators log in (in a browser, on localhost) and issue, look
-    /// up, report lost, replace and cancel cards on the station's reader.
-    #[cfg(feature = "console")]
-    #[command(
-        long_about = "The counter's web console: a local web application for the operators of \
-    a service point. They log in (argon2-hashed passwords in the registry; roles operator and \
-    supervisor: replacement fees, cancellations and lifting a loss report need a supervisor), then \
-    enter applicants (each field checked), issue to the card in the reader with live progress \
-    (a pulled card is resumed from the page), look cards up by card number or ID number, report \
-    them lost, replace them (fee and carried-over balance shown), cancel them (refund), print \
-    receipts and loss statements, read the audit log and export the blacklist. Pages are in \
-    Chinese, with English on a switch. Every action is recorded with the operator's login in \
-    the registry's audit log.\n\n\
-    `citizencard console --demo` starts on a temporary registry with simulated cards and prints \
-    the passwords of a demo operator and a demo supervisor. Otherwise the registry is --registry \
-    (or its default), the reader -r (or --sim-dir DIR for simulated cards); add operators first \
-    with --add-operator LOGIN:ROLE and the password in CITIZENCARD_CONSOLE_PASSWORD."
-    )]
-    Console(citizencard_console::ConsoleArgs),
+    /// The counter's web console (the `citizencard-console` program beside this one): operators
+    /// log in with a browser on this station and issue, look up, report lost, replace and cancel
+    /// cards. `citizencard console --help` shows its options.
+    #[command(disable_help_flag = true)]
+    Console(cmd::console::ConsoleArgs),
 }
 
 fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         Command::Demo(args) => cmd::demo::run(&cli.global, args),
-        #[cfg(feature = "console")]
-        Command::Console(args) => citizencard_console::run(
-            args,
-            citizencard_console::StationOptions {
-                registry: cli.global.registry.clone(),
-                registry_config: cli.global.registry_config.clone(),
-                reader: cli.global.reader.clone(),
-            },
-        )
-        .map_err(|e| exit::Failure::card(anyhow::anyhow!("console: {e:#}"))),
+        Command::Console(args) => cmd::console::run(&cli.global, args),
         Command::Readers(args) => cmd::readers::run(&cli.global, args),
         Command::Apdu(args) => cmd::apdu::run_apdu(&cli.global, args),
         Command::Script(args) => cmd::apdu::run_script(&cli.global, args),

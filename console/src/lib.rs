@@ -12,8 +12,9 @@
 //! sessions and CSRF, [`cards`] the reader (PC/SC or simulated cards), [`jobs`] issuances in
 //! progress.
 //!
-//! It is a crate of its own, linked into the `citizencard` binary behind its `console` feature,
-//! so that the web stack (tokio, hyper) can be left out of a minimal CLI build.
+//! It is a crate and a program of its own (`citizencard-console`; `citizencard console` starts
+//! it), so that the web stack (tokio, axum, argon2) stays out of the `citizencard` binary and its
+//! start-up memory.
 
 pub mod auth;
 pub mod cards;
@@ -234,7 +235,18 @@ pub fn run(args: ConsoleArgs, station: StationOptions) -> anyhow::Result<()> {
         );
         console
             .serve(listener, async {
-                let _ = tokio::signal::ctrl_c().await;
+                // Ctrl-C or SIGTERM: stop serving; the demo's temporary directory goes with it.
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(mut term) => {
+                        tokio::select! {
+                            _ = tokio::signal::ctrl_c() => {}
+                            _ = term.recv() => {}
+                        }
+                    }
+                    Err(_) => {
+                        let _ = tokio::signal::ctrl_c().await;
+                    }
+                }
             })
             .await
     })
