@@ -400,6 +400,7 @@ pub fn card(
                         }
                     }
                     p.muted { (w.carry_over) ": " span #carry-over { (yuan(quote.carry_over_cents)) } }
+                    p.muted { (w.replace_hint) }
                     button.primary #replace type="submit" { (w.replace) " (" (w.role_supervisor) ")" }
                 }
                 form #cancel-form method="post" action={ "/cards/" (n) "/cancel" } {

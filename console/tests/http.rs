@@ -283,3 +283,69 @@ async fn sessions_expire_and_logging_out_ends_them() {
         303
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_issuance_streams_its_progress_as_server_sent_events() {
+    let s = serve(Duration::from_secs(600)).await;
+    let (cookies, _) = log_in(&s, "li", "operator-pass").await.unwrap();
+    let id = cookies.trim_start_matches("cc_session=");
+    let session = s.console.app.sessions.get(id).unwrap();
+    let mut r = ApplicantRecord::default();
+    for (f, v) in [
+        (Field::IdNumber, "330381199207080186"),
+        (Field::Name, "测试李二"),
+        (Field::Sex, "2"),
+        (Field::Ethnicity, "01"),
+        (Field::Birthplace, "330381"),
+        (Field::BirthDate, "1992-07-08"),
+        (Field::Eligibility, "household"),
+    ] {
+        r.set(f, Some(v.into()));
+    }
+    let applicant = Desk::validate(&r, None).unwrap();
+    let job = s
+        .console
+        .app
+        .jobs
+        .start(s.console.app.desk.clone(), &session, applicant);
+    // The stream ends when the issuance has ended; its last event says how.
+    let reply = tokio::time::timeout(
+        Duration::from_secs(60),
+        request(
+            &s.base,
+            "GET",
+            &format!("/jobs/{job}/events"),
+            &cookies,
+            None,
+        ),
+    )
+    .await
+    .expect("the event stream ends with the issuance");
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.header("content-type"), Some("text/event-stream"));
+    let events: Vec<serde_json::Value> = reply
+        .body
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
+    let last = events.last().unwrap();
+    assert_eq!(last["finished"]["outcome"], "issued", "{last}");
+    assert!(last["done"].as_u64().unwrap() > 50, "{last}");
+    // Another operator's session does not see this issuance.
+    let other = s
+        .console
+        .app
+        .sessions
+        .open("wang", "王", Role::Operator)
+        .unwrap();
+    let r = request(
+        &s.base,
+        "GET",
+        &format!("/jobs/{job}/events"),
+        &format!("cc_session={other}"),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 404);
+}
