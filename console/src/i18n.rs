@@ -45,6 +45,13 @@ impl Lang {
     }
 }
 
+impl Words {
+    /// The refusal when operator `by` is working on `what` (a card or an applicant's ID number).
+    pub fn busy_message(&self, what: &str, by: &str) -> String {
+        self.busy.replace("{what}", what).replace("{by}", by)
+    }
+}
+
 /// Every string of the pages.
 #[allow(missing_docs)]
 pub struct Words {
@@ -280,7 +287,7 @@ pub static ZH: Words = Words {
     verify_missing: "本版本尚未包含审计哈希链校验（Registry::verify，audit 分支合并后启用）。",
     verify_ok: "审计链完整：登记库与审计记录一致。",
     verify_findings: "审计链发现问题：",
-    busy: "该业务对象正由其他柜员办理，已拒绝本次操作：",
+    busy: "已拒绝：柜员 {by} 正在办理 {what}，请待其办完后再试。",
     failed: "操作失败，未作任何登记：",
     failed_partial: "操作未完成：",
     no_photo: "未上传照片",
@@ -417,7 +424,7 @@ pub static EN: Words = Words {
     verify_missing: "This build has no audit hash chain check yet (Registry::verify, enabled once the audit branch is merged).",
     verify_ok: "The audit chain is intact: the registry is what its audit records say.",
     verify_findings: "The audit chain check found problems:",
-    busy: "Refused: another operator is working on this right now: ",
+    busy: "Refused: operator {by} is working on {what} right now; try again once they are done.",
     failed: "Failed; nothing was recorded: ",
     failed_partial: "Not finished: ",
     no_photo: "No photo",
@@ -456,3 +463,20 @@ pub static EN: Words = Words {
     p_not_eligible: "Neither a Wenzhou household registration nor insurance: not eligible",
     p_invalid: "Invalid value",
 };
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_name_the_card_and_the_operator_in_both_languages() {
+        for lang in [Lang::Zh, Lang::En] {
+            let m = lang.t().busy_message("W00000018", "zhao");
+            assert!(m.contains("W00000018") && m.contains("zhao"), "{m}");
+            assert!(!m.contains('{'), "{m}");
+        }
+        assert_eq!(Lang::from_cookie(Some("en")), Lang::En);
+        assert_eq!(Lang::from_cookie(Some("xx")), Lang::Zh);
+        assert_eq!(Lang::from_cookie(None), Lang::Zh);
+    }
+}

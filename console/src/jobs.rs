@@ -33,8 +33,8 @@ pub enum Finished {
         message: String,
         /// A card was touched or a number is reserved: the same card finishes it.
         resumable: bool,
-        /// Refused because another operator is working on this applicant.
-        busy: bool,
+        /// Refused because another operator is working on this applicant: (ID number, operator).
+        busy: Option<(String, String)>,
     },
 }
 
@@ -137,7 +137,7 @@ fn run(
             return Finished::Failed {
                 message: busy.to_string(),
                 resumable: false,
-                busy: true,
+                busy: Some((busy.what, busy.by)),
             }
         }
     };
@@ -171,7 +171,7 @@ fn run(
             Finished::Failed {
                 message: crate::desk::chain(&e),
                 resumable,
-                busy: false,
+                busy: None,
             }
         }
     }

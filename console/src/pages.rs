@@ -268,8 +268,8 @@ es.onmessage = function (m) {{
                 }
                 Some(Finished::Failed { message, resumable, busy }) => {
                     div.notice.error #result {
-                        @if *busy { (w.busy) } @else { (w.issue_failed) ": " }
-                        (message)
+                        @if let Some((what, by)) = busy { (w.busy_message(what, by)) }
+                        @else { (w.issue_failed) ": " (message) }
                     }
                     @if *resumable {
                         p { (w.resume_hint) }

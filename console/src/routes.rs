@@ -504,7 +504,7 @@ async fn card_action(
     let done = blocking(move || -> anyhow::Result<Result<Receipt, String>> {
         let _hold = match desk.hold(n.as_str(), &op) {
             Ok(h) => h,
-            Err(busy) => return Ok(Err(format!("{}{busy}", w.busy))),
+            Err(busy) => return Ok(Err(w.busy_message(&busy.what, &busy.by))),
         };
         let r = match action2.as_str() {
             "loss" => desk.report_loss(&op, &n).map(|(at, balance)| {
