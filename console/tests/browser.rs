@@ -331,6 +331,24 @@ async fn a_card_life_at_the_counter() {
     assert!(done.contains("挂失"), "{done}");
     h.shot("loss-receipt").await;
     assert_eq!(h.status(&card), CardStatus::Lost);
+    // The loss statement, the blacklist for terminals, the lookup by ID number.
+    h.goto(&format!("/cards/{card}")).await;
+    h.click("#statement").await;
+    let statement = h.text("main").await;
+    assert!(statement.contains("挂失损失说明"), "{statement}");
+    h.shot("loss-statement").await;
+    h.goto("/blacklist.txt").await;
+    let list = h.c.source().await.unwrap();
+    assert!(list.contains(card.as_str()), "{list}");
+    h.goto("/").await;
+    h.type_in("#q", "330381199207080186").await;
+    h.css("#q").await.send_keys("\u{E007}").await.unwrap(); // Enter
+    let cards = h.text("#cards").await;
+    assert!(
+        cards.contains(card.as_str()) && cards.contains("挂失"),
+        "{cards}"
+    );
+    h.shot("lookup-by-id").await;
     h.log_out().await;
 
     h.log_in(SUPERVISOR).await;
