@@ -67,15 +67,20 @@ struct Ctx {
     lang: Lang,
     path: String,
     session: Option<Session>,
+    /// A session cookie came with the request, but its session is gone (expired, logged out).
+    stale: bool,
 }
 
 impl Ctx {
     fn new(app: &App, headers: &HeaderMap, path: &str) -> Ctx {
         let cookies = headers.get(header::COOKIE).and_then(|v| v.to_str().ok());
+        let id = cookie(cookies, SESSION_COOKIE).filter(|id| !id.is_empty());
+        let session = id.and_then(|id| app.sessions.get(id));
         Ctx {
             lang: Lang::from_cookie(cookie(cookies, "cc_lang")),
             path: path.to_owned(),
-            session: cookie(cookies, SESSION_COOKIE).and_then(|id| app.sessions.get(id)),
+            stale: id.is_some() && session.is_none(),
+            session,
         }
     }
     fn w(&self) -> &'static Words {
@@ -90,9 +95,14 @@ impl Ctx {
     }
     /// The session, or the login page (with a note that it expired when there was a cookie).
     fn require(&self) -> Result<&Session, Response> {
-        self.session
-            .as_ref()
-            .ok_or_else(|| Redirect::to("/login").into_response())
+        self.session.as_ref().ok_or_else(|| {
+            let to = if self.stale {
+                "/login?expired=1"
+            } else {
+                "/login"
+            };
+            Redirect::to(to).into_response()
+        })
     }
     /// The session, its CSRF token checked.
     fn require_post(&self, token: &str) -> Result<&Session, Response> {
@@ -128,9 +138,19 @@ async fn home(State(app): Shared, headers: HeaderMap) -> Response {
     cx.page(cx.w().home, body)
 }
 
-async fn login_page(State(app): Shared, headers: HeaderMap) -> Response {
+#[derive(Deserialize)]
+struct LoginQuery {
+    expired: Option<String>,
+}
+
+async fn login_page(
+    State(app): Shared,
+    headers: HeaderMap,
+    Query(q): Query<LoginQuery>,
+) -> Response {
     let cx = Ctx::new(&app, &headers, "/login");
-    login_form(&cx, None)
+    let note = q.expired.is_some().then_some(cx.w().session_expired);
+    login_form(&cx, note)
 }
 
 fn login_form(cx: &Ctx, message: Option<&str>) -> Response {

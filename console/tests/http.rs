@@ -265,7 +265,12 @@ async fn sessions_expire_and_logging_out_ends_them() {
     );
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let r = request(&s.base, "GET", "/", &cookies, None).await;
-    assert_eq!((r.status, r.header("location")), (303, Some("/login")));
+    assert_eq!(
+        (r.status, r.header("location")),
+        (303, Some("/login?expired=1"))
+    );
+    let page = request(&s.base, "GET", "/login?expired=1", "", None).await;
+    assert!(page.body.contains("会话已过期"), "the page says why");
 
     let (cookies, token2) = log_in(&s, "li", "operator-pass").await.unwrap();
     assert_ne!(token, token2, "a new session, a new token");
