@@ -354,3 +354,78 @@ async fn an_issuance_streams_its_progress_as_server_sent_events() {
     .await;
     assert_eq!(r.status, 404);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_a_supervisor_lifts_a_loss_report() {
+    let s = serve(Duration::from_secs(600)).await;
+    s.console
+        .app
+        .desk
+        .add_operator("test", "wang", "王", Role::Supervisor, "supervisor-pass")
+        .unwrap();
+    let card = issued_card(&s.console.app.desk);
+    let status = || s.console.app.desk.open().unwrap().status(&card).unwrap();
+    let (op, op_token) = log_in(&s, "li", "operator-pass").await.unwrap();
+    let r = request(
+        &s.base,
+        "POST",
+        &format!("/cards/{card}/loss"),
+        &op,
+        Some(&format!("csrf={op_token}")),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(status(), CardStatus::Lost);
+    let revoke = format!("/cards/{card}/revoke");
+    let r = request(
+        &s.base,
+        "POST",
+        &revoke,
+        &op,
+        Some(&format!("csrf={op_token}")),
+    )
+    .await;
+    assert_eq!(r.status, 403);
+    assert_eq!(status(), CardStatus::Lost, "still blacklisted");
+    let (sup, sup_token) = log_in(&s, "wang", "supervisor-pass").await.unwrap();
+    // One session's token is no good in another's.
+    let r = request(
+        &s.base,
+        "POST",
+        &revoke,
+        &sup,
+        Some(&format!("csrf={op_token}")),
+    )
+    .await;
+    assert_eq!(r.status, 403);
+    assert_eq!(status(), CardStatus::Lost);
+    let r = request(
+        &s.base,
+        "POST",
+        &revoke,
+        &sup,
+        Some(&format!("csrf={sup_token}")),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(status(), CardStatus::Active);
+    let log = s
+        .console
+        .app
+        .desk
+        .open()
+        .unwrap()
+        .audit_log(&AuditFilter {
+            card: Some(card.clone()),
+            ..AuditFilter::default()
+        })
+        .unwrap();
+    let who: Vec<_> = log
+        .iter()
+        .filter(|e| e.action.contains("loss"))
+        .map(|e| (e.operator.as_str(), e.action.as_str()))
+        .collect();
+    assert_eq!(who.len(), 2, "{who:?}");
+    assert_eq!(who[0].0, "li");
+    assert_eq!(who[1].0, "wang");
+}
