@@ -266,6 +266,61 @@ impl Desk {
         Ok(cancel::report_loss(&mut self.open()?, operator, card)?)
     }
 
+    /// The purse on the card at hand: its balance (cents) and its log, newest first (a
+    /// transaction left pending on it is settled and recorded first).
+    pub fn read_purse(
+        &self,
+        operator: &str,
+        card: &CardNumber,
+    ) -> anyhow::Result<(u32, Vec<host_lib::terminal::LogRecord>)> {
+        let mut reg = self.open()?;
+        let state = TerminalState::open(
+            &self.terminal_state,
+            "reading a purse at the counter console",
+            host_lib::lock::DEFAULT_WAIT,
+        )?;
+        let config = self.purse_config()?;
+        let open = || -> anyhow::Result<Box<dyn host_lib::transport::Transport>> {
+            let mut t = self
+                .cards
+                .at_hand(card)?
+                .ok_or_else(|| anyhow!("card {card}: no card in the reader"))?;
+            cancel::check_card_at_hand(t.as_mut(), card)?;
+            Ok(t)
+        };
+        let balance = PurseDesk {
+            keys: &self.keys,
+            config: config.clone(),
+            state: &state,
+            registry: Some(&mut reg),
+            operator,
+            clock: None,
+        }
+        .balance(open()?, &mut |_| {})?;
+        let log = PurseDesk {
+            keys: &self.keys,
+            config,
+            state: &state,
+            registry: Some(&mut reg),
+            operator,
+            clock: None,
+        }
+        .log(open()?, &mut |_| {})?;
+        Ok((balance.cents, log))
+    }
+
+    fn purse_config(&self) -> anyhow::Result<TerminalConfig> {
+        let purse = host_lib::apps::targets(&self.profile)
+            .into_iter()
+            .find(|t| t.name == "purse")
+            .ok_or_else(|| anyhow!("the profile has no purse"))?;
+        Ok(TerminalConfig {
+            aid: purse.df_name.clone(),
+            terminal_id: self.terminal_id,
+            ..TerminalConfig::default()
+        })
+    }
+
     /// Loads `cents` onto the purse of `card` (the card at hand), recorded in its ledger.
     pub fn load(&self, operator: &str, card: &CardNumber, cents: u32) -> anyhow::Result<i64> {
         let mut reg = self.open()?;
@@ -274,10 +329,7 @@ impl Desk {
             .at_hand(card)?
             .ok_or_else(|| anyhow!("card {card}: no card in the reader"))?;
         cancel::check_card_at_hand(transport.as_mut(), card)?;
-        let purse = host_lib::apps::targets(&self.profile)
-            .into_iter()
-            .find(|t| t.name == "purse")
-            .ok_or_else(|| anyhow!("the profile has no purse"))?;
+        let config = self.purse_config()?;
         let state = TerminalState::open(
             &self.terminal_state,
             "a load at the counter console",
@@ -285,11 +337,7 @@ impl Desk {
         )?;
         let purse_desk = PurseDesk {
             keys: &self.keys,
-            config: TerminalConfig {
-                aid: purse.df_name.clone(),
-                terminal_id: self.terminal_id,
-                ..TerminalConfig::default()
-            },
+            config,
             state: &state,
             registry: Some(&mut reg),
             operator,

@@ -377,6 +377,10 @@ pub fn card(
                         input #load-amount name="amount" inputmode="decimal" style="min-width:8em";
                         " " button #load.plain type="submit" { (w.load) }
                     }
+                    form method="post" action={ "/cards/" (n) "/chip" } {
+                        input type="hidden" name="csrf" value=(csrf);
+                        button #read-chip.plain type="submit" { (w.read_chip) }
+                    }
                     form method="post" action={ "/cards/" (n) "/loss" } {
                         input type="hidden" name="csrf" value=(csrf);
                         button.danger #report-loss type="submit" { (w.report_loss) }

@@ -545,6 +545,23 @@ async fn card_action(
                         ],
                     )
                 }),
+            "chip" => desk.read_purse(&op, &n).map(|(cents, log)| {
+                let mut rows = vec![(w.chip_balance, yuan(i64::from(cents)))];
+                rows.extend(log.iter().map(|r| {
+                    let sign = if r.is_load() { "+" } else { "-" };
+                    (
+                        w.chip_log_entry,
+                        format!(
+                            "{} {} {sign}{} ({})",
+                            r.date_time(),
+                            r.type_name(),
+                            yuan(i64::from(r.amount)),
+                            hex::encode_upper(r.terminal_id)
+                        ),
+                    )
+                }));
+                (w.read_chip.to_owned(), rows)
+            }),
             "revoke" => desk
                 .revoke_loss(&op, &n)
                 .map(|()| (w.revoke_loss.to_owned(), vec![])),

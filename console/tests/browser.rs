@@ -326,6 +326,18 @@ async fn a_card_life_at_the_counter() {
     h.shot("load-receipt").await;
     h.goto(&format!("/cards/{card}")).await;
     assert_eq!(h.text("#balance").await, "50.00");
+    h.click("#read-chip").await;
+    let chip = h.text("#receipt").await;
+    assert!(
+        chip.contains("卡内余额\n50.00") || chip.contains("卡内余额 50.00"),
+        "{chip}"
+    );
+    assert!(
+        chip.contains("+50.00"),
+        "the load in the card's log: {chip}"
+    );
+    h.shot("chip-read").await;
+    h.goto(&format!("/cards/{card}")).await;
     h.click("#report-loss").await;
     let done = h.text("#result").await;
     assert!(done.contains("挂失"), "{done}");
