@@ -219,11 +219,17 @@ enum Command {
     /// Show what a card holds: issuer and cardholder data (after RKSSSE authentication), photo,
     /// purse information; a table or --json.
     Info(cmd::info::InfoArgs),
+    /// The counter's web console (the `citizencard-console` program beside this one): operators
+    /// log in with a browser on this station and issue, look up, report lost, replace and cancel
+    /// cards. `citizencard console --help` shows its options.
+    #[command(disable_help_flag = true)]
+    Console(cmd::console::ConsoleArgs),
 }
 
 fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         Command::Demo(args) => cmd::demo::run(&cli.global, args),
+        Command::Console(args) => cmd::console::run(&cli.global, args),
         Command::Readers(args) => cmd::readers::run(&cli.global, args),
         Command::Apdu(args) => cmd::apdu::run_apdu(&cli.global, args),
         Command::Script(args) => cmd::apdu::run_script(&cli.global, args),

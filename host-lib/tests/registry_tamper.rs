@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use host_lib::holder::input::load_csv;
 use host_lib::holder::{Applicant, Validator};
+use host_lib::registry::operators::Role;
 use host_lib::registry::{
     schema, AppState, CancelReason, CardStatus, ChipCredit, ChipInfo, Clock, Finding, FindingKind,
     LoadRecord, ManualClock, Registry, RegistryConfig, ReplaceReason, VerifiedPurchase,
@@ -145,6 +146,15 @@ fn life(path: &Path) -> Life {
         "purse",
         AppState::Blocked,
         serde_json::json!({"by": "terminal"}),
+    )
+    .unwrap();
+    // A counter-console operator (schema 6): who may approve fees, refunds and blacklist lifts.
+    reg.add_operator(
+        OP,
+        "clerk",
+        "柜员",
+        Role::Operator,
+        "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA",
     )
     .unwrap();
     let report = reg.verify().unwrap();
@@ -600,4 +610,17 @@ fn issuance_leases_are_operational_and_not_compared() {
     let reg = Registry::open(&path, RegistryConfig::default()).unwrap();
     let r = reg.verify().unwrap();
     assert!(r.is_clean(), "{:#?}", r.findings);
+}
+
+#[test]
+fn an_operator_raised_to_supervisor() {
+    let (r, _) = tampered(|c, _| {
+        c.execute(
+            "UPDATE operators SET role = 'supervisor' WHERE login = 'clerk'",
+            [],
+        )
+        .unwrap();
+    });
+    let f = named(&r, FindingKind::ChangedRow, "operators", "clerk");
+    assert_eq!(f.field.as_deref(), Some("role"), "{f}");
 }

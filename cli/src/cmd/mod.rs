@@ -4,6 +4,7 @@ pub mod apdu;
 pub mod app;
 pub mod bench;
 pub mod card;
+pub mod console;
 pub mod demo;
 pub mod info;
 pub mod issue;

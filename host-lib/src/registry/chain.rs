@@ -116,6 +116,14 @@ pub const AUDITED: &[AuditedTable] = &[
         integer_key: true,
         since: 5,
     },
+    // Who may do what at the counter: a role raised to `supervisor` by hand would let an
+    // operator approve fees, refunds and blacklist lifts.
+    AuditedTable {
+        name: "operators",
+        key: "login",
+        integer_key: false,
+        since: 6,
+    },
 ];
 
 /// The person columns stored in the clear in a row image; every other column is hashed.

@@ -92,6 +92,7 @@ pub mod error;
 pub mod lease;
 mod ledger;
 mod lifecycle;
+pub mod operators;
 mod queries;
 pub mod schema;
 #[cfg(test)]

@@ -1182,14 +1182,14 @@ fn newer_database_is_refused_on_open() {
     let path = dir.path().join("new.db");
     {
         let c = rusqlite::Connection::open(&path).unwrap();
-        c.pragma_update(None, "user_version", 7).unwrap();
+        c.pragma_update(None, "user_version", 99).unwrap();
     }
     let e = Registry::open(&path, RegistryConfig::default()).unwrap_err();
     assert!(
         matches!(
             e,
             RegistryError::SchemaTooNew {
-                found: 7,
+                found: 99,
                 supported
             } if supported == schema::latest_version()
         ),
