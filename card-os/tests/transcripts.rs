@@ -37,3 +37,17 @@ fn fmcos_personalization_transcript() {
     let exchanges = common::run(&mut card, &text);
     assert!(exchanges.len() > 80, "{} exchanges", exchanges.len());
 }
+
+#[test]
+fn fmcos_protected_reads_transcript() {
+    // Line-protected READ BINARY / READ RECORD under DES, 3DES and SM4 read keys, plain and
+    // encrypted answers, and every refusal (no MAC, wrong MAC, no challenge, wrong Le, read right),
+    // with MACs and cryptograms from the independent Python crypto (make_protected_reads.py).
+    let text = std::fs::read_to_string(
+        common::vectors_dir().join("transcripts/fmcos-protected-reads.apdu"),
+    )
+    .unwrap();
+    let mut card = common::factory_card();
+    let exchanges = common::run(&mut card, &text);
+    assert!(exchanges.len() > 40, "{} exchanges", exchanges.len());
+}

@@ -33,7 +33,7 @@ pub const COMMANDS: &[CommandInfo] = &[
     },
     CommandInfo {
         name: "READ BINARY",
-        cla: &[0x00],
+        cla: &[0x00, 0x04],
         ins: 0xB0,
     },
     CommandInfo {
@@ -43,7 +43,7 @@ pub const COMMANDS: &[CommandInfo] = &[
     },
     CommandInfo {
         name: "READ RECORD",
-        cla: &[0x00],
+        cla: &[0x00, 0x04],
         ins: 0xB2,
     },
     CommandInfo {
@@ -300,18 +300,23 @@ pub enum KeyTarget {
 pub enum Instruction<'a> {
     /// SELECT `00 A4`; `fci` is false for `P2 0C` (no response data).
     Select { target: SelectTarget<'a>, fci: bool },
-    /// READ BINARY `00 B0`.
-    ReadBinary { ef: EfSelector, offset: usize },
+    /// READ BINARY `00/04 B0`; with CLA `04` the data is a line-protection MAC.
+    ReadBinary {
+        ef: EfSelector,
+        offset: usize,
+        mac: Option<[u8; 4]>,
+    },
     /// UPDATE BINARY `00/04 D6`.
     UpdateBinary {
         ef: EfSelector,
         offset: usize,
         write: WriteData<'a>,
     },
-    /// READ RECORD `00 B2`.
+    /// READ RECORD `00/04 B2`; with CLA `04` the data is a line-protection MAC.
     ReadRecord {
         ef: EfSelector,
         address: RecordAddress,
+        mac: Option<[u8; 4]>,
     },
     /// UPDATE RECORD `00/04 DC` (on a cyclic file only `P1 00 P2 xxxxx011`, an append).
     UpdateRecord {
@@ -418,9 +423,9 @@ pub fn parse<'a>(cmd: &Command<'a>) -> Result<Instruction<'a>, Reject> {
         0xDC if cmd.cla == 0x80 => parse_capp_data_cache(p1, p2, data),
         0xA4 => parse_select(p1, p2, data),
         0xB0 => {
-            no_data(data)?;
+            let mac = read_mac(cmd.cla, data)?;
             let (ef, offset) = binary_address(p1, p2)?;
-            Ok(Instruction::ReadBinary { ef, offset })
+            Ok(Instruction::ReadBinary { ef, offset, mac })
         }
         0xD6 => {
             let write = WriteData::parse(cmd.cla, data)?;
@@ -431,9 +436,9 @@ pub fn parse<'a>(cmd: &Command<'a>) -> Result<Instruction<'a>, Reject> {
             Ok(Instruction::UpdateBinary { ef, offset, write })
         }
         0xB2 => {
-            no_data(data)?;
+            let mac = read_mac(cmd.cla, data)?;
             let (ef, address) = record_address(p1, p2)?;
-            Ok(Instruction::ReadRecord { ef, address })
+            Ok(Instruction::ReadRecord { ef, address, mac })
         }
         0xDC => {
             let write = WriteData::parse(cmd.cla, data)?;
@@ -751,6 +756,16 @@ fn mac_only(data: &[u8]) -> Result<[u8; 4], Reject> {
     }
 }
 
+/// The data of a read: none with CLA `00`; exactly the 4-byte MAC with CLA `04` (FMCOS 2.0 §7.5.2,
+/// §7.6.2, §11.5 case 2: `CLA INS P1 P2 Lc MAC Le`).
+fn read_mac(cla: u8, data: &[u8]) -> Result<Option<[u8; 4]>, Reject> {
+    if cla & 0x04 == 0 {
+        no_data(data).map(|()| None)
+    } else {
+        mac_only(data).map(Some)
+    }
+}
+
 fn no_data(data: &[u8]) -> Result<(), Reject> {
     if data.is_empty() {
         Ok(())
@@ -885,7 +900,8 @@ mod tests {
             p("00B2010C00").unwrap(),
             Instruction::ReadRecord {
                 ef: EfSelector::Sfi(1),
-                address: RecordAddress::Number(1)
+                address: RecordAddress::Number(1),
+                mac: None
             }
         );
         // Social-security readers: READ RECORD by tag, SFI 6, tag 4E.
@@ -893,23 +909,47 @@ mod tests {
             p("00B24E3016").unwrap(),
             Instruction::ReadRecord {
                 ef: EfSelector::Sfi(6),
-                address: RecordAddress::Identifier(0x4E, Occurrence::First)
+                address: RecordAddress::Identifier(0x4E, Occurrence::First),
+                mac: None
             }
         );
         assert_eq!(
             p("00B0951000").unwrap(),
             Instruction::ReadBinary {
                 ef: EfSelector::Sfi(0x15),
-                offset: 0x10
+                offset: 0x10,
+                mac: None
             }
         );
         assert_eq!(
             p("00B0012300").unwrap(),
             Instruction::ReadBinary {
                 ef: EfSelector::Current,
-                offset: 0x123
+                offset: 0x123,
+                mac: None
             }
         );
+        // FMCOS 2.0 §7.5 example 2: a line-protected read carries only its MAC.
+        assert_eq!(
+            p("04B0000004 8226999B").unwrap(),
+            Instruction::ReadBinary {
+                ef: EfSelector::Current,
+                offset: 0,
+                mac: Some([0x82, 0x26, 0x99, 0x9B])
+            }
+        );
+        assert!(matches!(
+            p("04B2010C04 01020304 00").unwrap(),
+            Instruction::ReadRecord { mac: Some(_), .. }
+        ));
+        assert_eq!(p("04B0000000").unwrap_err().status(), Sw::WRONG_LENGTH);
+        assert_eq!(
+            p("04B085020C 1CBD1F23F54F8C9A DC8B2D0F")
+                .unwrap_err()
+                .status(),
+            Sw::WRONG_LENGTH
+        );
+        assert_eq!(p("00B0000001 00").unwrap_err().status(), Sw::WRONG_LENGTH);
         assert_eq!(p("00B2010D00").unwrap_err().status(), Sw::WRONG_P1_P2);
     }
 
