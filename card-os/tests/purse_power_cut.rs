@@ -1,8 +1,9 @@
 //! No money lost to a power cut (apdu-specs/purse.md): the purse's balance, counter, log record and
 //! proof change in one NVM transaction.
 //!
-//! * **Sweeps**: INITIALIZE FOR LOAD / PURCHASE / CAPP PURCHASE, CREDIT FOR LOAD, DEBIT FOR
-//!   (CAPP) PURCHASE and UPDATE CAPP DATA CACHE, cut at every NVM page write and inside each (and
+//! * **Sweeps**: INITIALIZE FOR LOAD / PURCHASE / CAPP PURCHASE / UNLOAD / CASH WITHDRAW, CREDIT
+//!   FOR LOAD, CREDIT FOR UNLOAD, DEBIT FOR (CAPP) PURCHASE / CASH WITHDRAW and UPDATE CAPP DATA
+//!   CACHE, cut at every NVM page write and inside each (and
 //!   again at every write of the recovery after each cut). After every cut: the balance is the old
 //!   or the new one; the new balance ⇔ the counter advanced exactly once ⇔ the log record is there
 //!   ⇔ (composite) the cached record is written ⇔ GET TRANSACTION PROOF answers the MAC2/TAC this
@@ -42,6 +43,8 @@ struct Keys {
     dlk: Key,
     dpk: Key,
     dtk: Key,
+    /// The unload key (`3D`), personalized in the MF only.
+    dulk: Key,
 }
 
 fn des_keys() -> Keys {
@@ -49,6 +52,7 @@ fn des_keys() -> Keys {
         dlk: Key::TripleDes(key16("374598B5C0B0EAE1E1D06609AC5BB369")),
         dpk: Key::TripleDes(key16("A338D92A10C8285411E761445C831C22")),
         dtk: Key::TripleDes(key16("CAA6025290114BFCC3C9043F70F7A07A")),
+        dulk: Key::TripleDes(key16("6B2E19C48A07F35D90E4C1A7285B3F6D")),
     }
 }
 
@@ -57,6 +61,7 @@ fn aes_keys() -> Keys {
         dlk: Key::Aes128(key16("2B7E151628AED2A6ABF7158809CF4F3C")),
         dpk: Key::Aes128(key16("8E73B0F7DA0E6452C810F32B809079E5")),
         dtk: Key::Aes128(key16("603DEB1015CA71BE2B73AEF0857D7781")),
+        dulk: Key::Aes128([0; 16]),
     }
 }
 
@@ -65,6 +70,7 @@ fn sm4_keys() -> Keys {
         dlk: Key::Sm4(key16("5A3C1E7F9B2D4F6081A3C5E7092B4D6F")),
         dpk: Key::Sm4(key16("13579BDF02468ACEFDB97531ECA86420")),
         dtk: Key::Sm4(key16("F0E1D2C3B4A5968778695A4B3C2D1E0F")),
+        dulk: Key::Sm4([0; 16]),
     }
 }
 
@@ -74,6 +80,17 @@ enum Op {
     Load,
     Purchase,
     Capp,
+    /// ED only (FMCOS 2.0 §8.10).
+    Unload,
+    /// ED only (FMCOS 2.0 §8.11).
+    CashWithdraw,
+}
+
+impl Op {
+    /// Load and unload: online counter, host MAC2, CREDIT-style completion.
+    fn is_online(self) -> bool {
+        matches!(self, Op::Load | Op::Unload)
+    }
 }
 
 /// A transaction the terminal has initialized: the CREDIT/DEBIT to send and everything it expects.
@@ -99,7 +116,8 @@ impl Pending {
         apdu
     }
 
-    /// What the CREDIT/DEBIT answers: TAC for a load, TAC ‖ MAC2 for a purchase.
+    /// What the CREDIT/DEBIT answers: TAC for a load (MAC3 for an unload), TAC ‖ MAC2 for a
+    /// purchase.
     fn answer(&self) -> Vec<u8> {
         let mut out = self.tac.to_vec();
         if !pboc_is_load(self.txn_type) {
@@ -119,7 +137,7 @@ impl Pending {
 }
 
 fn pboc_is_load(txn_type: u8) -> bool {
-    card_os::purse::is_load(txn_type)
+    card_os::purse::uses_online_counter(txn_type)
 }
 
 /// A terminal (load host or purchase terminal with its PSAM) computing MACs with `crypto::purse`.
@@ -154,12 +172,14 @@ impl Terminal {
         let p1 = match op {
             Op::Load => 0x00,
             Op::Purchase => 0x01,
+            Op::CashWithdraw => 0x02,
             Op::Capp => 0x03,
+            Op::Unload => 0x05,
         };
         let mut apdu = vec![0x80, 0x50, p1, self.p2, 0x0B, 0x01];
         apdu.extend(amount.to_be_bytes());
         apdu.extend(self.terminal_id);
-        apdu.push(if op == Op::Load { 0x10 } else { 0x0F });
+        apdu.push(if op.is_online() { 0x10 } else { 0x0F });
         apdu
     }
 
@@ -170,6 +190,8 @@ impl Terminal {
             (Op::Purchase, 1) => 0x05,
             (Op::Purchase, _) => 0x06,
             (Op::Capp, _) => 0x09,
+            (Op::Unload, _) => 0x03,
+            (Op::CashWithdraw, _) => 0x04,
         }
     }
 
@@ -181,9 +203,9 @@ impl Terminal {
         let counter = u16::from_be_bytes([init[4], init[5]]);
         self.terminal_seq += 1;
         let at = self.at();
-        if op == Op::Load {
+        if op.is_online() {
             if !ok(16) {
-                return Err(format!("INITIALIZE FOR LOAD answered {}", h(init)));
+                return Err(format!("INITIALIZE FOR LOAD/UNLOAD answered {}", h(init)));
             }
             let random: [u8; 4] = init[8..12].try_into().unwrap();
             let fields = Load {
@@ -191,21 +213,33 @@ impl Terminal {
                 txn_type,
                 terminal_id: self.terminal_id,
             };
-            let seslk = pboc::load_session_key(&self.keys.dlk, &random, counter).unwrap();
-            if pboc::load_mac1(&seslk, balance, &fields).unwrap()[..] != init[12..16] {
+            let master = if op == Op::Load {
+                &self.keys.dlk
+            } else {
+                &self.keys.dulk
+            };
+            let session = pboc::load_session_key(master, &random, counter).unwrap();
+            if pboc::load_mac1(&session, balance, &fields).unwrap()[..] != init[12..16] {
                 return Err("MAC1 does not verify".into());
             }
-            let mac2 = pboc::load_mac2(&seslk, &fields, &at).unwrap();
-            let new_balance = balance + amount;
-            let tac = pboc::load_tac(
-                &pboc::tac_key(&self.keys.dtk),
-                new_balance,
-                counter,
-                &fields,
-                &at,
-            )
-            .unwrap();
-            let mut apdu = hex("805200000B");
+            let mac2 = pboc::load_mac2(&session, &fields, &at).unwrap();
+            let (new_balance, tac, mut apdu) = if op == Op::Load {
+                let new_balance = balance + amount;
+                let tac = pboc::load_tac(
+                    &pboc::tac_key(&self.keys.dtk),
+                    new_balance,
+                    counter,
+                    &fields,
+                    &at,
+                )
+                .unwrap();
+                (new_balance, tac, hex("805200000B"))
+            } else {
+                // An unload answers MAC3 under its session key (FMCOS 2.0 §8.10.2.4).
+                let new_balance = balance - amount;
+                let mac3 = pboc::unload_mac3(&session, new_balance, counter, &fields, &at).unwrap();
+                (new_balance, mac3, hex("805403000B"))
+            };
             apdu.extend(at.date);
             apdu.extend(at.time);
             apdu.extend(mac2);
@@ -309,6 +343,7 @@ fn image() -> MemoryNvm {
          80D4010115 3F F0 F0 01 00 374598B5C0B0EAE1E1D06609AC5BB369 => 9000
          80D4010115 3E F0 F0 01 00 A338D92A10C8285411E761445C831C22 => 9000
          80D4010015 34 F0 F0 01 00 CAA6025290114BFCC3C9043F70F7A07A => 9000
+         80D4010115 3D F0 F0 01 00 6B2E19C48A07F35D90E4C1A7285B3F6D => 9000
          80E0001807 2E 0A 17 F0 EF FF FF => 9000
          80E0001707 2C 03 30 F0 F0 FF FF => 9000
          00E200B830 012E{z} => 9000
@@ -617,6 +652,24 @@ fn cases() -> Vec<Case> {
             p2: 1,
             op: Op::Load,
             amount: 700,
+            ride: None,
+        },
+        Case {
+            name: "CREDIT FOR UNLOAD (ED, PIN)",
+            select: ed_select.clone(),
+            keys: des_keys(),
+            p2: 1,
+            op: Op::Unload,
+            amount: 1_000,
+            ride: None,
+        },
+        Case {
+            name: "DEBIT FOR CASH WITHDRAW (ED, PIN)",
+            select: ed_select.clone(),
+            keys: des_keys(),
+            p2: 1,
+            op: Op::CashWithdraw,
+            amount: 2_500,
             ride: None,
         },
         Case {

@@ -122,7 +122,7 @@ pub const COMMANDS: &[CommandInfo] = &[
         ins: 0x16,
     },
     CommandInfo {
-        name: "INITIALIZE FOR LOAD / PURCHASE / CAPP PURCHASE",
+        name: "INITIALIZE FOR LOAD / PURCHASE / CASH WITHDRAW / CAPP PURCHASE / UNLOAD",
         cla: &[0x80],
         ins: 0x50,
     },
@@ -132,7 +132,7 @@ pub const COMMANDS: &[CommandInfo] = &[
         ins: 0x52,
     },
     CommandInfo {
-        name: "DEBIT FOR PURCHASE",
+        name: "DEBIT FOR PURCHASE / CASH WITHDRAW, CREDIT FOR UNLOAD",
         cla: &[0x80],
         ins: 0x54,
     },
@@ -374,7 +374,7 @@ pub enum Instruction<'a> {
     ApplicationUnblock { mac: [u8; 4] },
     /// CARD BLOCK `84 16`.
     CardBlock { mac: [u8; 4] },
-    /// INITIALIZE FOR LOAD / PURCHASE / CAPP PURCHASE `80 50`.
+    /// INITIALIZE FOR LOAD / PURCHASE / CASH WITHDRAW / CAPP PURCHASE / UNLOAD `80 50`.
     InitializePurse {
         operation: Operation,
         purse: PurseKind,
@@ -384,7 +384,9 @@ pub enum Instruction<'a> {
     },
     /// CREDIT FOR LOAD `80 52`.
     CreditForLoad { at: HostTime, mac2: [u8; 4] },
-    /// DEBIT FOR (CAPP) PURCHASE `80 54`.
+    /// CREDIT FOR UNLOAD `80 54 03` (FMCOS 2.0 §8.10.2; its flow chart calls it DEBIT FOR UNLOAD).
+    CreditForUnload { at: HostTime, mac2: [u8; 4] },
+    /// DEBIT FOR (CAPP) PURCHASE / CASH WITHDRAW `80 54 01`.
     DebitForPurchase {
         terminal_seq: [u8; 4],
         at: HostTime,
@@ -641,19 +643,23 @@ fn parse_purse<'a>(cmd: &Command<'a>) -> Result<Instruction<'a>, Reject> {
     };
     match cmd.ins {
         0x50 => {
-            // FMCOS 2.0 §8.7.1, §8.8.1, §8.9.1; P1 02/04/05 (cash withdrawal, overdraft update,
-            // unload) exist in PBOC but not on this card.
+            // FMCOS 2.0 §8.7.1, §8.8.1, §8.9.1, §8.10.1, §8.11.1; P1 04 (overdraft update, §8.12)
+            // is not on this card.
             let (operation, answer) = match p1 {
                 0x00 => (Operation::Load, 16),
                 0x01 => (Operation::Purchase, 15),
+                0x02 => (Operation::CashWithdraw, 15),
                 0x03 => (Operation::CappPurchase, 15),
-                0x02 | 0x04 | 0x05 => return Err(Reject::FunctionNotSupported),
+                0x05 => (Operation::Unload, 16),
+                0x04 => return Err(Reject::FunctionNotSupported),
                 _ => return Err(Reject::WrongParameters),
             };
+            // Composite purchases are EP only (§8.9.1); unloads and cash withdrawals ED only
+            // (§8.10, §8.11: "只有电子存折应用支持").
             let purse = match (operation, PurseKind::from_p2(p2)) {
-                (Operation::CappPurchase, Some(PurseKind::Ed)) | (_, None) => {
-                    return Err(Reject::WrongParameters)
-                }
+                (Operation::CappPurchase, Some(PurseKind::Ed))
+                | (Operation::CashWithdraw | Operation::Unload, Some(PurseKind::Ep))
+                | (_, None) => return Err(Reject::WrongParameters),
                 (_, Some(purse)) => purse,
             };
             let [key_id, a0, a1, a2, a3, t0, t1, t2, t3, t4, t5] = fixed(data)?;
@@ -682,10 +688,21 @@ fn parse_purse<'a>(cmd: &Command<'a>) -> Result<Instruction<'a>, Reject> {
             })
         }
         0x54 => {
-            // FMCOS 2.0 §8.8.2, §8.9.3; P1 03 is CREDIT FOR UNLOAD (§8.10.2), not on this card.
+            // FMCOS 2.0 §8.8.2, §8.9.3, §8.11.2: P1 01 debits a purchase or cash withdrawal;
+            // §8.10.2: P1 03 completes an unload.
             match (p1, p2) {
                 (0x01, 0x00) => {}
-                (0x03, 0x00) => return Err(Reject::FunctionNotSupported),
+                (0x03, 0x00) => {
+                    let [d0, d1, d2, d3, h0, h1, h2, m0, m1, m2, m3] = fixed(data)?;
+                    le_fits(4)?;
+                    return Ok(Instruction::CreditForUnload {
+                        at: HostTime {
+                            date: [d0, d1, d2, d3],
+                            time: [h0, h1, h2],
+                        },
+                        mac2: [m0, m1, m2, m3],
+                    });
+                }
                 _ => return Err(Reject::WrongParameters),
             }
             let [s0, s1, s2, s3, d0, d1, d2, d3, h0, h1, h2, m0, m1, m2, m3] = fixed(data)?;
@@ -1072,11 +1089,43 @@ mod tests {
                 .status(),
             Sw::WRONG_P1_P2
         );
+        assert!(matches!(
+            p("805002010B 01 00000001 000001000050 0F").unwrap(),
+            Instruction::InitializePurse {
+                operation: Operation::CashWithdraw,
+                purse: PurseKind::Ed,
+                ..
+            }
+        ));
+        assert!(matches!(
+            p("805005010B 01 00000001 000001000050 10").unwrap(),
+            Instruction::InitializePurse {
+                operation: Operation::Unload,
+                ..
+            }
+        ));
+        // unload and cash withdrawal are ED only; the overdraft update is not on this card
         assert_eq!(
-            p("805002010B 01 00000001 000001000050 0F")
+            p("805005020B 01 00000001 000001000050 10")
                 .unwrap_err()
                 .status(),
+            Sw::WRONG_P1_P2
+        );
+        assert_eq!(
+            p("805002020B 01 00000001 000001000050 0F")
+                .unwrap_err()
+                .status(),
+            Sw::WRONG_P1_P2
+        );
+        assert_eq!(
+            p("8050040107 01 000001000050 13").unwrap_err().status(),
             Sw::FUNCTION_NOT_SUPPORTED
+        );
+        assert_eq!(
+            p("805005010B 01 00000001 000001000050 0F")
+                .unwrap_err()
+                .status(),
+            Sw::WRONG_LENGTH
         );
         assert_eq!(
             p("805000030B 01 00000001 000001000050 10")
@@ -1108,11 +1157,24 @@ mod tests {
                 ..
             }
         ));
+        assert!(matches!(
+            p("805403000B 20110919 204812 CD573164 04").unwrap(),
+            Instruction::CreditForUnload {
+                mac2: [0xCD, 0x57, 0x31, 0x64],
+                ..
+            }
+        ));
         assert_eq!(
-            p("805403000B 20110919 204812 CD573164 04")
+            p("805403000B 20110919 204812 CD573164 02")
                 .unwrap_err()
                 .status(),
-            Sw::FUNCTION_NOT_SUPPORTED
+            Sw::WRONG_LENGTH
+        );
+        assert_eq!(
+            p("805403000F 00000001 20110919 204812 CD573164 04")
+                .unwrap_err()
+                .status(),
+            Sw::WRONG_LENGTH
         );
         assert_eq!(
             p("805401000F 00000001 20110919 204812 CD573164 04")

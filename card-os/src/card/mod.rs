@@ -495,6 +495,9 @@ fn execute<N: Nvm>(
         Instruction::CreditForLoad { at, mac2 } => {
             purse::credit_for_load(ctx, &at, &mac2, response)
         }
+        Instruction::CreditForUnload { at, mac2 } => {
+            purse::credit_for_unload(ctx, &at, &mac2, response)
+        }
         Instruction::DebitForPurchase {
             terminal_seq,
             at,
