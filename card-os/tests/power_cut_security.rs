@@ -654,3 +654,41 @@ fn protected_read_writes_nothing() {
     assert!(report.response.ends_with(&[0x90, 0x00]));
     println!("power cut: READ BINARY line-protected: 0 page writes, nothing to cut");
 }
+
+#[test]
+fn stk_protected_write() {
+    // LD/T 32 maintenance keys (byte 4 = 01): the same all-or-nothing under session-key MACs.
+    use card_os::crypto::session_key;
+    const STK: [u8; 8] = [0x60, 0x61, 0x62, 0x63, 0x64, 0x65, 0x66, 0x67];
+    let mut card = SimCard::from_nvm(base_image()).ok().unwrap();
+    common::run(
+        &mut card,
+        &format!(
+            "00A4000C02 1001 => 9000
+             80D401030D 36 F0 F0 01 33 {} => 9000
+             80E0000907 A8 0010 F0 F0 FF FC => 9000",
+            h(&STK)
+        ),
+    );
+    let image = card.into_nvm();
+    let stk_protect = |header: &str, data: &[u8]| {
+        let sk = session_key(&Key::Des(STK), &first_challenge()).unwrap();
+        let mut head = hex(header);
+        head.push((data.len() + 4) as u8);
+        let mut mac = Mac::session(&sk).unwrap();
+        mac.update(&head);
+        mac.update(data);
+        format!("{} {} {}", h(&head), h(data), h(&mac.finalize()))
+    };
+    run(
+        &image,
+        Case {
+            name: "UPDATE BINARY with an LD/T 32 STK MAC",
+            setup: in_df(&[GET_CHALLENGE]),
+            command: stk_protect("04D68900", &[0x3C; 16]),
+            sw: "9000",
+            correct: true,
+            two_steps: false,
+        },
+    );
+}

@@ -4,10 +4,9 @@
 
 use super::command::{EfSelector, RecordAddress, SelectTarget, WriteData};
 use super::context::Ctx;
-use super::secure_messaging::{self, MAX_PROTECTED_DATA, MAX_PROTECTED_READ};
+use super::secure_messaging::{self, LineKey, MAX_PROTECTED_DATA};
 use super::Response;
 use crate::apdu::Sw;
-use crate::crypto::Key;
 use crate::fs::header::{FileKind, MAX_DF_NAME, MAX_RECORD_LEN};
 use crate::fs::records::{self, Occurrence};
 use crate::fs::{self, DfPath, FileRef, FileSpec};
@@ -221,11 +220,7 @@ pub(super) fn read_binary<N: Nvm>(
         return Err(Sw::WRONG_OFFSET);
     }
     let remaining = size - offset;
-    let most = if key.is_some() {
-        MAX_PROTECTED_READ
-    } else {
-        256
-    };
+    let most = key.as_ref().map_or(256, LineKey::max_read);
     // Le = 00 (Ne 256) reads what is left, up to 256 bytes (239 under line protection); a larger
     // Le than the file has left is wrong (6Cxx).
     let n = match ctx.ne {
@@ -246,7 +241,7 @@ fn read_protection<N: Nvm>(
     ctx: &Ctx<'_, N>,
     ef: &FileRef,
     mac: Option<[u8; 4]>,
-) -> Result<Option<Key>, Sw> {
+) -> Result<Option<LineKey>, Sw> {
     let Some(mac) = mac else {
         return if ef.header.read_needs_mac() {
             Err(Sw::SM_MAC_MISSING)
@@ -255,7 +250,7 @@ fn read_protection<N: Nvm>(
         };
     };
     let entry = ctx.usable_key(KeyType::LineProtection, read_key_id(ef.header.key_byte()))?;
-    let key = ctx.load_key(&entry)?;
+    let key = LineKey::of(ctx, &entry)?;
     secure_messaging::check_mac(ctx, &key, &[], &mac, Sw::SM_DATA_INCORRECT)?;
     Ok(Some(key))
 }
@@ -265,7 +260,7 @@ fn read_protection<N: Nvm>(
 fn seal<N: Nvm>(
     ctx: &mut Ctx<'_, N>,
     ef: &FileRef,
-    key: Option<&Key>,
+    key: Option<&LineKey>,
     response: &mut Response<'_>,
 ) -> Result<(), Sw> {
     let Some(key) = key else {
@@ -300,7 +295,7 @@ fn writable_data<'d, N: Nvm>(
         };
     };
     let entry = ctx.usable_key(KeyType::LineProtection, write_key_id(ef.header.key_byte()))?;
-    let key = ctx.load_key(&entry)?;
+    let key = LineKey::of(ctx, &entry)?;
     secure_messaging::unwrap(
         ctx,
         &key,
@@ -377,7 +372,7 @@ pub(super) fn read_record<N: Nvm>(
         if matches!(ctx.ne, Some(ne) if ne != 256 && ne < len) {
             return Err(Sw::wrong_le(len));
         }
-        if len > MAX_PROTECTED_READ {
+        if key.as_ref().is_some_and(|k| len > k.max_read()) {
             return Err(Sw::WRONG_LENGTH);
         }
     }

@@ -10,7 +10,7 @@
 //! gives an attempt back (`card-os/tests/power_cut_security.rs`).
 
 use super::context::Ctx;
-use super::secure_messaging;
+use super::secure_messaging::{self, LineKey};
 use super::system;
 use crate::apdu::Sw;
 use crate::fs::header::{
@@ -33,7 +33,7 @@ fn life_cycle_key<N: Nvm>(ctx: &Ctx<'_, N>) -> Result<KeyEntry, Sw> {
 
 /// Checks a life-cycle command's MAC over its header (`6988` if wrong).
 fn check_mac<N: Nvm>(ctx: &Ctx<'_, N>, entry: &KeyEntry, mac: &[u8; 4]) -> Result<(), Sw> {
-    let key = ctx.load_key(entry)?;
+    let key = LineKey::of(ctx, entry)?;
     secure_messaging::check_mac(ctx, &key, &[], mac, Sw::SM_DATA_INCORRECT)
 }
 
