@@ -120,10 +120,11 @@ pub(super) fn pin_unblock<N: Nvm>(
     let pin_entry = ctx.key(KeyType::Pin, pin_id)?;
     let unblock = ctx.usable_key(KeyType::PinUnblock, APPLICATION_KEY_ID)?;
     let key = LineKey::of(ctx, &unblock)?;
-    ctx.challenge()?;
-    ctx.mac_header()?;
+    // Computed before the try is spent, compared after: a command refused for want of a
+    // challenge costs nothing.
+    let expected = secure_messaging::expected_mac(ctx, &key, write.data)?;
     let spent = ctx.spend_try(&unblock)?;
-    if secure_messaging::check_mac(ctx, &key, write.data, &mac, Sw::SM_DATA_INCORRECT).is_err() {
+    if !ct_eq(&expected, &mac) {
         return Err(Ctx::<N>::failed_try(spent));
     }
     if !write.data.is_empty() {

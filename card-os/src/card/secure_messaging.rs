@@ -18,7 +18,7 @@ use super::context::Ctx;
 use super::Response;
 use crate::apdu::Sw;
 use crate::crypto::{
-    line_decrypt, line_encrypt, line_encrypted_len, session_key, Key, Mac, Padding,
+    ct_eq, line_decrypt, line_encrypt, line_encrypted_len, session_key, Key, Mac, Padding,
 };
 use crate::nvm::Nvm;
 use crate::security::keys::KeyEntry;
@@ -92,8 +92,23 @@ impl LineKey {
     }
 }
 
-/// Checks the MAC of a protected command whose data (without the MAC) is `data`. `wrong` is the
-/// status word a wrong MAC gets; `6984` when no challenge was issued just before.
+/// The MAC a protected command whose data (without the MAC) is `data` must carry: `6984` when no
+/// challenge was issued just before (or it cannot be this key's IV). Computed apart from the
+/// comparison so that commands which count attempts can spend one in between.
+pub(super) fn expected_mac<N: Nvm>(
+    ctx: &Ctx<'_, N>,
+    key: &LineKey,
+    data: &[u8],
+) -> Result<[u8; 4], Sw> {
+    let header = ctx.mac_header()?;
+    let mut mac = key.mac(ctx)?;
+    mac.update(&header);
+    mac.update(data);
+    Ok(mac.finalize())
+}
+
+/// Checks the MAC of a protected command whose data (without the MAC) is `data`, in constant time.
+/// `wrong` is the status word a wrong MAC gets.
 pub(super) fn check_mac<N: Nvm>(
     ctx: &Ctx<'_, N>,
     key: &LineKey,
@@ -101,11 +116,7 @@ pub(super) fn check_mac<N: Nvm>(
     mac: &[u8; 4],
     wrong: Sw,
 ) -> Result<(), Sw> {
-    let header = ctx.mac_header()?;
-    let mut expected = key.mac(ctx)?;
-    expected.update(&header);
-    expected.update(data);
-    if expected.verify(mac) {
+    if ct_eq(&expected_mac(ctx, key, data)?, mac) {
         Ok(())
     } else {
         Err(wrong)
