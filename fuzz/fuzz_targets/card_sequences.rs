@@ -26,7 +26,8 @@ fn setup() -> &'static str {
 fn personalized() -> &'static MemoryNvm {
     static IMAGE: OnceLock<MemoryNvm> = OnceLock::new();
     IMAGE.get_or_init(|| {
-        let card = SimCard::blank(Geometry::DEFAULT, &HistoricalBytes::wenzhou([0, 0, 0, 1])).unwrap();
+        let card =
+            SimCard::blank(Geometry::DEFAULT, &HistoricalBytes::wenzhou([0, 0, 0, 1])).unwrap();
         let mut t = SimTransport::from_card(card, "fuzz");
         let script = Script::parse(setup()).unwrap();
         host_lib::script::run(&mut t, &script, Default::default(), |_| {}).unwrap();
@@ -42,7 +43,10 @@ fuzz_target!(|data: &[u8]| {
         let (apdu, tail) = tail.split_at(n);
         rest = tail;
         let response = card.transmit(apdu);
-        assert!(response.len() >= 2 && response.len() <= 258, "{apdu:02X?} -> {response:02X?}");
+        assert!(
+            response.len() >= 2 && response.len() <= 258,
+            "{apdu:02X?} -> {response:02X?}"
+        );
         if apdu.first() == Some(&0x00) && apdu.get(1) == Some(&0xFF) {
             card.reset();
         }

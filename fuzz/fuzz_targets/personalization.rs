@@ -184,7 +184,9 @@ fn pick<T: Copy>(table: &[T], i: u8) -> T {
 
 /// `len` data bytes below `80` (so no data byte can be a secret byte).
 fn data(len: u8, fill: u8) -> Vec<u8> {
-    (0..len).map(|i| fill.wrapping_add(i.wrapping_mul(7)) & 0x7F).collect()
+    (0..len)
+        .map(|i| fill.wrapping_add(i.wrapping_mul(7)) & 0x7F)
+        .collect()
 }
 
 fn apdu(header: [u8; 4], body: &[u8], le: Option<u8>) -> Vec<u8> {
@@ -241,10 +243,18 @@ impl Run {
                 self.send(&apdu([0x00, 0xA4, 0x00, 0x00], &[0x3F, 0x00], Some(0)));
             }
             Step::SelectDf(i) => {
-                self.send(&apdu([0x00, 0xA4, 0x00, 0x0C], &pick(&DF_FIDS, i).to_be_bytes(), None));
+                self.send(&apdu(
+                    [0x00, 0xA4, 0x00, 0x0C],
+                    &pick(&DF_FIDS, i).to_be_bytes(),
+                    None,
+                ));
             }
             Step::SelectEf(i) => {
-                self.send(&apdu([0x00, 0xA4, 0x02, 0x0C], &pick(&EF_FIDS, i).to_be_bytes(), None));
+                self.send(&apdu(
+                    [0x00, 0xA4, 0x02, 0x0C],
+                    &pick(&EF_FIDS, i).to_be_bytes(),
+                    None,
+                ));
             }
             Step::SelectName(i) => {
                 self.send(&apdu([0x00, 0xA4, 0x04, 0x00], pick(&DF_NAMES, i), Some(0)));
@@ -285,18 +295,58 @@ impl Run {
                 let bits = (protection & 0x03) << 6;
                 let body: Vec<u8> = match kind {
                     EfType::Binary => {
-                        vec![0x28 | bits, a & 0x01, b, pick(&RIGHTS, read), pick(&RIGHTS, write), 0xFF, key_byte]
+                        vec![
+                            0x28 | bits,
+                            a & 0x01,
+                            b,
+                            pick(&RIGHTS, read),
+                            pick(&RIGHTS, write),
+                            0xFF,
+                            key_byte,
+                        ]
                     }
                     EfType::Fixed => {
-                        vec![0x2A | bits, a % 12, b, pick(&RIGHTS, read), pick(&RIGHTS, write), 0xFF, key_byte]
+                        vec![
+                            0x2A | bits,
+                            a % 12,
+                            b,
+                            pick(&RIGHTS, read),
+                            pick(&RIGHTS, write),
+                            0xFF,
+                            key_byte,
+                        ]
                     }
                     EfType::Variable => {
-                        vec![0x2C | bits, a % 12, b, pick(&RIGHTS, read), pick(&RIGHTS, write), 0xFF, key_byte]
+                        vec![
+                            0x2C | bits,
+                            a % 12,
+                            b,
+                            pick(&RIGHTS, read),
+                            pick(&RIGHTS, write),
+                            0xFF,
+                            key_byte,
+                        ]
                     }
                     EfType::Cyclic => {
-                        vec![0x2E | bits, a % 12, b, pick(&RIGHTS, read), pick(&RIGHTS, write), 0xFF, key_byte]
+                        vec![
+                            0x2E | bits,
+                            a % 12,
+                            b,
+                            pick(&RIGHTS, read),
+                            pick(&RIGHTS, write),
+                            0xFF,
+                            key_byte,
+                        ]
                     }
-                    EfType::Purse => vec![0x2F, 0x02, 0x08, pick(&RIGHTS, read), a & 0x03, 0xFF, b & 0x1F],
+                    EfType::Purse => vec![
+                        0x2F,
+                        0x02,
+                        0x08,
+                        pick(&RIGHTS, read),
+                        a & 0x03,
+                        0xFF,
+                        b & 0x1F,
+                    ],
                 };
                 self.send(&apdu([0x80, 0xE0, fid[0], fid[1]], &body, None));
             }
@@ -366,10 +416,18 @@ impl Run {
             Step::AppendRecord { sfi, len, fill } => {
                 let mut body = data(len.max(2), fill);
                 body[1] = (body.len() - 2) as u8;
-                self.send(&apdu([0x00, 0xE2, 0x00, (sfi % 0x18 + 1) << 3], &body, None));
+                self.send(&apdu(
+                    [0x00, 0xE2, 0x00, (sfi % 0x18 + 1) << 3],
+                    &body,
+                    None,
+                ));
             }
             Step::ReadBinary { sfi, offset, le } => {
-                self.send(&apdu([0x00, 0xB0, 0x80 | (sfi % 0x18 + 1), offset], &[], Some(le)));
+                self.send(&apdu(
+                    [0x00, 0xB0, 0x80 | (sfi % 0x18 + 1), offset],
+                    &[],
+                    Some(le),
+                ));
             }
             Step::ReadRecord { sfi, p1, mode, le } => {
                 self.send(&apdu(
@@ -405,14 +463,19 @@ impl Run {
             }
             Step::Verify { id, secret, len } => {
                 let value = pick(&SECRETS, secret);
-                self.send(&apdu([0x00, 0x20, 0x00, id % 4], &value[..6 + usize::from(len % 3)], None));
+                self.send(&apdu(
+                    [0x00, 0x20, 0x00, id % 4],
+                    &value[..6 + usize::from(len % 3)],
+                    None,
+                ));
             }
             Step::ExternalAuthenticate { id, secret, long } => {
                 let challenge = self.send(&[0x00, 0x84, 0x00, 0x00, 0x04]);
                 if challenge.len() != 6 {
                     return;
                 }
-                let block = challenge_cryptogram(&secret_key(secret, long), &challenge[..4]).unwrap();
+                let block =
+                    challenge_cryptogram(&secret_key(secret, long), &challenge[..4]).unwrap();
                 self.send(&apdu([0x00, 0x82, 0x00, id % 4], block.as_slice(), None));
             }
             Step::GetResponse(le) => {
@@ -448,7 +511,11 @@ fn factory() -> &'static MemoryNvm {
 fn check_image(card: &mut SimCard) -> Vec<u8> {
     let sim = card.card().expect("the card powers up");
     let tree = inspect::tree(sim).expect("the file tree reads");
-    for (i, df) in tree.iter().enumerate().filter(|(_, f)| f.kind == FileKind::Df) {
+    for (i, df) in tree
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| f.kind == FileKind::Df)
+    {
         let children: usize = tree[i + 1..]
             .iter()
             .take_while(|f| f.depth > df.depth)
@@ -460,7 +527,13 @@ fn check_image(card: &mut SimCard) -> Vec<u8> {
         assert!(df.depth <= 2, "DF {:04X} at depth {}", df.fid, df.depth);
     }
     for f in tree.iter().filter(|f| f.kind != FileKind::Df) {
-        assert!(f.used <= f.capacity, "EF {:04X}: {} of {}", f.fid, f.used, f.capacity);
+        assert!(
+            f.used <= f.capacity,
+            "EF {:04X}: {} of {}",
+            f.fid,
+            f.used,
+            f.capacity
+        );
     }
     inspect::dump(sim).expect("the card dumps")
 }
@@ -474,7 +547,9 @@ fuzz_target!(|steps: Vec<Step>| {
         run.step(step);
     }
     let before = check_image(&mut run.card);
-    let mut card = SimCard::from_nvm(run.card.into_nvm()).ok().expect("powers up again");
+    let mut card = SimCard::from_nvm(run.card.into_nvm())
+        .ok()
+        .expect("powers up again");
     let after = check_image(&mut card);
     assert_eq!(before, after, "a power cycle changed the card");
     let answer = card.transmit(&[0x00, 0xA4, 0x00, 0x0C, 0x02, 0x3F, 0x00]);
