@@ -9,10 +9,11 @@
 //!   ⇔ (composite) the cached record is written ⇔ GET TRANSACTION PROOF answers the MAC2/TAC this
 //!   test computes itself with `crypto::purse`; the old balance ⇔ none of it, and the proof says
 //!   `9406`.
-//! * **A randomized run** of 10,000 loads and purchases by a test-local terminal, with power cut at
-//!   random points of CREDIT/DEBIT and of the recoveries after, and answers lost: the terminal
-//!   settles each unanswered transaction with GET TRANSACTION PROOF, and at the end the sum of the
-//!   loads minus the sum of the confirmed purchases is the card's balance, exactly.
+//! * **Randomized runs** of 10,000 EP loads and purchases and 3,000 ED loads, unloads, purchases
+//!   and cash withdrawals by a test-local terminal, with power cut at random points of
+//!   CREDIT/DEBIT and of the recoveries after, and answers lost: the terminal settles each
+//!   unanswered transaction with GET TRANSACTION PROOF, and at the end the sum of the confirmed
+//!   loads minus the sum of the confirmed debits is the card's balance, exactly.
 //!
 //! Both print their counts (`cargo test -p card-os --test purse_power_cut -- --nocapture`).
 
@@ -866,22 +867,41 @@ fn power_up(nvm: MemoryNvm, dice: &mut Dice, counts: &mut Counts) -> SimCard {
     SimCard::from_nvm_with_rng(nvm, rng()).ok().unwrap()
 }
 
-#[test]
-fn ten_thousand_transactions_with_random_cuts_lose_no_money() {
-    const TRANSACTIONS: u64 = 10_000;
-    let mut dice = Dice(0x00C1_71ED_CA4D);
+/// One randomized run: `transactions` transactions on the purse `p2`, each op drawn by `pick`,
+/// with cuts, lost answers, forged MACs and amounts over the balance; the terminal settles every
+/// unanswered one with GET TRANSACTION PROOF. After every power-up `after_power_up` is sent (the
+/// ED's PIN). Returns the counts; asserts that the card's balance is the start plus what was
+/// confirmed loaded minus what was confirmed paid out, and that the counters agree.
+fn random_run(
+    p2: u8,
+    transactions: u64,
+    seed: u64,
+    pick: impl Fn(&mut Dice) -> Op,
+    after_power_up: &[Vec<u8>],
+) -> Counts {
+    let mut dice = Dice(seed);
     let mut card = SimCard::from_nvm(image()).ok().unwrap();
     card.set_rng(SimRng::Seeded(CounterRng::from_seed([0xA5; 16])));
-    let mut terminal = Terminal::new(des_keys(), 2);
-    let start = u32::from_be_bytes(card.transmit(&hex("805C000204"))[..4].try_into().unwrap());
+    let mut terminal = Terminal::new(des_keys(), p2);
+    let balance_apdu = [0x80, 0x5C, 0x00, p2, 0x04];
+    for apdu in after_power_up {
+        assert_eq!(card.transmit(apdu), [0x90, 0x00]);
+    }
+    let body_of = |card: &mut SimCard| {
+        let sim = card.card().unwrap();
+        let storage = sim.storage();
+        let mf = fs::file_at(storage, fs::mf_addr(storage)).unwrap();
+        let purse = fs::find_child(storage, &mf, purse_fid(p2))
+            .unwrap()
+            .unwrap();
+        Body::decode(&storage.read_array::<22>(purse.body()).unwrap()).state
+    };
+    let before = body_of(&mut card);
+    let start = u32::from_be_bytes(card.transmit(&balance_apdu)[..4].try_into().unwrap());
     let (mut loaded, mut paid) = (0u64, 0u64);
     let mut counts = Counts::default();
-    for n in 0..TRANSACTIONS {
-        let op = match dice.below(10) {
-            0..=2 => Op::Load,
-            3 => Op::Capp,
-            _ => Op::Purchase,
-        };
+    for n in 0..transactions {
+        let op = pick(&mut dice);
         let expected = u64::from(start) + loaded - paid;
         let amount = match op {
             Op::Load => 1 + dice.below(4_000) as u32,
@@ -889,7 +909,7 @@ fn ten_thousand_transactions_with_random_cuts_lose_no_money() {
             _ if dice.chance(1) => (expected + 1 + dice.below(100)) as u32,
             _ => 1 + dice.below(1_500) as u32,
         };
-        if op == Op::Load {
+        if op.is_online() {
             counts.loads_attempted += 1;
         } else {
             counts.purchases_attempted += 1;
@@ -940,6 +960,9 @@ fn ten_thousand_transactions_with_random_cuts_lose_no_money() {
             }
             // The terminal settles it: power up (the recovery perhaps cut too), ask for the proof.
             card = power_up(card.into_nvm(), &mut dice, &mut counts);
+            for apdu in after_power_up {
+                assert_eq!(card.transmit(apdu), [0x90, 0x00]);
+            }
             let proof = card.transmit(&pending.proof_apdu());
             if proof == pending.proof() {
                 counts.settled_done += 1;
@@ -958,32 +981,51 @@ fn ten_thousand_transactions_with_random_cuts_lose_no_money() {
             true
         };
         if done {
-            if op == Op::Load {
+            if op.is_online() {
                 counts.loads_confirmed += 1;
-                loaded += u64::from(pending.amount);
             } else {
                 counts.purchases_confirmed += 1;
+            }
+            if op == Op::Load {
+                loaded += u64::from(pending.amount);
+            } else {
                 paid += u64::from(pending.amount);
             }
         }
     }
-    let balance = u32::from_be_bytes(card.transmit(&hex("805C000204"))[..4].try_into().unwrap());
-    println!("randomized run: {counts:?}");
+    let balance = u32::from_be_bytes(card.transmit(&balance_apdu)[..4].try_into().unwrap());
+    println!("randomized run (P2 {p2:02X}): {counts:?}");
     println!(
-        "randomized run: start {start} + loads {loaded} - purchases {paid} = {} cents; card balance {balance}",
+        "randomized run (P2 {p2:02X}): start {start} + loads {loaded} - debits {paid} = {} cents; \
+         card balance {balance}",
         u64::from(start) + loaded - paid
     );
     assert_eq!(u64::from(start) + loaded - paid, u64::from(balance));
-    // The counters agree with the confirmed transactions (the image had 2 loads and 1 purchase).
-    let sim = card.card().unwrap();
-    let storage = sim.storage();
-    let mf = fs::file_at(storage, fs::mf_addr(storage)).unwrap();
-    let ep = fs::find_child(storage, &mf, 2).unwrap().unwrap();
-    let state = Body::decode(&storage.read_array::<22>(ep.body()).unwrap()).state;
-    assert_eq!(u64::from(state.online_counter), 2 + counts.loads_confirmed);
+    // The counters advanced exactly once per confirmed transaction of their kind.
+    let state = body_of(&mut card);
+    assert_eq!(
+        u64::from(state.online_counter),
+        u64::from(before.online_counter) + counts.loads_confirmed
+    );
     assert_eq!(
         u64::from(state.offline_counter),
-        1 + counts.purchases_confirmed
+        u64::from(before.offline_counter) + counts.purchases_confirmed
+    );
+    counts
+}
+
+#[test]
+fn ten_thousand_transactions_with_random_cuts_lose_no_money() {
+    let counts = random_run(
+        2,
+        10_000,
+        0x00C1_71ED_CA4D,
+        |dice| match dice.below(10) {
+            0..=2 => Op::Load,
+            3 => Op::Capp,
+            _ => Op::Purchase,
+        },
+        &[],
     );
     assert_eq!(offset::STATE, 4);
     assert!(
@@ -991,4 +1033,27 @@ fn ten_thousand_transactions_with_random_cuts_lose_no_money() {
     );
     assert!(counts.recovery_cuts > 50 && counts.answers_lost > 50);
     assert!(counts.refused_9401 > 20 && counts.refused_wrong_mac > 50);
+}
+
+#[test]
+fn ed_unloads_and_cash_withdrawals_with_random_cuts_lose_no_money() {
+    // The ED (PIN verified after every power-up): loads, unloads, purchases and cash withdrawals
+    // (FMCOS 2.0 §8.7–8.11), "loads" counting the online transactions (loads and unloads) and
+    // "purchases" the offline ones.
+    let counts = random_run(
+        1,
+        3_000,
+        0x00ED_0BAD_CA5E,
+        |dice| match dice.below(10) {
+            0..=2 => Op::Load,
+            3..=4 => Op::Unload,
+            5..=6 => Op::CashWithdraw,
+            _ => Op::Purchase,
+        },
+        &[hex("0020000003123456")],
+    );
+    assert!(
+        counts.cuts_in_command > 150 && counts.settled_done > 30 && counts.settled_not_done > 30
+    );
+    assert!(counts.refused_9401 > 5 && counts.refused_wrong_mac > 10);
 }
