@@ -41,6 +41,12 @@ pub const COMMANDS: &[CommandInfo] = &[
         cla: &[0x00, 0x04],
         ins: 0xD6,
     },
+    // FMCOS 2.0 §7.7.2 lists INS `D6/D0` for UPDATE BINARY; `D0` is the same update here.
+    CommandInfo {
+        name: "UPDATE BINARY (D0)",
+        cla: &[0x00, 0x04],
+        ins: 0xD0,
+    },
     CommandInfo {
         name: "READ RECORD",
         cla: &[0x00, 0x04],
@@ -429,7 +435,8 @@ pub fn parse<'a>(cmd: &Command<'a>) -> Result<Instruction<'a>, Reject> {
             let (ef, offset) = binary_address(p1, p2)?;
             Ok(Instruction::ReadBinary { ef, offset, mac })
         }
-        0xD6 => {
+        // FMCOS 2.0 §7.7.2: INS D6 or D0, one command (the MAC covers the INS as sent).
+        0xD6 | 0xD0 => {
             let write = WriteData::parse(cmd.cla, data)?;
             if write.data.is_empty() {
                 return Err(Reject::WrongLength);
@@ -1239,6 +1246,27 @@ mod tests {
             Sw::CLA_NOT_SUPPORTED
         );
         assert_eq!(p("005C000204").unwrap_err().status(), Sw::CLA_NOT_SUPPORTED);
+    }
+
+    #[test]
+    fn update_binary_takes_both_fmcos_instructions() {
+        // FMCOS 2.0 §7.7.2: INS D6/D0.
+        for apdu in ["00D6850102 1122", "00D0850102 1122"] {
+            match p(apdu).unwrap() {
+                Instruction::UpdateBinary { ef, offset, write } => {
+                    assert_eq!(ef, EfSelector::Sfi(5));
+                    assert_eq!(offset, 1);
+                    assert_eq!(write.data, &[0x11, 0x22]);
+                    assert_eq!(write.mac, None);
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(p("00D0850100").unwrap_err().status(), Sw::WRONG_LENGTH);
+        assert_eq!(
+            p("80D0850102 1122").unwrap_err().status(),
+            Sw::CLA_NOT_SUPPORTED
+        );
     }
 
     #[test]
