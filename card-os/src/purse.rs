@@ -11,7 +11,8 @@
 //! when the transaction does.
 
 use crate::crypto::purse::{
-    HostTime, TYPE_CAPP_PURCHASE, TYPE_ED_LOAD, TYPE_ED_PURCHASE, TYPE_EP_LOAD, TYPE_EP_PURCHASE,
+    HostTime, TYPE_CAPP_PURCHASE, TYPE_ED_CASH_WITHDRAW, TYPE_ED_LOAD, TYPE_ED_PURCHASE,
+    TYPE_ED_UNLOAD, TYPE_EP_LOAD, TYPE_EP_PURCHASE,
 };
 use crate::fs::header::PURSE_BODY_LEN;
 
@@ -77,16 +78,19 @@ impl PurseKind {
     /// The purse a transaction type belongs to, for the types this card performs.
     pub const fn of_transaction_type(txn_type: u8) -> Option<PurseKind> {
         match txn_type {
-            TYPE_ED_LOAD | TYPE_ED_PURCHASE => Some(PurseKind::Ed),
+            TYPE_ED_LOAD | TYPE_ED_PURCHASE | TYPE_ED_UNLOAD | TYPE_ED_CASH_WITHDRAW => {
+                Some(PurseKind::Ed)
+            }
             TYPE_EP_LOAD | TYPE_EP_PURCHASE | TYPE_CAPP_PURCHASE => Some(PurseKind::Ep),
             _ => None,
         }
     }
 }
 
-/// Whether a transaction type is a load (it uses the online counter) rather than a purchase.
-pub const fn is_load(txn_type: u8) -> bool {
-    matches!(txn_type, TYPE_ED_LOAD | TYPE_EP_LOAD)
+/// Whether a transaction type uses the online counter (loads and unloads, FMCOS 2.0 §8.7, §8.10)
+/// rather than the offline counter (purchases and cash withdrawals, §8.8, §8.11).
+pub const fn uses_online_counter(txn_type: u8) -> bool {
+    matches!(txn_type, TYPE_ED_LOAD | TYPE_EP_LOAD | TYPE_ED_UNLOAD)
 }
 
 /// The last completed transaction of a purse, as GET TRANSACTION PROOF returns it.
@@ -147,7 +151,7 @@ impl PurseState {
     pub fn last_counter(&self) -> Option<u16> {
         match self.last.txn_type {
             0 => None,
-            t if is_load(t) => self.online_counter.checked_sub(1),
+            t if uses_online_counter(t) => self.online_counter.checked_sub(1),
             _ => self.offline_counter.checked_sub(1),
         }
     }
@@ -270,6 +274,18 @@ pub enum Operation {
     Purchase,
     /// `03`: a composite-application purchase (§8.9), EP only.
     CappPurchase,
+    /// `02`: a cash withdrawal (§8.11), ED only: a purchase of type `04`.
+    CashWithdraw,
+    /// `05`: an unload (§8.10), ED only: the reverse of a load, under the unload key.
+    Unload,
+}
+
+impl Operation {
+    /// Whether the operation uses the online counter and is completed by a CREDIT-style command
+    /// with the host's MAC2 (load, unload), rather than a DEBIT with the terminal's MAC1.
+    pub const fn is_online(self) -> bool {
+        matches!(self, Operation::Load | Operation::Unload)
+    }
 }
 
 /// The transaction INITIALIZE opened, kept in RAM until the command after it (apdu-specs/purse.md,
@@ -298,6 +314,8 @@ impl Session {
             Operation::Load => self.purse.load_type(),
             Operation::Purchase => self.purse.purchase_type(),
             Operation::CappPurchase => TYPE_CAPP_PURCHASE,
+            Operation::CashWithdraw => TYPE_ED_CASH_WITHDRAW,
+            Operation::Unload => TYPE_ED_UNLOAD,
         }
     }
 }
@@ -382,7 +400,10 @@ mod tests {
         assert_eq!(PurseKind::from_p2(3), None);
         assert_eq!(PurseKind::of_transaction_type(9), Some(PurseKind::Ep));
         assert_eq!(PurseKind::of_transaction_type(5), Some(PurseKind::Ed));
-        assert_eq!(PurseKind::of_transaction_type(3), None);
+        assert_eq!(PurseKind::of_transaction_type(3), Some(PurseKind::Ed));
+        assert_eq!(PurseKind::of_transaction_type(4), Some(PurseKind::Ed));
+        assert_eq!(PurseKind::of_transaction_type(7), None);
+        assert!(uses_online_counter(3) && !uses_online_counter(4));
         let session = Session {
             operation: Operation::CappPurchase,
             purse: PurseKind::Ep,

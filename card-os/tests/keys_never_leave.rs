@@ -2,8 +2,10 @@
 //! `0000` (every P1/P2 form), READ BINARY of the current EF after it and by every SFI, READ RECORD
 //! of every record address form and SFI, each followed by GET RESPONSE, in every class byte — is
 //! tried in every security state a personalized card can reach. No response may contain 4
-//! consecutive bytes of any key or of the PIN. The test prints how many (command, state) pairs it
-//! tried.
+//! consecutive bytes of any key or of the PIN. Line-protected reads (CLA `04`, FMCOS 2.0 §7.5–7.6)
+//! are tried with right MACs under the MF's and the DF's line-protection keys, of every SFI, of the
+//! key file's FID, and of EFs whose answers are encrypted. The test prints how many (command,
+//! state) pairs it tried.
 
 mod common;
 
@@ -58,7 +60,9 @@ fn image() -> MemoryNvm {
          80D401000D 3A F0 EF 01 33 {PIN}FFFFFFFF => 9000
          80E0001507 28 001E F0 F0 FF FF => 9000
          80E0000507 2C 04 20 F1 F0 FF FF => 9000
-         00E2002806 0104 41424344 => 9000"
+         00E2002806 0104 41424344 => 9000
+         80E0000607 68 0010 F0 F0 FF 7F => 9000
+         80E0000707 EA 02 08 F0 F0 FF 7F => 9000"
     );
     let mut card = common::factory_card();
     common::run(&mut card, &script);
@@ -117,9 +121,35 @@ fn states() -> Vec<(&'static str, Vec<String>)> {
     ]
 }
 
+/// `04 INS P1 P2 04 MAC 00`: a line-protected read with the right MAC under `key_hex` for the
+/// fixed challenge, after GET CHALLENGE.
+fn protected_read(key_hex: &str, ins: u8, p1: u8, p2: u8) -> Vec<Vec<u8>> {
+    use card_os::crypto::{Key, Mac, MacIv};
+    let key = Key::from_id(1, &hex::decode(key_hex).unwrap()).unwrap();
+    let head = [0x04, ins, p1, p2, 0x04];
+    let mac = Mac::compute(&key, MacIv::Bytes(&CHALLENGE), &[&head]).unwrap();
+    let mut read = head.to_vec();
+    read.extend(mac);
+    read.push(0x00);
+    vec![vec![0x00, 0x84, 0x00, 0x00, 0x04], read]
+}
+
 /// Every command pattern that could reach a key file; each is sent alone (then GET RESPONSE).
 fn probes() -> Vec<Vec<Vec<u8>>> {
     let mut probes = Vec::new();
+    // Line-protected reads with right MACs under the MF's and the DF's line-protection keys: every
+    // SFI, records 1 and 2 of every SFI, and the current EF after SELECT of the key file's FID.
+    for key in [MF_LINE, DF_LINE] {
+        for sfi in 1..=0x1Fu8 {
+            probes.push(protected_read(key, 0xB0, 0x80 | sfi, 0x00));
+            for record in [1u8, 2] {
+                probes.push(protected_read(key, 0xB2, record, sfi << 3 | 0x04));
+            }
+        }
+        let mut select_then_read = vec![vec![0x00, 0xA4, 0x00, 0x0C, 0x02, 0x00, 0x00]];
+        select_then_read.extend(protected_read(key, 0xB0, 0x00, 0x00));
+        probes.push(select_then_read);
+    }
     for cla in [0x00u8, 0x04, 0x80, 0x84] {
         // SELECT the key file's FID in every form, then read "the current EF" at several offsets.
         for p1 in [0x00u8, 0x01, 0x02] {
@@ -162,6 +192,7 @@ fn no_command_in_any_state_returns_key_bytes() {
     let probes = probes();
     let mut pairs = 0usize;
     let mut data_seen = 0usize;
+    let mut protected_seen = 0usize;
     for (state, setup) in states() {
         // Every setup command must succeed, or the state is not the one named.
         let mut card = SimCard::from_nvm_with_rng(image.snapshot(), SimRng::fixed(&CHALLENGE))
@@ -184,10 +215,19 @@ fn no_command_in_any_state_returns_key_bytes() {
                 card.transmit(&hex::decode(apdu.replace(' ', "")).unwrap());
             }
             for apdu in probe {
-                for command in [apdu.clone(), vec![0x00, 0xC0, 0x00, 0x00, 0x00]] {
+                // A GET RESPONSE after GET CHALLENGE would use the challenge up.
+                let follow_up = if apdu.starts_with(&[0x00, 0x84]) {
+                    vec![]
+                } else {
+                    vec![vec![0x00, 0xC0, 0x00, 0x00, 0x00]]
+                };
+                for command in std::iter::once(apdu.clone()).chain(follow_up) {
                     let r = card.transmit(&command);
                     if r.len() > 2 {
                         data_seen += 1;
+                    }
+                    if command[0] == 0x04 && r.len() > 6 && r.ends_with(&[0x90, 0x00]) {
+                        protected_seen += 1;
                     }
                     if let Some(secret) = leaks(&r, &secrets) {
                         panic!(
@@ -206,8 +246,9 @@ fn no_command_in_any_state_returns_key_bytes() {
     }
     println!(
         "keys never leave: {pairs} (command, state) pairs tried in {} states, {data_seen} \
-         responses carried data, none a key byte",
+         responses carried data ({protected_seen} line-protected reads), none a key byte",
         states().len()
     );
+    assert!(protected_seen > 0, "no line-protected read answered");
     assert!(pairs > 5000, "{pairs}");
 }

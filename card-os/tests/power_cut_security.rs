@@ -1,7 +1,8 @@
 //! Power cuts during every state-changing security command: WRITE KEY (add, update, encrypted
 //! update), VERIFY (wrong and right PIN), CHANGE PIN, RELOAD PIN, PIN UNBLOCK, EXTERNAL
-//! AUTHENTICATE, a line-protected write, APPLICATION BLOCK/UNBLOCK and CARD BLOCK. Cut at every
-//! page write and inside each, and during the recovery after; the card must show the state before
+//! AUTHENTICATE, a line-protected write, APPLICATION BLOCK, APPLICATION UNBLOCK (right and wrong
+//! MAC after 0, 1 and 2 failed attempts: each attempt is counted first, FMCOS 2.0 §8.2) and CARD
+//! BLOCK. Cut at every page write and inside each, and during the recovery after; the card must show the state before
 //! or after the command, or, for commands that commit a spent try first, that state with exactly
 //! one try spent.
 //!
@@ -484,8 +485,25 @@ fn life_cycle() {
             two_steps: false,
         },
     );
-    // The sweep of APPLICATION UNBLOCK starts from an image in which the DF is blocked.
-    let mut card = SimCard::from_nvm(image.snapshot()).ok().unwrap();
+    // APPLICATION UNBLOCK counts its attempt first: see application_unblock_attempts_are_counted_before_the_mac.
+    run(
+        &image,
+        Case {
+            name: "CARD BLOCK",
+            setup: vec![GET_CHALLENGE.into()],
+            command: protect("84160000", &[], &Key::Des(MF_LINE), false),
+            sw: "9000",
+            correct: true,
+            two_steps: false,
+        },
+    );
+}
+
+/// The DF-1001 image with the application blocked temporarily and `failed` wrong APPLICATION
+/// UNBLOCKs already counted.
+fn blocked_image(failed: usize) -> MemoryNvm {
+    let line = Key::Des(DF_LINE);
+    let mut card = SimCard::from_nvm(base_image().snapshot()).ok().unwrap();
     common::run(
         &mut card,
         &format!(
@@ -495,24 +513,179 @@ fn life_cycle() {
             protect("841E0000", &[], &line, false)
         ),
     );
-    let blocked = card.into_nvm();
-    run(
-        &blocked,
-        Case {
-            name: "APPLICATION UNBLOCK",
-            setup: vec!["00A4000C02 1001".into(), GET_CHALLENGE.into()],
-            command: protect("84180000", &[], &line, false),
-            sw: "9000",
-            correct: true,
-            two_steps: false,
+    for _ in 0..failed {
+        common::run(
+            &mut card,
+            "0084000004 => xxxxxxxx 9000
+             8418000004 00000000 => 6988",
+        );
+    }
+    card.into_nvm()
+}
+
+/// The persistent state after `command` runs on `image` (after `setup`), without a cut.
+fn state_after(image: &MemoryNvm, setup: &[String], command: &str) -> Vec<u8> {
+    let mut card = SimCard::from_nvm(image.snapshot()).ok().unwrap();
+    for apdu in setup {
+        card.transmit(&hex(apdu));
+    }
+    card.transmit(&hex(command));
+    let mut card = SimCard::from_nvm(card.into_nvm()).ok().unwrap();
+    observe(&mut card).unwrap()
+}
+
+/// An APPLICATION UNBLOCK sweep: every cut shows the state before, after, or (`counted`) the
+/// state after a failed attempt, which the attempt commits before its MAC is compared.
+fn unblock_sweep(
+    name: &str,
+    image: &MemoryNvm,
+    command: &str,
+    sw: &str,
+    counted: Option<&[u8]>,
+) -> SweepReport {
+    let setup = ["00A4000C02 1001".to_string(), GET_CHALLENGE.to_string()];
+    let setup_bytes: Vec<Vec<u8>> = setup.iter().map(|s| hex(s)).collect();
+    let setup_refs: Vec<&[u8]> = setup_bytes.iter().map(|v| v.as_slice()).collect();
+    let report = sweep(
+        &Sweep {
+            image,
+            setup: &setup_refs,
+            command: &hex(command),
+            cut_recovery: true,
+            intermediate: counted.is_some(),
         },
+        observe,
+        |before, after, seen| {
+            if seen == before || seen == after || counted == Some(seen) {
+                Ok(())
+            } else {
+                Err("neither before, after, nor the attempt counted".into())
+            }
+        },
+    )
+    .unwrap_or_else(|e| panic!("{name}: {e}"));
+    assert_eq!(
+        h(&report.response[report.response.len() - 2..]),
+        sw,
+        "{name}"
     );
+    assert!(
+        report.cut_points > 0 && report.saw_before > 0 && report.saw_after > 0,
+        "{name}: {report:?}"
+    );
+    if counted.is_some() {
+        assert!(report.saw_intermediate > 0, "{name}: {report:?}");
+    }
+    println!(
+        "power cut: {name:<44} {:>3} page writes, {:>4} cut points, {:>5} recovery cut points \
+         (before {}, after {}, attempt counted {})",
+        report.writes,
+        report.cut_points,
+        report.recovery_cut_points,
+        report.saw_before,
+        report.saw_after,
+        report.saw_intermediate
+    );
+    report
+}
+
+#[test]
+fn application_unblock_attempts_are_counted_before_the_mac() {
+    let line = Key::Des(DF_LINE);
+    let setup = ["00A4000C02 1001".to_string(), GET_CHALLENGE.to_string()];
+    let wrong = "8418000004 00000000";
+    let right = protect("84180000", &[], &line, false);
+    for failed in 0..3 {
+        let image = blocked_image(failed);
+        let counted = state_after(&image, &setup, wrong);
+        unblock_sweep(
+            &format!("APPLICATION UNBLOCK wrong MAC ({failed} failed before)"),
+            &image,
+            wrong,
+            "6988",
+            None,
+        );
+        if failed < 2 {
+            unblock_sweep(
+                &format!("APPLICATION UNBLOCK right MAC ({failed} failed before)"),
+                &image,
+                &right,
+                "9000",
+                Some(&counted),
+            );
+        }
+    }
+    // After three failures the block is permanent: even the right MAC is refused.
+    let mut card = SimCard::from_nvm(blocked_image(3)).ok().unwrap();
+    common::run(
+        &mut card,
+        &format!(
+            "00A4000C02 1001 => 9303
+             {GET_CHALLENGE} => xxxxxxxx 9000
+             {right} => 9303"
+        ),
+    );
+}
+
+#[test]
+fn protected_read_writes_nothing() {
+    // A line-protected read (FMCOS 2.0 §7.5) changes no persistent state: nothing to cut.
+    let image = base_image();
+    let setup = [hex("00A4000C02 1001"), hex(GET_CHALLENGE)];
+    let setup: Vec<&[u8]> = setup.iter().map(|v| v.as_slice()).collect();
+    let command = hex(&format!(
+        "{} 08",
+        protect("04B09500", &[], &Key::Des(DF_LINE), false)
+    ));
+    let report = sweep(
+        &Sweep {
+            image: &image,
+            setup: &setup,
+            command: &command,
+            cut_recovery: true,
+            intermediate: false,
+        },
+        observe,
+        |_, _, _| Ok(()),
+    )
+    .unwrap();
+    assert_eq!(report.writes, 0);
+    assert_eq!(report.response.len(), 8 + 4 + 2);
+    assert!(report.response.ends_with(&[0x90, 0x00]));
+    println!("power cut: READ BINARY line-protected: 0 page writes, nothing to cut");
+}
+
+#[test]
+fn stk_protected_write() {
+    // LD/T 32 maintenance keys (byte 4 = 01): the same all-or-nothing under session-key MACs.
+    use card_os::crypto::session_key;
+    const STK: [u8; 8] = [0x60, 0x61, 0x62, 0x63, 0x64, 0x65, 0x66, 0x67];
+    let mut card = SimCard::from_nvm(base_image()).ok().unwrap();
+    common::run(
+        &mut card,
+        &format!(
+            "00A4000C02 1001 => 9000
+             80D401030D 36 F0 F0 01 33 {} => 9000
+             80E0000907 A8 0010 F0 F0 FF FC => 9000",
+            h(&STK)
+        ),
+    );
+    let image = card.into_nvm();
+    let stk_protect = |header: &str, data: &[u8]| {
+        let sk = session_key(&Key::Des(STK), &first_challenge()).unwrap();
+        let mut head = hex(header);
+        head.push((data.len() + 4) as u8);
+        let mut mac = Mac::session(&sk).unwrap();
+        mac.update(&head);
+        mac.update(data);
+        format!("{} {} {}", h(&head), h(data), h(&mac.finalize()))
+    };
     run(
         &image,
         Case {
-            name: "CARD BLOCK",
-            setup: vec![GET_CHALLENGE.into()],
-            command: protect("84160000", &[], &Key::Des(MF_LINE), false),
+            name: "UPDATE BINARY with an LD/T 32 STK MAC",
+            setup: in_df(&[GET_CHALLENGE]),
+            command: stk_protect("04D68900", &[0x3C; 16]),
             sw: "9000",
             correct: true,
             two_steps: false,

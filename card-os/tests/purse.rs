@@ -30,6 +30,13 @@ fn sm4_transcript() {
 }
 
 #[test]
+fn ed_unload_and_cash_withdrawal_transcript() {
+    // FMCOS 2.0 §8.10–8.11: unloads under 3DES and SM4 unload keys, cash withdrawals, their
+    // refusals, proofs and log records, answered with the independent Python crypto's MACs.
+    assert!(transcript("purse-ed-unload-cash.apdu") > 60);
+}
+
+#[test]
 fn phone_reader_transcript() {
     assert!(transcript("purse-phone-reader.apdu") > 50);
 }

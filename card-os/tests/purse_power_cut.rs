@@ -1,17 +1,19 @@
 //! No money lost to a power cut (apdu-specs/purse.md): the purse's balance, counter, log record and
 //! proof change in one NVM transaction.
 //!
-//! * **Sweeps**: INITIALIZE FOR LOAD / PURCHASE / CAPP PURCHASE, CREDIT FOR LOAD, DEBIT FOR
-//!   (CAPP) PURCHASE and UPDATE CAPP DATA CACHE, cut at every NVM page write and inside each (and
+//! * **Sweeps**: INITIALIZE FOR LOAD / PURCHASE / CAPP PURCHASE / UNLOAD / CASH WITHDRAW, CREDIT
+//!   FOR LOAD, CREDIT FOR UNLOAD, DEBIT FOR (CAPP) PURCHASE / CASH WITHDRAW and UPDATE CAPP DATA
+//!   CACHE, cut at every NVM page write and inside each (and
 //!   again at every write of the recovery after each cut). After every cut: the balance is the old
 //!   or the new one; the new balance ⇔ the counter advanced exactly once ⇔ the log record is there
 //!   ⇔ (composite) the cached record is written ⇔ GET TRANSACTION PROOF answers the MAC2/TAC this
 //!   test computes itself with `crypto::purse`; the old balance ⇔ none of it, and the proof says
 //!   `9406`.
-//! * **A randomized run** of 10,000 loads and purchases by a test-local terminal, with power cut at
-//!   random points of CREDIT/DEBIT and of the recoveries after, and answers lost: the terminal
-//!   settles each unanswered transaction with GET TRANSACTION PROOF, and at the end the sum of the
-//!   loads minus the sum of the confirmed purchases is the card's balance, exactly.
+//! * **Randomized runs** of 10,000 EP loads and purchases and 3,000 ED loads, unloads, purchases
+//!   and cash withdrawals by a test-local terminal, with power cut at random points of
+//!   CREDIT/DEBIT and of the recoveries after, and answers lost: the terminal settles each
+//!   unanswered transaction with GET TRANSACTION PROOF, and at the end the sum of the confirmed
+//!   loads minus the sum of the confirmed debits is the card's balance, exactly.
 //!
 //! Both print their counts (`cargo test -p card-os --test purse_power_cut -- --nocapture`).
 
@@ -42,6 +44,8 @@ struct Keys {
     dlk: Key,
     dpk: Key,
     dtk: Key,
+    /// The unload key (`3D`), personalized in the MF only.
+    dulk: Key,
 }
 
 fn des_keys() -> Keys {
@@ -49,6 +53,7 @@ fn des_keys() -> Keys {
         dlk: Key::TripleDes(key16("374598B5C0B0EAE1E1D06609AC5BB369")),
         dpk: Key::TripleDes(key16("A338D92A10C8285411E761445C831C22")),
         dtk: Key::TripleDes(key16("CAA6025290114BFCC3C9043F70F7A07A")),
+        dulk: Key::TripleDes(key16("6B2E19C48A07F35D90E4C1A7285B3F6D")),
     }
 }
 
@@ -57,6 +62,7 @@ fn aes_keys() -> Keys {
         dlk: Key::Aes128(key16("2B7E151628AED2A6ABF7158809CF4F3C")),
         dpk: Key::Aes128(key16("8E73B0F7DA0E6452C810F32B809079E5")),
         dtk: Key::Aes128(key16("603DEB1015CA71BE2B73AEF0857D7781")),
+        dulk: Key::Aes128([0; 16]),
     }
 }
 
@@ -65,6 +71,7 @@ fn sm4_keys() -> Keys {
         dlk: Key::Sm4(key16("5A3C1E7F9B2D4F6081A3C5E7092B4D6F")),
         dpk: Key::Sm4(key16("13579BDF02468ACEFDB97531ECA86420")),
         dtk: Key::Sm4(key16("F0E1D2C3B4A5968778695A4B3C2D1E0F")),
+        dulk: Key::Sm4([0; 16]),
     }
 }
 
@@ -74,6 +81,17 @@ enum Op {
     Load,
     Purchase,
     Capp,
+    /// ED only (FMCOS 2.0 §8.10).
+    Unload,
+    /// ED only (FMCOS 2.0 §8.11).
+    CashWithdraw,
+}
+
+impl Op {
+    /// Load and unload: online counter, host MAC2, CREDIT-style completion.
+    fn is_online(self) -> bool {
+        matches!(self, Op::Load | Op::Unload)
+    }
 }
 
 /// A transaction the terminal has initialized: the CREDIT/DEBIT to send and everything it expects.
@@ -99,7 +117,8 @@ impl Pending {
         apdu
     }
 
-    /// What the CREDIT/DEBIT answers: TAC for a load, TAC ‖ MAC2 for a purchase.
+    /// What the CREDIT/DEBIT answers: TAC for a load (MAC3 for an unload), TAC ‖ MAC2 for a
+    /// purchase.
     fn answer(&self) -> Vec<u8> {
         let mut out = self.tac.to_vec();
         if !pboc_is_load(self.txn_type) {
@@ -119,7 +138,7 @@ impl Pending {
 }
 
 fn pboc_is_load(txn_type: u8) -> bool {
-    card_os::purse::is_load(txn_type)
+    card_os::purse::uses_online_counter(txn_type)
 }
 
 /// A terminal (load host or purchase terminal with its PSAM) computing MACs with `crypto::purse`.
@@ -154,12 +173,14 @@ impl Terminal {
         let p1 = match op {
             Op::Load => 0x00,
             Op::Purchase => 0x01,
+            Op::CashWithdraw => 0x02,
             Op::Capp => 0x03,
+            Op::Unload => 0x05,
         };
         let mut apdu = vec![0x80, 0x50, p1, self.p2, 0x0B, 0x01];
         apdu.extend(amount.to_be_bytes());
         apdu.extend(self.terminal_id);
-        apdu.push(if op == Op::Load { 0x10 } else { 0x0F });
+        apdu.push(if op.is_online() { 0x10 } else { 0x0F });
         apdu
     }
 
@@ -170,6 +191,8 @@ impl Terminal {
             (Op::Purchase, 1) => 0x05,
             (Op::Purchase, _) => 0x06,
             (Op::Capp, _) => 0x09,
+            (Op::Unload, _) => 0x03,
+            (Op::CashWithdraw, _) => 0x04,
         }
     }
 
@@ -181,9 +204,9 @@ impl Terminal {
         let counter = u16::from_be_bytes([init[4], init[5]]);
         self.terminal_seq += 1;
         let at = self.at();
-        if op == Op::Load {
+        if op.is_online() {
             if !ok(16) {
-                return Err(format!("INITIALIZE FOR LOAD answered {}", h(init)));
+                return Err(format!("INITIALIZE FOR LOAD/UNLOAD answered {}", h(init)));
             }
             let random: [u8; 4] = init[8..12].try_into().unwrap();
             let fields = Load {
@@ -191,21 +214,33 @@ impl Terminal {
                 txn_type,
                 terminal_id: self.terminal_id,
             };
-            let seslk = pboc::load_session_key(&self.keys.dlk, &random, counter).unwrap();
-            if pboc::load_mac1(&seslk, balance, &fields).unwrap()[..] != init[12..16] {
+            let master = if op == Op::Load {
+                &self.keys.dlk
+            } else {
+                &self.keys.dulk
+            };
+            let session = pboc::load_session_key(master, &random, counter).unwrap();
+            if pboc::load_mac1(&session, balance, &fields).unwrap()[..] != init[12..16] {
                 return Err("MAC1 does not verify".into());
             }
-            let mac2 = pboc::load_mac2(&seslk, &fields, &at).unwrap();
-            let new_balance = balance + amount;
-            let tac = pboc::load_tac(
-                &pboc::tac_key(&self.keys.dtk),
-                new_balance,
-                counter,
-                &fields,
-                &at,
-            )
-            .unwrap();
-            let mut apdu = hex("805200000B");
+            let mac2 = pboc::load_mac2(&session, &fields, &at).unwrap();
+            let (new_balance, tac, mut apdu) = if op == Op::Load {
+                let new_balance = balance + amount;
+                let tac = pboc::load_tac(
+                    &pboc::tac_key(&self.keys.dtk),
+                    new_balance,
+                    counter,
+                    &fields,
+                    &at,
+                )
+                .unwrap();
+                (new_balance, tac, hex("805200000B"))
+            } else {
+                // An unload answers MAC3 under its session key (FMCOS 2.0 §8.10.2.4).
+                let new_balance = balance - amount;
+                let mac3 = pboc::unload_mac3(&session, new_balance, counter, &fields, &at).unwrap();
+                (new_balance, mac3, hex("805403000B"))
+            };
             apdu.extend(at.date);
             apdu.extend(at.time);
             apdu.extend(mac2);
@@ -309,6 +344,7 @@ fn image() -> MemoryNvm {
          80D4010115 3F F0 F0 01 00 374598B5C0B0EAE1E1D06609AC5BB369 => 9000
          80D4010115 3E F0 F0 01 00 A338D92A10C8285411E761445C831C22 => 9000
          80D4010015 34 F0 F0 01 00 CAA6025290114BFCC3C9043F70F7A07A => 9000
+         80D4010115 3D F0 F0 01 00 6B2E19C48A07F35D90E4C1A7285B3F6D => 9000
          80E0001807 2E 0A 17 F0 EF FF FF => 9000
          80E0001707 2C 03 30 F0 F0 FF FF => 9000
          00E200B830 012E{z} => 9000
@@ -620,6 +656,24 @@ fn cases() -> Vec<Case> {
             ride: None,
         },
         Case {
+            name: "CREDIT FOR UNLOAD (ED, PIN)",
+            select: ed_select.clone(),
+            keys: des_keys(),
+            p2: 1,
+            op: Op::Unload,
+            amount: 1_000,
+            ride: None,
+        },
+        Case {
+            name: "DEBIT FOR CASH WITHDRAW (ED, PIN)",
+            select: ed_select.clone(),
+            keys: des_keys(),
+            p2: 1,
+            op: Op::CashWithdraw,
+            amount: 2_500,
+            ride: None,
+        },
+        Case {
             name: "DEBIT FOR PURCHASE (ED, PIN)",
             select: ed_select,
             keys: des_keys(),
@@ -813,22 +867,41 @@ fn power_up(nvm: MemoryNvm, dice: &mut Dice, counts: &mut Counts) -> SimCard {
     SimCard::from_nvm_with_rng(nvm, rng()).ok().unwrap()
 }
 
-#[test]
-fn ten_thousand_transactions_with_random_cuts_lose_no_money() {
-    const TRANSACTIONS: u64 = 10_000;
-    let mut dice = Dice(0x00C1_71ED_CA4D);
+/// One randomized run: `transactions` transactions on the purse `p2`, each op drawn by `pick`,
+/// with cuts, lost answers, forged MACs and amounts over the balance; the terminal settles every
+/// unanswered one with GET TRANSACTION PROOF. After every power-up `after_power_up` is sent (the
+/// ED's PIN). Returns the counts; asserts that the card's balance is the start plus what was
+/// confirmed loaded minus what was confirmed paid out, and that the counters agree.
+fn random_run(
+    p2: u8,
+    transactions: u64,
+    seed: u64,
+    pick: impl Fn(&mut Dice) -> Op,
+    after_power_up: &[Vec<u8>],
+) -> Counts {
+    let mut dice = Dice(seed);
     let mut card = SimCard::from_nvm(image()).ok().unwrap();
     card.set_rng(SimRng::Seeded(CounterRng::from_seed([0xA5; 16])));
-    let mut terminal = Terminal::new(des_keys(), 2);
-    let start = u32::from_be_bytes(card.transmit(&hex("805C000204"))[..4].try_into().unwrap());
+    let mut terminal = Terminal::new(des_keys(), p2);
+    let balance_apdu = [0x80, 0x5C, 0x00, p2, 0x04];
+    for apdu in after_power_up {
+        assert_eq!(card.transmit(apdu), [0x90, 0x00]);
+    }
+    let body_of = |card: &mut SimCard| {
+        let sim = card.card().unwrap();
+        let storage = sim.storage();
+        let mf = fs::file_at(storage, fs::mf_addr(storage)).unwrap();
+        let purse = fs::find_child(storage, &mf, purse_fid(p2))
+            .unwrap()
+            .unwrap();
+        Body::decode(&storage.read_array::<22>(purse.body()).unwrap()).state
+    };
+    let before = body_of(&mut card);
+    let start = u32::from_be_bytes(card.transmit(&balance_apdu)[..4].try_into().unwrap());
     let (mut loaded, mut paid) = (0u64, 0u64);
     let mut counts = Counts::default();
-    for n in 0..TRANSACTIONS {
-        let op = match dice.below(10) {
-            0..=2 => Op::Load,
-            3 => Op::Capp,
-            _ => Op::Purchase,
-        };
+    for n in 0..transactions {
+        let op = pick(&mut dice);
         let expected = u64::from(start) + loaded - paid;
         let amount = match op {
             Op::Load => 1 + dice.below(4_000) as u32,
@@ -836,7 +909,7 @@ fn ten_thousand_transactions_with_random_cuts_lose_no_money() {
             _ if dice.chance(1) => (expected + 1 + dice.below(100)) as u32,
             _ => 1 + dice.below(1_500) as u32,
         };
-        if op == Op::Load {
+        if op.is_online() {
             counts.loads_attempted += 1;
         } else {
             counts.purchases_attempted += 1;
@@ -887,6 +960,9 @@ fn ten_thousand_transactions_with_random_cuts_lose_no_money() {
             }
             // The terminal settles it: power up (the recovery perhaps cut too), ask for the proof.
             card = power_up(card.into_nvm(), &mut dice, &mut counts);
+            for apdu in after_power_up {
+                assert_eq!(card.transmit(apdu), [0x90, 0x00]);
+            }
             let proof = card.transmit(&pending.proof_apdu());
             if proof == pending.proof() {
                 counts.settled_done += 1;
@@ -905,32 +981,51 @@ fn ten_thousand_transactions_with_random_cuts_lose_no_money() {
             true
         };
         if done {
-            if op == Op::Load {
+            if op.is_online() {
                 counts.loads_confirmed += 1;
-                loaded += u64::from(pending.amount);
             } else {
                 counts.purchases_confirmed += 1;
+            }
+            if op == Op::Load {
+                loaded += u64::from(pending.amount);
+            } else {
                 paid += u64::from(pending.amount);
             }
         }
     }
-    let balance = u32::from_be_bytes(card.transmit(&hex("805C000204"))[..4].try_into().unwrap());
-    println!("randomized run: {counts:?}");
+    let balance = u32::from_be_bytes(card.transmit(&balance_apdu)[..4].try_into().unwrap());
+    println!("randomized run (P2 {p2:02X}): {counts:?}");
     println!(
-        "randomized run: start {start} + loads {loaded} - purchases {paid} = {} cents; card balance {balance}",
+        "randomized run (P2 {p2:02X}): start {start} + loads {loaded} - debits {paid} = {} cents; \
+         card balance {balance}",
         u64::from(start) + loaded - paid
     );
     assert_eq!(u64::from(start) + loaded - paid, u64::from(balance));
-    // The counters agree with the confirmed transactions (the image had 2 loads and 1 purchase).
-    let sim = card.card().unwrap();
-    let storage = sim.storage();
-    let mf = fs::file_at(storage, fs::mf_addr(storage)).unwrap();
-    let ep = fs::find_child(storage, &mf, 2).unwrap().unwrap();
-    let state = Body::decode(&storage.read_array::<22>(ep.body()).unwrap()).state;
-    assert_eq!(u64::from(state.online_counter), 2 + counts.loads_confirmed);
+    // The counters advanced exactly once per confirmed transaction of their kind.
+    let state = body_of(&mut card);
+    assert_eq!(
+        u64::from(state.online_counter),
+        u64::from(before.online_counter) + counts.loads_confirmed
+    );
     assert_eq!(
         u64::from(state.offline_counter),
-        1 + counts.purchases_confirmed
+        u64::from(before.offline_counter) + counts.purchases_confirmed
+    );
+    counts
+}
+
+#[test]
+fn ten_thousand_transactions_with_random_cuts_lose_no_money() {
+    let counts = random_run(
+        2,
+        10_000,
+        0x00C1_71ED_CA4D,
+        |dice| match dice.below(10) {
+            0..=2 => Op::Load,
+            3 => Op::Capp,
+            _ => Op::Purchase,
+        },
+        &[],
     );
     assert_eq!(offset::STATE, 4);
     assert!(
@@ -938,4 +1033,27 @@ fn ten_thousand_transactions_with_random_cuts_lose_no_money() {
     );
     assert!(counts.recovery_cuts > 50 && counts.answers_lost > 50);
     assert!(counts.refused_9401 > 20 && counts.refused_wrong_mac > 50);
+}
+
+#[test]
+fn ed_unloads_and_cash_withdrawals_with_random_cuts_lose_no_money() {
+    // The ED (PIN verified after every power-up): loads, unloads, purchases and cash withdrawals
+    // (FMCOS 2.0 §8.7–8.11), "loads" counting the online transactions (loads and unloads) and
+    // "purchases" the offline ones.
+    let counts = random_run(
+        1,
+        3_000,
+        0x00ED_0BAD_CA5E,
+        |dice| match dice.below(10) {
+            0..=2 => Op::Load,
+            3..=4 => Op::Unload,
+            5..=6 => Op::CashWithdraw,
+            _ => Op::Purchase,
+        },
+        &[hex("0020000003123456")],
+    );
+    assert!(
+        counts.cuts_in_command > 150 && counts.settled_done > 30 && counts.settled_not_done > 30
+    );
+    assert!(counts.refused_9401 > 5 && counts.refused_wrong_mac > 10);
 }

@@ -4,6 +4,8 @@
 * purse-sm4.apdu: an application with SM4 purse keys (algorithm id 03) and a 3DES purchase key, an
   ED behind the PIN and an EP, loads and purchases of both, the refusals (wrong MAC, limits, state)
   and GET TRANSACTION PROOF, with the log read back;
+* purse-ed-unload-cash.apdu: an electronic deposit's unloads (under 3DES and SM4 unload keys)
+  and cash withdrawals next to loads and purchases, their refusals, proofs and log;
 * purse-phone-reader.apdu: a transit card after twelve transactions, read the way a phone reading
   Chinese transit cards reads it (SELECT by name, READ BINARY SFI 15, GET BALANCE, READ RECORD SFI
   18 records 1..10).
@@ -99,6 +101,56 @@ class Script:
                  f"{dpk.alg_id:02X} {h(random)} 9000")
         if capp:
             self.say(capp)
+        sespk = session_key(dpk.alg, dpk.value, random + be(purse.offline, 2) + seq[2:])
+        sk_alg = session_algorithm(dpk.alg)
+        mac1 = mac(sk_alg, sespk, None, be(amount, 4) + typ + term + when)
+        if not mac1_ok:
+            bad = bytes(b ^ 0x80 for b in mac1)
+            self.say(f"80 54 01 00 0F {h(seq)} {h(when)} {h(bad)} 08 => 9302")
+            return
+        mac2 = mac(sk_alg, sespk, None, be(amount, 4))
+        tac = self.tac(be(amount, 4) + typ + term + seq + when)
+        self.say(f"80 54 01 00 0F {h(seq)} {h(when)} {h(mac1)} 08 => {h(tac)} {h(mac2)} 9000")
+        self.log.insert(0, be(purse.offline, 2) + bytes(3) + be(amount, 4) + typ + term + when)
+        purse.proof = (typ[0], purse.offline, mac2, tac)
+        purse.balance -= amount
+        purse.offline += 1
+
+    def unload(self, purse: Purse, kid: int, key: Key, amount: int, term: bytes, when: bytes,
+               random: bytes, mac2_ok=True):
+        """An ED unload (FMCOS 2.0 §8.10): a load's crypto under the unload key, type 03, the
+        balance going down; CREDIT FOR UNLOAD answers MAC3 (the load TAC's fields under the
+        session key)."""
+        typ = bytes([0x03])
+        sk = session_key(key.alg, key.value, random + be(purse.online, 2) + b"\x80\x00")
+        sk_alg = session_algorithm(key.alg)
+        mac1 = mac(sk_alg, sk, None, be(purse.balance, 4) + be(amount, 4) + typ + term)
+        mac2 = mac(sk_alg, sk, None, be(amount, 4) + typ + term + when)
+        self.say(f"random {h(random)}")
+        self.say(f"80 50 05 {purse.p2:02X} 0B {kid:02X} {h(be(amount, 4))} {h(term)} 10 => "
+                 f"{h(be(purse.balance, 4))} {h(be(purse.online, 2))} {key.version:02X} "
+                 f"{key.alg_id:02X} {h(random)} {h(mac1)} 9000")
+        if not mac2_ok:
+            bad = bytes(b ^ 0x01 for b in mac2)
+            self.say(f"80 54 03 00 0B {h(when)} {h(bad)} 04 => 9302")
+            return
+        new_balance = purse.balance - amount
+        mac3 = mac(sk_alg, sk, None,
+                   be(new_balance, 4) + be(purse.online, 2) + be(amount, 4) + typ + term + when)
+        self.say(f"80 54 03 00 0B {h(when)} {h(mac2)} 04 => {h(mac3)} 9000")
+        self.log.insert(0, be(purse.online, 2) + bytes(3) + be(amount, 4) + typ + term + when)
+        purse.proof = (typ[0], purse.online, mac2, mac3)
+        purse.balance = new_balance
+        purse.online += 1
+
+    def cash_withdraw(self, purse: Purse, kid: int, dpk: Key, amount: int, term: bytes,
+                      seq: bytes, when: bytes, random: bytes, mac1_ok=True):
+        """An ED cash withdrawal (FMCOS 2.0 §8.11): a purchase of type 04 under the DPK."""
+        typ = bytes([0x04])
+        self.say(f"random {h(random)}")
+        self.say(f"80 50 02 {purse.p2:02X} 0B {kid:02X} {h(be(amount, 4))} {h(term)} 0F => "
+                 f"{h(be(purse.balance, 4))} {h(be(purse.offline, 2))} 000000 {dpk.version:02X} "
+                 f"{dpk.alg_id:02X} {h(random)} 9000")
         sespk = session_key(dpk.alg, dpk.value, random + be(purse.offline, 2) + seq[2:])
         sk_alg = session_algorithm(dpk.alg)
         mac1 = mac(sk_alg, sespk, None, be(amount, 4) + typ + term + when)
@@ -297,6 +349,100 @@ def phone_transcript():
     write("purse-phone-reader.apdu", s.lines)
 
 
+def ed_transcript():
+    dlk = Key(0x00, bytes.fromhex("374598B5C0B0EAE1E1D06609AC5BB369"), 0x01)
+    dpk = Key(0x00, bytes.fromhex("A338D92A10C8285411E761445C831C22"), 0x01)
+    dulk = Key(0x00, bytes.fromhex("6B2E19C48A07F35D90E4C1A7285B3F6D"), 0x01)
+    dulk_sm4 = Key(0x03, bytes.fromhex("2F4E6D8CABCAE9081726354453627180"), 0x02)
+    dtk = Key(0x00, bytes.fromhex("CAA6025290114BFCC3C9043F70F7A07A"), 0x01)
+    s = Script(dtk)
+    s.lines = header("An electronic deposit (ED): unload and cash withdrawal (FMCOS 2.0 §8.10, §8.11) next to")
+    s.say("# loads and purchases, their refusals, GET TRANSACTION PROOF of types 03 and 04, the log.")
+    s.say("reset")
+    s.say("# --- DF 3F01: key file; PIN; 3DES DLK 3F 01, DPK 3E 01, unload key 3D 01, an SM4 unload key")
+    s.say("# 3D 02 (version 02, algorithm 03), DTK 34 00; log 0018; the ED 0001 behind the PIN.")
+    s.say("80 E0 3F01 14 38 0300 F0 F0 95 FFFF 4349545A2E4445504F534954 => 9000")
+    s.say("80 E0 0000 07 3F 0090 95 F0 FF FF => 9000")
+    s.say("80 D4 01 00 0D 3A F0 EF 01 33 123456FFFFFFFFFF => 9000")
+    for kt, kid, key in (("3F", 1, dlk), ("3E", 1, dpk), ("3D", 1, dulk), ("3D", 2, dulk_sm4),
+                         ("34", 0, dtk)):
+        s.say(f"80 D4 01 {kid:02X} 15 {kt} F0 F0 {key.version:02X} {key.alg_id:02X} {h(key.value)} => 9000")
+    s.say("80 E0 0018 07 2E 0A 17 F0 EF FF FF => 9000")
+    s.say("80 E0 0001 07 2F 0208 F1 00 FF 18 => 9000")
+    s.say("reset")
+    s.say("00 A4 00 0C 02 3F01 => 9000")
+    s.say("# the ED needs the PIN for every purse command, unload and cash withdrawal included")
+    term = bytes.fromhex("330300000001")
+    s.say(f"80 50 05 01 0B 01 {h(be(100, 4))} {h(term)} 10 => 6982")
+    s.say(f"80 50 02 01 0B 01 {h(be(100, 4))} {h(term)} 0F => 6982")
+    s.say("00 20 00 00 03 123456 => 9000")
+    ed = Purse(1, 0xFFFFFFFF)
+    s.say("")
+    s.say("# --- a load of 500.00 yuan, then an unload of 120.00 back to the bank account")
+    s.load(ed, 1, dlk, 50000, term, bytes.fromhex("20240401090000"), bytes.fromhex("0A1B2C3D"))
+    s.unload(ed, 1, dulk, 12000, term, bytes.fromhex("20240401091500"), bytes.fromhex("4E5F6071"))
+    s.balance(ed)
+    s.say("# the unload's proof: MAC2 (received) || MAC3 (answered), under type 03 and its online counter")
+    s.proof(ed)
+    s.say("# an unload with the SM4 unload key (key index 02): algorithm 03 in the answer")
+    s.unload(ed, 2, dulk_sm4, 3000, term, bytes.fromhex("20240401092000"), bytes.fromhex("8293A4B5"))
+    s.proof(ed)
+    s.say("")
+    s.say("# --- a cash withdrawal of 200.00 yuan (type 04, under the DPK, offline counter)")
+    s.cash_withdraw(ed, 1, dpk, 20000, term, bytes.fromhex("00000101"),
+                    bytes.fromhex("20240402100000"), bytes.fromhex("C6D7E8F9"))
+    s.balance(ed)
+    s.proof(ed)
+    s.say("# and a purchase: the offline counter is shared with cash withdrawals")
+    s.purchase(ed, 1, dpk, 1550, term, bytes.fromhex("00000102"), bytes.fromhex("20240402101500"),
+               bytes.fromhex("01234567"))
+    s.proof(ed)
+    s.say("")
+    s.say("# --- refusals change nothing")
+    s.say("# more than the balance: at INITIALIZE")
+    s.say(f"80 50 05 01 0B 01 {h(be(ed.balance + 1, 4))} {h(term)} 10 => 9401")
+    s.say(f"80 50 02 01 0B 01 {h(be(ed.balance + 1, 4))} {h(term)} 0F => 9401")
+    s.say("# no unload key 3D with index 07")
+    s.say(f"80 50 05 01 0B 07 {h(be(1, 4))} {h(term)} 10 => 9403")
+    s.say("# unload and cash withdrawal are ED only (P2 02: 6A86); the overdraft update is not here")
+    s.say(f"80 50 05 02 0B 01 {h(be(1, 4))} {h(term)} 10 => 6A86")
+    s.say(f"80 50 02 02 0B 01 {h(be(1, 4))} {h(term)} 0F => 6A86")
+    s.say(f"80 50 04 01 07 01 {h(term)} 13 => 6A81")
+    s.say("# a wrong MAC2 on an unload: 9302, and the session is gone")
+    s.unload(ed, 1, dulk, 100, term, bytes.fromhex("20240403080000"), bytes.fromhex("11111111"),
+             mac2_ok=False)
+    s.say("80 54 03 00 0B 20240403 080000 00000000 04 => 6901")
+    s.say("# a wrong MAC1 on a cash withdrawal: 9302")
+    s.cash_withdraw(ed, 1, dpk, 100, term, bytes.fromhex("00000103"),
+                    bytes.fromhex("20240403081000"), bytes.fromhex("22222222"), mac1_ok=False)
+    s.balance(ed)
+    s.proof(ed)
+    s.say("# CREDIT FOR UNLOAD only after INITIALIZE FOR UNLOAD, CREDIT FOR LOAD only after a load's,")
+    s.say("# DEBIT only after a purchase's or cash withdrawal's")
+    random = bytes.fromhex("33333333")
+    s.say(f"random {h(random)}")
+    s.say(f"80 50 00 01 0B 01 {h(be(100, 4))} {h(term)} 10 => "
+          f"{h(be(ed.balance, 4))} {h(be(ed.online, 2))} 01 00 {h(random)} xxxxxxxx 9000")
+    s.say("80 54 03 00 0B 20240403 090000 00000000 04 => 6901")
+    s.say(f"80 50 05 01 0B 01 {h(be(100, 4))} {h(term)} 10 => "
+          f"{h(be(ed.balance, 4))} {h(be(ed.online, 2))} 01 00 {h(random)} xxxxxxxx 9000")
+    s.say("80 52 00 00 0B 20240403 090000 00000000 04 => 6901")
+    s.say(f"80 50 05 01 0B 01 {h(be(100, 4))} {h(term)} 10 => "
+          f"{h(be(ed.balance, 4))} {h(be(ed.online, 2))} 01 00 {h(random)} xxxxxxxx 9000")
+    s.say("80 54 01 00 0F 00000104 20240403 090000 00000000 08 => 6901")
+    s.say("# wrong lengths: CREDIT FOR UNLOAD takes 11 bytes and answers 4")
+    s.say("80 54 03 00 0A 20240403 090000 000000 04 => 6700")
+    s.say("80 54 03 00 0B 20240403 090000 00000000 02 => 6700")
+    s.balance(ed)
+    s.say("# older transactions cannot be proven; types 03 and 04 with a counter never used: 9406")
+    s.say("80 5A 00 03 02 0000 08 => 9406")
+    s.say("80 5A 00 04 02 0000 08 => 9406")
+    s.say("# the log, newest first: purchase, cash withdrawal, two unloads, the load")
+    s.read_log()
+    write("purse-ed-unload-cash.apdu", s.lines)
+
+
 if __name__ == "__main__":
     sm4_transcript()
     phone_transcript()
+    ed_transcript()

@@ -33,7 +33,7 @@ pub const COMMANDS: &[CommandInfo] = &[
     },
     CommandInfo {
         name: "READ BINARY",
-        cla: &[0x00],
+        cla: &[0x00, 0x04],
         ins: 0xB0,
     },
     CommandInfo {
@@ -41,9 +41,15 @@ pub const COMMANDS: &[CommandInfo] = &[
         cla: &[0x00, 0x04],
         ins: 0xD6,
     },
+    // FMCOS 2.0 §7.7.2 lists INS `D6/D0` for UPDATE BINARY; `D0` is the same update here.
+    CommandInfo {
+        name: "UPDATE BINARY (D0)",
+        cla: &[0x00, 0x04],
+        ins: 0xD0,
+    },
     CommandInfo {
         name: "READ RECORD",
-        cla: &[0x00],
+        cla: &[0x00, 0x04],
         ins: 0xB2,
     },
     CommandInfo {
@@ -122,7 +128,7 @@ pub const COMMANDS: &[CommandInfo] = &[
         ins: 0x16,
     },
     CommandInfo {
-        name: "INITIALIZE FOR LOAD / PURCHASE / CAPP PURCHASE",
+        name: "INITIALIZE FOR LOAD / PURCHASE / CASH WITHDRAW / CAPP PURCHASE / UNLOAD",
         cla: &[0x80],
         ins: 0x50,
     },
@@ -132,7 +138,7 @@ pub const COMMANDS: &[CommandInfo] = &[
         ins: 0x52,
     },
     CommandInfo {
-        name: "DEBIT FOR PURCHASE",
+        name: "DEBIT FOR PURCHASE / CASH WITHDRAW, CREDIT FOR UNLOAD",
         cla: &[0x80],
         ins: 0x54,
     },
@@ -300,18 +306,23 @@ pub enum KeyTarget {
 pub enum Instruction<'a> {
     /// SELECT `00 A4`; `fci` is false for `P2 0C` (no response data).
     Select { target: SelectTarget<'a>, fci: bool },
-    /// READ BINARY `00 B0`.
-    ReadBinary { ef: EfSelector, offset: usize },
+    /// READ BINARY `00/04 B0`; with CLA `04` the data is a line-protection MAC.
+    ReadBinary {
+        ef: EfSelector,
+        offset: usize,
+        mac: Option<[u8; 4]>,
+    },
     /// UPDATE BINARY `00/04 D6`.
     UpdateBinary {
         ef: EfSelector,
         offset: usize,
         write: WriteData<'a>,
     },
-    /// READ RECORD `00 B2`.
+    /// READ RECORD `00/04 B2`; with CLA `04` the data is a line-protection MAC.
     ReadRecord {
         ef: EfSelector,
         address: RecordAddress,
+        mac: Option<[u8; 4]>,
     },
     /// UPDATE RECORD `00/04 DC` (on a cyclic file only `P1 00 P2 xxxxx011`, an append).
     UpdateRecord {
@@ -369,7 +380,7 @@ pub enum Instruction<'a> {
     ApplicationUnblock { mac: [u8; 4] },
     /// CARD BLOCK `84 16`.
     CardBlock { mac: [u8; 4] },
-    /// INITIALIZE FOR LOAD / PURCHASE / CAPP PURCHASE `80 50`.
+    /// INITIALIZE FOR LOAD / PURCHASE / CASH WITHDRAW / CAPP PURCHASE / UNLOAD `80 50`.
     InitializePurse {
         operation: Operation,
         purse: PurseKind,
@@ -379,7 +390,9 @@ pub enum Instruction<'a> {
     },
     /// CREDIT FOR LOAD `80 52`.
     CreditForLoad { at: HostTime, mac2: [u8; 4] },
-    /// DEBIT FOR (CAPP) PURCHASE `80 54`.
+    /// CREDIT FOR UNLOAD `80 54 03` (FMCOS 2.0 §8.10.2; its flow chart calls it DEBIT FOR UNLOAD).
+    CreditForUnload { at: HostTime, mac2: [u8; 4] },
+    /// DEBIT FOR (CAPP) PURCHASE / CASH WITHDRAW `80 54 01`.
     DebitForPurchase {
         terminal_seq: [u8; 4],
         at: HostTime,
@@ -418,11 +431,12 @@ pub fn parse<'a>(cmd: &Command<'a>) -> Result<Instruction<'a>, Reject> {
         0xDC if cmd.cla == 0x80 => parse_capp_data_cache(p1, p2, data),
         0xA4 => parse_select(p1, p2, data),
         0xB0 => {
-            no_data(data)?;
+            let mac = read_mac(cmd.cla, data)?;
             let (ef, offset) = binary_address(p1, p2)?;
-            Ok(Instruction::ReadBinary { ef, offset })
+            Ok(Instruction::ReadBinary { ef, offset, mac })
         }
-        0xD6 => {
+        // FMCOS 2.0 §7.7.2: INS D6 or D0, one command (the MAC covers the INS as sent).
+        0xD6 | 0xD0 => {
             let write = WriteData::parse(cmd.cla, data)?;
             if write.data.is_empty() {
                 return Err(Reject::WrongLength);
@@ -431,9 +445,9 @@ pub fn parse<'a>(cmd: &Command<'a>) -> Result<Instruction<'a>, Reject> {
             Ok(Instruction::UpdateBinary { ef, offset, write })
         }
         0xB2 => {
-            no_data(data)?;
+            let mac = read_mac(cmd.cla, data)?;
             let (ef, address) = record_address(p1, p2)?;
-            Ok(Instruction::ReadRecord { ef, address })
+            Ok(Instruction::ReadRecord { ef, address, mac })
         }
         0xDC => {
             let write = WriteData::parse(cmd.cla, data)?;
@@ -637,19 +651,23 @@ fn parse_purse<'a>(cmd: &Command<'a>) -> Result<Instruction<'a>, Reject> {
     };
     match cmd.ins {
         0x50 => {
-            // FMCOS 2.0 §8.7.1, §8.8.1, §8.9.1; P1 02/04/05 (cash withdrawal, overdraft update,
-            // unload) exist in PBOC but not on this card.
+            // FMCOS 2.0 §8.7.1, §8.8.1, §8.9.1, §8.10.1, §8.11.1; P1 04 (overdraft update, §8.12)
+            // is not on this card.
             let (operation, answer) = match p1 {
                 0x00 => (Operation::Load, 16),
                 0x01 => (Operation::Purchase, 15),
+                0x02 => (Operation::CashWithdraw, 15),
                 0x03 => (Operation::CappPurchase, 15),
-                0x02 | 0x04 | 0x05 => return Err(Reject::FunctionNotSupported),
+                0x05 => (Operation::Unload, 16),
+                0x04 => return Err(Reject::FunctionNotSupported),
                 _ => return Err(Reject::WrongParameters),
             };
+            // Composite purchases are EP only (§8.9.1); unloads and cash withdrawals ED only
+            // (§8.10, §8.11: "只有电子存折应用支持").
             let purse = match (operation, PurseKind::from_p2(p2)) {
-                (Operation::CappPurchase, Some(PurseKind::Ed)) | (_, None) => {
-                    return Err(Reject::WrongParameters)
-                }
+                (Operation::CappPurchase, Some(PurseKind::Ed))
+                | (Operation::CashWithdraw | Operation::Unload, Some(PurseKind::Ep))
+                | (_, None) => return Err(Reject::WrongParameters),
                 (_, Some(purse)) => purse,
             };
             let [key_id, a0, a1, a2, a3, t0, t1, t2, t3, t4, t5] = fixed(data)?;
@@ -678,10 +696,21 @@ fn parse_purse<'a>(cmd: &Command<'a>) -> Result<Instruction<'a>, Reject> {
             })
         }
         0x54 => {
-            // FMCOS 2.0 §8.8.2, §8.9.3; P1 03 is CREDIT FOR UNLOAD (§8.10.2), not on this card.
+            // FMCOS 2.0 §8.8.2, §8.9.3, §8.11.2: P1 01 debits a purchase or cash withdrawal;
+            // §8.10.2: P1 03 completes an unload.
             match (p1, p2) {
                 (0x01, 0x00) => {}
-                (0x03, 0x00) => return Err(Reject::FunctionNotSupported),
+                (0x03, 0x00) => {
+                    let [d0, d1, d2, d3, h0, h1, h2, m0, m1, m2, m3] = fixed(data)?;
+                    le_fits(4)?;
+                    return Ok(Instruction::CreditForUnload {
+                        at: HostTime {
+                            date: [d0, d1, d2, d3],
+                            time: [h0, h1, h2],
+                        },
+                        mac2: [m0, m1, m2, m3],
+                    });
+                }
                 _ => return Err(Reject::WrongParameters),
             }
             let [s0, s1, s2, s3, d0, d1, d2, d3, h0, h1, h2, m0, m1, m2, m3] = fixed(data)?;
@@ -749,6 +778,16 @@ fn mac_only(data: &[u8]) -> Result<[u8; 4], Reject> {
     match data {
         [m0, m1, m2, m3] => Ok([*m0, *m1, *m2, *m3]),
         _ => Err(Reject::WrongLength),
+    }
+}
+
+/// The data of a read: none with CLA `00`; exactly the 4-byte MAC with CLA `04` (FMCOS 2.0 §7.5.2,
+/// §7.6.2, §11.5 case 2: `CLA INS P1 P2 Lc MAC Le`).
+fn read_mac(cla: u8, data: &[u8]) -> Result<Option<[u8; 4]>, Reject> {
+    if cla & 0x04 == 0 {
+        no_data(data).map(|()| None)
+    } else {
+        mac_only(data).map(Some)
     }
 }
 
@@ -886,7 +925,8 @@ mod tests {
             p("00B2010C00").unwrap(),
             Instruction::ReadRecord {
                 ef: EfSelector::Sfi(1),
-                address: RecordAddress::Number(1)
+                address: RecordAddress::Number(1),
+                mac: None
             }
         );
         // Social-security readers: READ RECORD by tag, SFI 6, tag 4E.
@@ -894,23 +934,47 @@ mod tests {
             p("00B24E3016").unwrap(),
             Instruction::ReadRecord {
                 ef: EfSelector::Sfi(6),
-                address: RecordAddress::Identifier(0x4E, Occurrence::First)
+                address: RecordAddress::Identifier(0x4E, Occurrence::First),
+                mac: None
             }
         );
         assert_eq!(
             p("00B0951000").unwrap(),
             Instruction::ReadBinary {
                 ef: EfSelector::Sfi(0x15),
-                offset: 0x10
+                offset: 0x10,
+                mac: None
             }
         );
         assert_eq!(
             p("00B0012300").unwrap(),
             Instruction::ReadBinary {
                 ef: EfSelector::Current,
-                offset: 0x123
+                offset: 0x123,
+                mac: None
             }
         );
+        // FMCOS 2.0 §7.5 example 2: a line-protected read carries only its MAC.
+        assert_eq!(
+            p("04B0000004 8226999B").unwrap(),
+            Instruction::ReadBinary {
+                ef: EfSelector::Current,
+                offset: 0,
+                mac: Some([0x82, 0x26, 0x99, 0x9B])
+            }
+        );
+        assert!(matches!(
+            p("04B2010C04 01020304 00").unwrap(),
+            Instruction::ReadRecord { mac: Some(_), .. }
+        ));
+        assert_eq!(p("04B0000000").unwrap_err().status(), Sw::WRONG_LENGTH);
+        assert_eq!(
+            p("04B085020C 1CBD1F23F54F8C9A DC8B2D0F")
+                .unwrap_err()
+                .status(),
+            Sw::WRONG_LENGTH
+        );
+        assert_eq!(p("00B0000001 00").unwrap_err().status(), Sw::WRONG_LENGTH);
         assert_eq!(p("00B2010D00").unwrap_err().status(), Sw::WRONG_P1_P2);
     }
 
@@ -1033,11 +1097,43 @@ mod tests {
                 .status(),
             Sw::WRONG_P1_P2
         );
+        assert!(matches!(
+            p("805002010B 01 00000001 000001000050 0F").unwrap(),
+            Instruction::InitializePurse {
+                operation: Operation::CashWithdraw,
+                purse: PurseKind::Ed,
+                ..
+            }
+        ));
+        assert!(matches!(
+            p("805005010B 01 00000001 000001000050 10").unwrap(),
+            Instruction::InitializePurse {
+                operation: Operation::Unload,
+                ..
+            }
+        ));
+        // unload and cash withdrawal are ED only; the overdraft update is not on this card
         assert_eq!(
-            p("805002010B 01 00000001 000001000050 0F")
+            p("805005020B 01 00000001 000001000050 10")
                 .unwrap_err()
                 .status(),
+            Sw::WRONG_P1_P2
+        );
+        assert_eq!(
+            p("805002020B 01 00000001 000001000050 0F")
+                .unwrap_err()
+                .status(),
+            Sw::WRONG_P1_P2
+        );
+        assert_eq!(
+            p("8050040107 01 000001000050 13").unwrap_err().status(),
             Sw::FUNCTION_NOT_SUPPORTED
+        );
+        assert_eq!(
+            p("805005010B 01 00000001 000001000050 0F")
+                .unwrap_err()
+                .status(),
+            Sw::WRONG_LENGTH
         );
         assert_eq!(
             p("805000030B 01 00000001 000001000050 10")
@@ -1069,11 +1165,24 @@ mod tests {
                 ..
             }
         ));
+        assert!(matches!(
+            p("805403000B 20110919 204812 CD573164 04").unwrap(),
+            Instruction::CreditForUnload {
+                mac2: [0xCD, 0x57, 0x31, 0x64],
+                ..
+            }
+        ));
         assert_eq!(
-            p("805403000B 20110919 204812 CD573164 04")
+            p("805403000B 20110919 204812 CD573164 02")
                 .unwrap_err()
                 .status(),
-            Sw::FUNCTION_NOT_SUPPORTED
+            Sw::WRONG_LENGTH
+        );
+        assert_eq!(
+            p("805403000F 00000001 20110919 204812 CD573164 04")
+                .unwrap_err()
+                .status(),
+            Sw::WRONG_LENGTH
         );
         assert_eq!(
             p("805401000F 00000001 20110919 204812 CD573164 04")
@@ -1137,6 +1246,27 @@ mod tests {
             Sw::CLA_NOT_SUPPORTED
         );
         assert_eq!(p("005C000204").unwrap_err().status(), Sw::CLA_NOT_SUPPORTED);
+    }
+
+    #[test]
+    fn update_binary_takes_both_fmcos_instructions() {
+        // FMCOS 2.0 §7.7.2: INS D6/D0.
+        for apdu in ["00D6850102 1122", "00D0850102 1122"] {
+            match p(apdu).unwrap() {
+                Instruction::UpdateBinary { ef, offset, write } => {
+                    assert_eq!(ef, EfSelector::Sfi(5));
+                    assert_eq!(offset, 1);
+                    assert_eq!(write.data, &[0x11, 0x22]);
+                    assert_eq!(write.mac, None);
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(p("00D0850100").unwrap_err().status(), Sw::WRONG_LENGTH);
+        assert_eq!(
+            p("80D0850102 1122").unwrap_err().status(),
+            Sw::CLA_NOT_SUPPORTED
+        );
     }
 
     #[test]

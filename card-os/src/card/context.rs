@@ -5,7 +5,7 @@
 use super::Volatile;
 use crate::apdu::Sw;
 use crate::crypto::{Key, Rng};
-use crate::fs::header::{DF_FLAG_BLOCKED_PERMANENTLY, DF_FLAG_BLOCKED_TEMPORARILY};
+use crate::fs::header::{DF_FLAGS_BLOCKED_TEMPORARILY, DF_FLAG_BLOCKED_PERMANENTLY};
 use crate::fs::{self, DfPath, FileRef};
 use crate::nvm::{Nvm, Storage};
 use crate::purse::Session;
@@ -34,6 +34,9 @@ pub(super) struct Ctx<'a, N: Nvm> {
     /// Set by UPDATE CAPP DATA CACHE: the engine leaves the command's writes pending for the DEBIT
     /// that follows instead of committing them.
     pub keep_open: bool,
+    /// Set by a line-protected read: its answer is the data and a MAC (maybe encrypted), longer
+    /// than the Le that counted the data, so the engine does not answer `6Cxx` for it.
+    pub sealed_read: bool,
 }
 
 impl<N: Nvm> Ctx<'_, N> {
@@ -96,7 +99,7 @@ impl<N: Nvm> Ctx<'_, N> {
         }
         Ok(if flags & DF_FLAG_BLOCKED_PERMANENTLY != 0 {
             Some(Sw::APP_PERMANENTLY_LOCKED)
-        } else if flags & DF_FLAG_BLOCKED_TEMPORARILY != 0 {
+        } else if flags & DF_FLAGS_BLOCKED_TEMPORARILY != 0 {
             Some(Sw::FUNCTION_NOT_SUPPORTED)
         } else {
             None

@@ -1,9 +1,10 @@
 //! Execution of the file-system commands: SELECT, READ/UPDATE BINARY, READ/UPDATE/APPEND RECORD,
-//! CREATE FILE, ERASE DF (ISO 7816-4 §7.1–7.3, FMCOS 2.0 §7.4–7.13).
+//! CREATE FILE, ERASE DF (ISO 7816-4 §7.1–7.3, FMCOS 2.0 §7.4–7.13), with line protection of reads
+//! and writes (FMCOS 2.0 §11).
 
 use super::command::{EfSelector, RecordAddress, SelectTarget, WriteData};
 use super::context::Ctx;
-use super::secure_messaging::{self, MAX_PROTECTED_DATA};
+use super::secure_messaging::{self, LineKey, MAX_PROTECTED_DATA};
 use super::Response;
 use crate::apdu::Sw;
 use crate::fs::header::{FileKind, MAX_DF_NAME, MAX_RECORD_LEN};
@@ -213,6 +214,7 @@ pub(super) fn read_binary<N: Nvm>(
     ctx: &mut Ctx<'_, N>,
     selector: EfSelector,
     offset: usize,
+    mac: Option<[u8; 4]>,
     response: &mut Response<'_>,
 ) -> Result<(), Sw> {
     let ef = ctx.ef(selector)?;
@@ -220,19 +222,67 @@ pub(super) fn read_binary<N: Nvm>(
         return Err(Sw::INCOMPATIBLE_FILE_STRUCTURE);
     }
     ctx.require(ef.header.read_right())?;
+    let key = read_protection(ctx, &ef, mac)?;
     let size = ef.header.size();
     if offset >= size {
         return Err(Sw::WRONG_OFFSET);
     }
     let remaining = size - offset;
-    // Le = 00 (Ne 256) reads up to 256 bytes; a larger Le than the file has left is wrong (6Cxx).
+    let most = key.as_ref().map_or(256, LineKey::max_read);
+    // Le = 00 (Ne 256) reads what is left, up to 256 bytes (239 under line protection); a larger
+    // Le than the file has left is wrong (6Cxx).
     let n = match ctx.ne {
-        None | Some(256) => remaining.min(256),
+        None | Some(256) => remaining.min(most),
         Some(ne) if ne > remaining => return Err(Sw::wrong_le(remaining)),
-        Some(ne) => ne.min(256),
+        Some(ne) if ne > most => return Err(Sw::wrong_le(most)),
+        Some(ne) => ne,
     };
     let dst = response.extend(n)?;
-    fs::read_binary(ctx.storage, &ef, offset, dst)
+    fs::read_binary(ctx.storage, &ef, offset, dst)?;
+    seal(ctx, &ef, key.as_ref(), response)
+}
+
+/// The line protection of a read (FMCOS 2.0 §7.5–7.6, §7.13): with a MAC (CLA `04`), the MAC is
+/// checked under the line-protection key (`36`) the EF's key byte names for reads, and that key
+/// seals the answer; without one, an EF whose key byte asks for protected reads refuses (`6987`).
+fn read_protection<N: Nvm>(
+    ctx: &Ctx<'_, N>,
+    ef: &FileRef,
+    mac: Option<[u8; 4]>,
+) -> Result<Option<LineKey>, Sw> {
+    let Some(mac) = mac else {
+        return if ef.header.read_needs_mac() {
+            Err(Sw::SM_MAC_MISSING)
+        } else {
+            Ok(None)
+        };
+    };
+    let entry = ctx.usable_key(KeyType::LineProtection, read_key_id(ef.header.key_byte()))?;
+    let key = LineKey::of(ctx, &entry)?;
+    secure_messaging::check_mac(ctx, &key, &[], &mac, Sw::SM_DATA_INCORRECT)?;
+    Ok(Some(key))
+}
+
+/// A read's answer as it goes out: plain, or sealed under the read key (encrypted when the EF has
+/// the encrypt bit, FMCOS 2.0 §7.5 example 3).
+fn seal<N: Nvm>(
+    ctx: &mut Ctx<'_, N>,
+    ef: &FileRef,
+    key: Option<&LineKey>,
+    response: &mut Response<'_>,
+) -> Result<(), Sw> {
+    let Some(key) = key else {
+        return Ok(());
+    };
+    secure_messaging::seal_read(ctx, key, ef.header.write_is_encrypted(), response)?;
+    ctx.sealed_read = true;
+    Ok(())
+}
+
+/// The id of the key that protects reads, from an EF's key byte (FMCOS 2.0 §7.13): bits 4–3 `11`,
+/// `10`, `01`, `00` name the keys `00`, `01`, `02`, `03`.
+fn read_key_id(key_byte: u8) -> u8 {
+    3 - ((key_byte >> 2) & 0x03)
 }
 
 /// The data a write carries (FMCOS 2.0 §7.7–7.9, §11): plain, or with CLA `04` checked against
@@ -253,7 +303,7 @@ fn writable_data<'d, N: Nvm>(
         };
     };
     let entry = ctx.usable_key(KeyType::LineProtection, write_key_id(ef.header.key_byte()))?;
-    let key = ctx.load_key(&entry)?;
+    let key = LineKey::of(ctx, &entry)?;
     secure_messaging::unwrap(
         ctx,
         &key,
@@ -315,16 +365,27 @@ pub(super) fn read_record<N: Nvm>(
     ctx: &mut Ctx<'_, N>,
     selector: EfSelector,
     address: RecordAddress,
+    mac: Option<[u8; 4]>,
     response: &mut Response<'_>,
 ) -> Result<(), Sw> {
     let ef = record_ef(ctx, selector)?;
     ctx.require(ef.header.read_right())?;
+    let key = read_protection(ctx, &ef, mac)?;
     let number = locate(ctx, &ef, address)?;
     let dst = response.extend(MAX_RECORD_LEN)?;
     let len = records::read_record(ctx.storage, &ef, number, dst)?;
     response.truncate(len);
+    if key.is_some() {
+        // The engine holds the sealed answer against no Le: the record's length is checked here.
+        if matches!(ctx.ne, Some(ne) if ne != 256 && ne < len) {
+            return Err(Sw::wrong_le(len));
+        }
+        if key.as_ref().is_some_and(|k| len > k.max_read()) {
+            return Err(Sw::WRONG_LENGTH);
+        }
+    }
     ctx.ram.record_pointer = Some(number);
-    Ok(())
+    seal(ctx, &ef, key.as_ref(), response)
 }
 
 pub(super) fn update_record<N: Nvm>(

@@ -140,6 +140,11 @@ impl Response<'_> {
         *self.len = (*self.len).min(len);
     }
 
+    /// The response data so far.
+    pub fn data(&self) -> &[u8] {
+        self.buf.get(..*self.len).unwrap_or(&[])
+    }
+
     /// Bytes in the response so far.
     pub fn len(&self) -> usize {
         *self.len
@@ -330,10 +335,20 @@ impl<N: Nvm, R: Rng> Card<N, R> {
                 card_blocked: false,
                 purse,
                 keep_open: false,
+                sealed_read: false,
             };
             let result = execute(&mut ctx, instruction, &mut response);
-            (result, ctx.card_blocked, ctx.keep_open)
+            (result, ctx.card_blocked, ctx.keep_open, ctx.sealed_read)
         };
+        let (result, card_blocked, keep_open, sealed_read) = result;
+        // A line-protected read's Le counted the plain data (the handler held it against it); the
+        // answer, MAC included, goes out as for Le = 00.
+        let ne = if sealed_read {
+            cmd.ne.map(|_| 256)
+        } else {
+            cmd.ne
+        };
+        let result = (result, card_blocked, keep_open);
         let result = match result {
             (Ok(()), _, true) => Ok(()),
             (Ok(()), card_blocked, false) => self.storage.commit().map_err(Sw::from).map(|()| {
@@ -345,7 +360,7 @@ impl<N: Nvm, R: Rng> Card<N, R> {
             (Err(sw), _, _) => Err(sw),
         };
         match result {
-            Ok(()) => self.shape(cmd.ne, room),
+            Ok(()) => self.shape(ne, room),
             Err(sw) => self.fail(sw),
         }
     }
@@ -421,11 +436,15 @@ fn execute<N: Nvm>(
     }
     match instruction {
         Instruction::Select { target, fci } => files::select(ctx, target, fci, response),
-        Instruction::ReadBinary { ef, offset } => files::read_binary(ctx, ef, offset, response),
+        Instruction::ReadBinary { ef, offset, mac } => {
+            files::read_binary(ctx, ef, offset, mac, response)
+        }
         Instruction::UpdateBinary { ef, offset, write } => {
             files::update_binary(ctx, ef, offset, write)
         }
-        Instruction::ReadRecord { ef, address } => files::read_record(ctx, ef, address, response),
+        Instruction::ReadRecord { ef, address, mac } => {
+            files::read_record(ctx, ef, address, mac, response)
+        }
         Instruction::UpdateRecord { ef, address, write } => {
             files::update_record(ctx, ef, address, write)
         }
@@ -475,6 +494,9 @@ fn execute<N: Nvm>(
         ),
         Instruction::CreditForLoad { at, mac2 } => {
             purse::credit_for_load(ctx, &at, &mac2, response)
+        }
+        Instruction::CreditForUnload { at, mac2 } => {
+            purse::credit_for_unload(ctx, &at, &mac2, response)
         }
         Instruction::DebitForPurchase {
             terminal_seq,

@@ -7,9 +7,9 @@
 
 use super::command::WriteData;
 use super::context::Ctx;
-use super::secure_messaging::{self, MAX_PROTECTED_DATA};
+use super::secure_messaging::{self, LineKey, MAX_PROTECTED_DATA};
 use crate::apdu::Sw;
-use crate::crypto::{ct_eq, line_decrypt, Key, Mac, MacIv, Padding};
+use crate::crypto::{ct_eq, Key, Mac, MacIv};
 use crate::nvm::Nvm;
 use crate::security::keys::{self, KeyEntry, KeyType, PIN_LEN};
 
@@ -119,17 +119,19 @@ pub(super) fn pin_unblock<N: Nvm>(
     let mac = write.mac.ok_or(Sw::SM_MAC_MISSING)?;
     let pin_entry = ctx.key(KeyType::Pin, pin_id)?;
     let unblock = ctx.usable_key(KeyType::PinUnblock, APPLICATION_KEY_ID)?;
-    let key = ctx.load_key(&unblock)?;
-    ctx.challenge()?;
-    ctx.mac_header()?;
+    let key = LineKey::of(ctx, &unblock)?;
+    // Computed before the try is spent, compared after: a command refused for want of a
+    // challenge costs nothing.
+    let expected = secure_messaging::expected_mac(ctx, &key, write.data)?;
     let spent = ctx.spend_try(&unblock)?;
-    if secure_messaging::check_mac(ctx, &key, write.data, &mac, Sw::SM_DATA_INCORRECT).is_err() {
+    if !ct_eq(&expected, &mac) {
         return Err(Ctx::<N>::failed_try(spent));
     }
     if !write.data.is_empty() {
         // The decrypted PIN is wiped whatever the outcome.
         let mut buf = [0u8; MAX_PROTECTED_DATA];
-        let result = line_decrypt(&key, write.data, Padding::WhenUnaligned, &mut buf)
+        let result = key
+            .decrypt(write.data, &mut buf)
             .map_err(|_| Ctx::<N>::failed_try(spent))
             .and_then(|len| {
                 let pin = buf.get(..len).ok_or(Sw::WRONG_DATA)?;

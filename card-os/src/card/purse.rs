@@ -1,6 +1,7 @@
-//! Execution of the purse commands: INITIALIZE FOR LOAD / PURCHASE / CAPP PURCHASE, CREDIT FOR
-//! LOAD, UPDATE CAPP DATA CACHE, DEBIT FOR PURCHASE, GET BALANCE and GET TRANSACTION PROOF
-//! (FMCOS 2.0 ch. 8 as PBOC ED/EP; apdu-specs/purse.md). Layouts: `crate::purse`; MACs and
+//! Execution of the purse commands: INITIALIZE FOR LOAD / PURCHASE / CASH WITHDRAW / CAPP
+//! PURCHASE / UNLOAD, CREDIT FOR LOAD, CREDIT FOR UNLOAD, UPDATE CAPP DATA CACHE, DEBIT FOR
+//! PURCHASE / CASH WITHDRAW, GET BALANCE and GET TRANSACTION PROOF (FMCOS 2.0 ch. 8 as PBOC ED/EP;
+//! apdu-specs/purse.md). Layouts: `crate::purse`; MACs and
 //! session keys: `crate::crypto::purse`.
 //!
 //! Every check that can refuse a load or purchase runs before its first write, and its writes
@@ -79,11 +80,15 @@ fn purse_key<N: Nvm>(ctx: &Ctx<'_, N>, key_type: KeyType, id: u8) -> Result<KeyE
     })
 }
 
-/// The key a terminal names by index: the DLK (`3F`) of a load, the DPK (`3E`) of a purchase.
+/// The key a terminal names by index: the DLK (`3F`) of a load, the unload key (`3D`) of an
+/// unload, the DPK (`3E`) of a purchase or cash withdrawal (FMCOS 2.0 §8.11.1: "消费密钥").
 fn session_master<N: Nvm>(ctx: &Ctx<'_, N>, operation: Operation, id: u8) -> Result<KeyEntry, Sw> {
     let key_type = match operation {
         Operation::Load => KeyType::Load,
-        Operation::Purchase | Operation::CappPurchase => KeyType::Purchase,
+        Operation::Unload => KeyType::Unload,
+        Operation::Purchase | Operation::CappPurchase | Operation::CashWithdraw => {
+            KeyType::Purchase
+        }
     };
     let entry = purse_key(ctx, key_type, id)?;
     ctx.require(entry.use_right())?;
@@ -114,8 +119,9 @@ fn debited(state: &PurseState, amount: u32) -> Result<u32, Sw> {
         .ok_or(Sw::INSUFFICIENT_FUNDS)
 }
 
-/// INITIALIZE FOR LOAD / PURCHASE / CAPP PURCHASE `80 50` (FMCOS 2.0 §8.7.1, §8.8.1, §8.9.1).
-/// Writes nothing; opens the transaction in RAM.
+/// INITIALIZE FOR LOAD / PURCHASE / CASH WITHDRAW / CAPP PURCHASE / UNLOAD `80 50` (FMCOS 2.0
+/// §8.7.1, §8.8.1, §8.11.1, §8.9.1, §8.10.1). Writes nothing; opens the transaction in RAM. Loads
+/// and unloads answer like a load (online counter, MAC1), the others like a purchase.
 #[inline(never)]
 pub(super) fn initialize<N: Nvm>(
     ctx: &mut Ctx<'_, N>,
@@ -128,8 +134,8 @@ pub(super) fn initialize<N: Nvm>(
     // The TAC key is needed only once the MAC verified; a card without it refuses now.
     tac_key(ctx, &purse.file)?;
     let state = purse.body.state;
-    let load = init.operation == Operation::Load;
-    let counter = if load {
+    let online = init.operation.is_online();
+    let counter = if online {
         state.online_counter
     } else {
         state.offline_counter
@@ -138,7 +144,7 @@ pub(super) fn initialize<N: Nvm>(
     if counter == u16::MAX {
         return Err(Sw::COUNTER_AT_MAX);
     }
-    if load {
+    if init.operation == Operation::Load {
         credited(&purse.body, init.amount)?;
     } else {
         debited(&state, init.amount)?;
@@ -155,14 +161,15 @@ pub(super) fn initialize<N: Nvm>(
     };
     response.push(&state.balance.to_be_bytes())?;
     response.push(&counter.to_be_bytes())?;
-    if !load {
-        // The overdraft limit (FMCOS 2.0 table 8.8): no overdraft on this card.
+    if !online {
+        // The overdraft limit (FMCOS 2.0 tables 8.8, 8.22): no overdraft on this card.
         response.push(&[0, 0, 0])?;
     }
     response.push(&[entry.version(), entry.algorithm_byte()])?;
     response.push(&random)?;
-    if load {
-        // PBOC ED/EP MAC1: SESLK = E(DLK, random ‖ onlineCounter ‖ 8000) (FMCOS 2.0 §8.7.1.4).
+    if online {
+        // PBOC ED/EP MAC1: SESLK = E(DLK, random ‖ onlineCounter ‖ 8000) (FMCOS 2.0 §8.7.1.4);
+        // an unload's the same with the unload key and type 03 (§8.10.1.4).
         let seslk =
             pboc::load_session_key(&ctx.load_key(&entry)?, &random, counter).map_err(internal)?;
         let mac1 =
@@ -260,7 +267,68 @@ pub(super) fn credit_for_load<N: Nvm>(
     response.push(&tac)
 }
 
-/// DEBIT FOR (CAPP) PURCHASE `80 54` (FMCOS 2.0 §8.8.2, §8.9.3): MAC1 checked, then balance,
+/// CREDIT FOR UNLOAD `80 54 03` (FMCOS 2.0 §8.10.2): MAC2 checked under the unload session key,
+/// then balance, online counter, log record and proof in one transaction; answers MAC3 (an unload
+/// has no TAC). Its proof for GET TRANSACTION PROOF is MAC2 ‖ MAC3 (apdu-specs/purse.md).
+#[inline(never)]
+pub(super) fn credit_for_unload<N: Nvm>(
+    ctx: &mut Ctx<'_, N>,
+    at: &HostTime,
+    mac2: &[u8; 4],
+    response: &mut Response<'_>,
+) -> Result<(), Sw> {
+    let session = ctx
+        .purse
+        .filter(|s| s.operation == Operation::Unload)
+        .ok_or(Sw::INVALID_STATE)?;
+    let purse = open(ctx, session.purse)?;
+    let state = purse.body.state;
+    let fields = load_fields(&session);
+    let entry = session_master(ctx, Operation::Unload, session.key_id)?;
+    // SESULK = E(unload key, random ‖ onlineCounter ‖ 8000) (§8.10.2.3).
+    let sesulk = pboc::load_session_key(
+        &ctx.load_key(&entry)?,
+        &session.random,
+        state.online_counter,
+    )
+    .map_err(internal)?;
+    let expected = pboc::load_mac2(&sesulk, &fields, at).map_err(internal)?;
+    if !ct_eq(&expected, mac2) {
+        return Err(Sw::MAC_INVALID);
+    }
+    let balance = debited(&state, session.amount)?;
+    let next = state
+        .online_counter
+        .checked_add(1)
+        .ok_or(Sw::COUNTER_AT_MAX)?;
+    // MAC3 over the new balance and the counter before its increment (§8.10.2.4).
+    let mac3 =
+        pboc::unload_mac3(&sesulk, balance, state.online_counter, &fields, at).map_err(internal)?;
+    let txn_type = session.txn_type();
+    let new_state = PurseState {
+        balance,
+        online_counter: next,
+        offline_counter: state.offline_counter,
+        last: Proof {
+            txn_type,
+            mac: *mac2,
+            tac: mac3,
+        },
+    };
+    let entry = LogRecord {
+        counter: state.online_counter,
+        overdraft_limit: 0,
+        amount: session.amount,
+        txn_type,
+        terminal_id: session.terminal_id,
+        at: *at,
+    };
+    record_transaction(ctx, &purse.file, &new_state, &entry)?;
+    response.push(&mac3)
+}
+
+/// DEBIT FOR (CAPP) PURCHASE / CASH WITHDRAW `80 54 01` (FMCOS 2.0 §8.8.2, §8.9.3, §8.11.2: a
+/// cash withdrawal is an ED purchase of type 04): MAC1 checked, then balance,
 /// offline counter, log record, proof (and the cached CAPP records already pending) in one
 /// transaction; answers TAC ‖ MAC2.
 #[inline(never)]
@@ -273,7 +341,7 @@ pub(super) fn debit_for_purchase<N: Nvm>(
 ) -> Result<(), Sw> {
     let session = ctx
         .purse
-        .filter(|s| s.operation != Operation::Load)
+        .filter(|s| !s.operation.is_online())
         .ok_or(Sw::INVALID_STATE)?;
     let purse = open(ctx, session.purse)?;
     let state = purse.body.state;
@@ -387,7 +455,7 @@ pub(super) fn get_transaction_proof<N: Nvm>(
     counter: u16,
     response: &mut Response<'_>,
 ) -> Result<(), Sw> {
-    // Unload, cash withdrawal and overdraft updates never happen on this card.
+    // Overdraft updates (07) never happen on this card.
     let kind = PurseKind::of_transaction_type(txn_type).ok_or(Sw::MAC_NOT_AVAILABLE)?;
     let purse = open(ctx, kind)?;
     let proof = purse

@@ -3,7 +3,7 @@
 
 use super::command::{KeyTarget, WriteData};
 use super::context::Ctx;
-use super::secure_messaging::{self, MAX_PROTECTED_DATA};
+use super::secure_messaging::{self, LineKey, MAX_PROTECTED_DATA};
 use crate::apdu::Sw;
 use crate::nvm::Nvm;
 use crate::security::keys::{self, KeyEntry, KeyRecord, KeyType};
@@ -89,6 +89,6 @@ fn unwrap<'a, N: Nvm>(
     encrypted: bool,
     buf: &'a mut [u8; MAX_PROTECTED_DATA],
 ) -> Result<&'a [u8], Sw> {
-    let key = ctx.load_key(master)?;
+    let key = LineKey::fixed(ctx.load_key(master)?);
     secure_messaging::unwrap(ctx, &key, data, mac, encrypted, buf, Sw::MAC_INVALID)
 }

@@ -26,6 +26,10 @@ use super::CryptoError;
 pub const TYPE_ED_LOAD: u8 = 0x01;
 /// Transaction type byte of an EP load.
 pub const TYPE_EP_LOAD: u8 = 0x02;
+/// Transaction type byte of an ED unload (FMCOS 2.0 §8.10).
+pub const TYPE_ED_UNLOAD: u8 = 0x03;
+/// Transaction type byte of an ED cash withdrawal (FMCOS 2.0 §8.11).
+pub const TYPE_ED_CASH_WITHDRAW: u8 = 0x04;
 /// Transaction type byte of an ED purchase.
 pub const TYPE_ED_PURCHASE: u8 = 0x05;
 /// Transaction type byte of an EP purchase.
@@ -43,12 +47,12 @@ pub struct HostTime {
     pub time: [u8; 3],
 }
 
-/// The fields of a load that its MACs cover (INITIALIZE FOR LOAD data).
+/// The fields of a load (or an unload) that its MACs cover (INITIALIZE FOR LOAD / UNLOAD data).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Load {
     /// Amount to load, in cents.
     pub amount: u32,
-    /// Transaction type: [`TYPE_ED_LOAD`] or [`TYPE_EP_LOAD`].
+    /// Transaction type: [`TYPE_ED_LOAD`], [`TYPE_EP_LOAD`] or [`TYPE_ED_UNLOAD`].
     pub txn_type: u8,
     /// Terminal id, 6 bytes.
     pub terminal_id: [u8; 6],
@@ -60,7 +64,8 @@ pub struct Load {
 pub struct Purchase {
     /// Amount to pay, in cents.
     pub amount: u32,
-    /// Transaction type: [`TYPE_ED_PURCHASE`], [`TYPE_EP_PURCHASE`] or [`TYPE_CAPP_PURCHASE`].
+    /// Transaction type: [`TYPE_ED_PURCHASE`], [`TYPE_EP_PURCHASE`], [`TYPE_CAPP_PURCHASE`] or
+    /// [`TYPE_ED_CASH_WITHDRAW`].
     pub txn_type: u8,
     /// Terminal id, 6 bytes.
     pub terminal_id: [u8; 6],
@@ -149,6 +154,20 @@ pub fn load_tac(
     mac.update(&at.date);
     mac.update(&at.time);
     Ok(mac.finalize())
+}
+
+/// Unload MAC3 (returned by CREDIT FOR UNLOAD, FMCOS 2.0 §8.10.2.4): the fields of the load TAC,
+/// `MAC(SESULK, newBalance4 ‖ onlineCounter2 ‖ amount4 ‖ type1 ‖ terminalId6 ‖ date4 ‖ time3)`, but
+/// under the unload **session key** (an unload has no TAC). MAC1 and MAC2 of an unload are
+/// [`load_mac1`] and [`load_mac2`] with the unload session key and type `03`.
+pub fn unload_mac3(
+    sesulk: &Key,
+    new_balance: u32,
+    online_counter: u16,
+    unload: &Load,
+    at: &HostTime,
+) -> Result<[u8; MAC_LEN], CryptoError> {
+    load_tac(sesulk, new_balance, online_counter, unload, at)
 }
 
 /// Purchase MAC1 (checked in DEBIT FOR PURCHASE):

@@ -33,8 +33,20 @@ pub const TYPE_BIT_MAC: u8 = 0x80;
 /// Type-byte bit: written data is encrypted (FMCOS 2.0 §7.13, e.g. `68`).
 pub const TYPE_BIT_ENCRYPTED: u8 = 0x40;
 
-/// DF header flag (in the name-length byte): the application is blocked until unblocked.
+/// Key-byte bit 8 (FMCOS 2.0 §7.13): set, the EF is read plain; clear, reads need line protection.
+pub const KEY_BYTE_PLAIN_READ: u8 = 0x80;
+
+/// DF header flag (in the name-length byte): the application is blocked until unblocked, and no
+/// APPLICATION UNBLOCK has failed since (what APPLICATION BLOCK `P2 00` sets).
 pub const DF_FLAG_BLOCKED_TEMPORARILY: u8 = 0x40;
+/// DF header flags (in the name-length byte), bits 6..5: any value but `00` means blocked until
+/// unblocked; the value counts the APPLICATION UNBLOCKs that failed since the block
+/// ([`DF_TEMPORARY_BLOCK_STATES`]).
+pub const DF_FLAGS_BLOCKED_TEMPORARILY: u8 = 0x60;
+/// The temporary-block flags after 0, 1 and 2 failed APPLICATION UNBLOCKs; the third failure
+/// blocks the application for good (FMCOS 2.0 §8.2). `40` first, so a block written before the
+/// count existed reads as "no failure yet".
+pub const DF_TEMPORARY_BLOCK_STATES: [u8; 3] = [0x40, 0x60, 0x20];
 /// DF header flag (in the name-length byte): the application is blocked for good.
 pub const DF_FLAG_BLOCKED_PERMANENTLY: u8 = 0x80;
 const DF_NAME_LEN_MASK: u8 = 0x1F;
@@ -142,6 +154,12 @@ impl Header {
         self.is_data_ef() && self.raw[0] & TYPE_BIT_ENCRYPTED != 0
     }
 
+    /// Reads must be line-protected: bit 8 of the key byte is 0 (FMCOS 2.0 §7.13: "0 — the file
+    /// must be read with line protection"). `FF`, the usual key byte, reads plain.
+    pub fn read_needs_mac(&self) -> bool {
+        self.is_data_ef() && self.raw[7] & KEY_BYTE_PLAIN_READ == 0
+    }
+
     fn is_data_ef(&self) -> bool {
         matches!(
             self.kind,
@@ -229,7 +247,7 @@ impl Header {
         usize::from(self.raw[8] & DF_NAME_LEN_MASK)
     }
 
-    /// DF: life-cycle flags ([`DF_FLAG_BLOCKED_TEMPORARILY`], [`DF_FLAG_BLOCKED_PERMANENTLY`]).
+    /// DF: life-cycle flags ([`DF_FLAGS_BLOCKED_TEMPORARILY`], [`DF_FLAG_BLOCKED_PERMANENTLY`]).
     pub fn df_flags(&self) -> u8 {
         self.raw[8] & !DF_NAME_LEN_MASK
     }

@@ -39,6 +39,9 @@ pub const PROTECT_MAC: u8 = 0x80;
 /// Type-byte bit: updating this key needs its new record encrypted (and MAC'd).
 pub const PROTECT_ENCRYPTED: u8 = 0x40;
 const TYPE_MASK: u8 = 0x3F;
+/// Byte 4 of a `36`/`37` key record that makes it an LD/T 32 maintenance key (ours; FMCOS writes
+/// `FF` there): see [`KeyEntry::uses_session_keys`].
+pub const SESSION_KEY_MARK: u8 = 0x01;
 /// The algorithm byte of a PIN record (a PIN is not a key).
 const NO_ALGORITHM: u8 = 0xFF;
 
@@ -240,6 +243,17 @@ impl KeyEntry {
             Some(t) if !t.has_version() => Some(ErrorCounter(self.byte(AT_P5))),
             _ => None,
         }
+    }
+
+    /// An LD/T 32 maintenance key (STK): a line-protection (`36`) or PIN-unblock (`37`) key whose
+    /// byte 4 — `FF` in FMCOS 2.0 §7.12's layout — is [`SESSION_KEY_MARK`]. Its commands are
+    /// MAC'd (and encrypted) under the session key of the card's challenge, IV zero (LD/T 32 part 4
+    /// §8.2–8.4, part 7 §13), instead of FMCOS's static key with the challenge as IV.
+    pub fn uses_session_keys(&self) -> bool {
+        matches!(
+            self.key_type(),
+            Some(KeyType::LineProtection | KeyType::PinUnblock)
+        ) && self.byte(AT_P4) == SESSION_KEY_MARK
     }
 
     /// Updating the key needs line protection (either protection bit).
