@@ -13,6 +13,7 @@ pub mod apps;
 pub mod hexfmt;
 pub mod holder;
 pub mod keys;
+pub mod mcu;
 pub mod personalize;
 pub mod profile;
 pub mod registry;
