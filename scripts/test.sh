@@ -4,11 +4,14 @@
 #   scripts/test.sh [extra `cargo test` arguments]
 #
 # 1. installs what the end-to-end tests need (pcscd, vsmartcard's vpcd reader, pcsc-tools,
-#    opensc, pyscard, the pcsclite headers, pkgconf) with apt-get when any of it is missing, and the
-#    thumbv6m-none-eabi Rust target;
+#    opensc, pyscard, the pcsclite headers, pkgconf, and qemu-system-arm for the emulated chip)
+#    with apt-get when any of it is missing, and the thumbv6m-none-eabi Rust target;
 # 2. starts `pcscd --foreground` unless one is running already (then it is used and left alone);
-# 3. runs `cargo test --workspace` with CITIZENCARD_E2E=1, so the end-to-end tests must find pcscd
-#    (they fail, not skip, when they cannot);
+# 3. builds the card OS firmware for the emulated Cortex-M0 chip (card-os/firmware: the served
+#    build, and the test-hooks build with fixed random bytes for the public vectors), then runs
+#    `cargo test --workspace` with CITIZENCARD_E2E=1 and CITIZENCARD_MCU=1, so the end-to-end tests
+#    must find pcscd and the tests on the chip must find QEMU and the firmware (they fail, not
+#    skip, when they cannot);
 # 4. builds the card OS for a Cortex-M0 (`cargo build -p card-os --release --target
 #    thumbv6m-none-eabi`) and checks its footprint budget (`card-os/size-report.sh`);
 # 5. stops the pcscd it started (SIGTERM, then waits for it to exit), also when a step failed.
@@ -20,7 +23,8 @@ cd "$(dirname "$0")/.."
 log() { printf 'test.sh: %s\n' "$*" >&2; }
 
 # --- 1. packages and the embedded target ------------------------------------------------------
-packages=(pcscd vsmartcard-vpcd pcsc-tools opensc python3-pyscard libpcsclite-dev pkgconf)
+packages=(pcscd vsmartcard-vpcd pcsc-tools opensc python3-pyscard libpcsclite-dev pkgconf
+          qemu-system-arm)
 missing=()
 for p in "${packages[@]}"; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
@@ -92,7 +96,13 @@ fi
 
 # --- 3. and 4. tests and the embedded build ----------------------------------------------------
 status=0
-CITIZENCARD_E2E=1 cargo test --workspace "$@" || status=$?
+# The firmware has its own workspace and target (thumbv6m-none-eabi, from its .cargo/config.toml).
+(
+    cd card-os/firmware
+    cargo build --release
+    cargo build --release --features test-hooks --target-dir target/hooks
+) || status=$?
+CITIZENCARD_E2E=1 CITIZENCARD_MCU=1 cargo test --workspace "$@" || status=$?
 cargo build -p card-os --release --target thumbv6m-none-eabi || status=$?
 card-os/size-report.sh || status=$?
 
