@@ -63,28 +63,35 @@ impl card_os::crypto::Rng for ChipRng {
 
 type ChipCard = Card<RamNvm, ChipRng>;
 
-/// The card as the reader sees it: unpowered (its NVM at rest) or powered.
-// Only one value exists, in `main`'s frame (no heap to box the card into).
-#[allow(clippy::large_enum_variant)]
-enum Slot {
-    Off(RamNvm),
-    On(ChipCard),
+/// The card as the reader sees it: powered (`card`) or not (its NVM at rest in `nvm`). Both
+/// stay in place in `main`'s frame; only power changes move the card.
+struct Slot {
+    card: Option<ChipCard>,
+    nvm: Option<RamNvm>,
 }
 
 impl Slot {
-    fn power_off(self) -> RamNvm {
-        match self {
-            Slot::Off(nvm) => nvm,
-            Slot::On(card) => card.into_nvm(),
+    fn power_off(&mut self) {
+        if let Some(card) = self.card.take() {
+            self.nvm = Some(card.into_nvm());
         }
     }
 
     /// Power-up with journal recovery; an image that cannot power up leaves the card off (mute).
-    fn power_on(self) -> Slot {
-        match Card::power_up(self.power_off(), ChipRng) {
-            Ok(card) => Slot::On(card),
-            Err((nvm, _)) => Slot::Off(nvm),
+    fn power_on(&mut self) {
+        self.power_off();
+        if let Some(nvm) = self.nvm.take() {
+            match Card::power_up(nvm, ChipRng) {
+                Ok(card) => self.card = Some(card),
+                Err((nvm, _)) => self.nvm = Some(nvm),
+            }
         }
+    }
+
+    /// The NVM, the card powered off first.
+    fn nvm(&mut self) -> Option<&mut RamNvm> {
+        self.power_off();
+        self.nvm.as_mut()
     }
 }
 
@@ -121,77 +128,66 @@ fn main() -> ! {
     let uart = Uart::new(uart0, uart_pins, Parity::EXCLUDED, Baudrate::BAUD115200);
     let mut meter = hooks::Meter::new(core.SYST);
     let mut link = Link::new(uart);
-    let mut slot = Some(Slot::Off(RamNvm::new(NVM.take())));
+    let mut slot = Slot {
+        card: None,
+        nvm: Some(RamNvm::new(NVM.take())),
+    };
     let mut command = [0u8; COMMAND_BUFFER_SIZE];
     let mut response = [0u8; RESPONSE_BUFFER_SIZE];
 
     loop {
         let len = link.read_len();
-        let Some(current) = slot.take() else { halt() };
-        slot = Some(match len {
-            0 => current,
+        match len {
+            0 => {}
             1 => {
                 let mut code = [0u8; 1];
                 link.read_exact(&mut code);
-                control(code[0], current, &mut link, &mut meter)
+                control(code[0], &mut slot, &mut link, &mut meter);
             }
             _ if len <= command.len() => {
                 let apdu = command.get_mut(..len).unwrap_or_default();
                 link.read_exact(apdu);
-                match current {
-                    Slot::On(mut card) => {
+                match slot.card.as_mut() {
+                    Some(card) => {
                         let n = meter.measure(|| card.process(apdu, &mut response));
                         link.send(response.get(..n).unwrap_or_default());
-                        Slot::On(card)
                     }
-                    off => {
-                        link.send(&[]);
-                        off
-                    }
+                    None => link.send(&[]),
                 }
             }
             _ => {
                 // Longer than any APDU the card accepts (ISO 7816-4: wrong length).
                 link.skip(len);
                 link.send(&[0x67, 0x00]);
-                current
             }
-        });
+        }
     }
 }
 
 /// Carries out one control code (see `link.rs`).
-fn control<U>(code: u8, slot: Slot, link: &mut Link<U>, meter: &mut hooks::Meter) -> Slot
+fn control<U>(code: u8, slot: &mut Slot, link: &mut Link<U>, meter: &mut hooks::Meter)
 where
     U: embedded_io::Read<Error = core::convert::Infallible>
         + embedded_io::Write<Error = core::convert::Infallible>,
 {
     match code {
-        link::CTRL_POWER_OFF => Slot::Off(slot.power_off()),
+        link::CTRL_POWER_OFF => slot.power_off(),
         link::CTRL_POWER_ON => slot.power_on(),
-        link::CTRL_RESET => match slot {
-            Slot::On(mut card) => {
-                card.reset();
-                Slot::On(card)
-            }
-            off => off.power_on(),
+        link::CTRL_RESET => match slot.card.as_mut() {
+            Some(card) => card.reset(),
+            None => slot.power_on(),
         },
-        link::CTRL_GET_ATR => {
-            match &slot {
-                Slot::On(card) => link.send(&card.atr()),
-                Slot::Off(_) => link.send(&[]),
-            }
-            slot
-        }
-        link::CTRL_NVM_READ => {
-            let nvm = slot.power_off();
-            link.send(nvm.image());
-            Slot::Off(nvm)
-        }
+        link::CTRL_GET_ATR => match slot.card.as_ref() {
+            Some(card) => link.send(&card.atr()),
+            None => link.send(&[]),
+        },
+        link::CTRL_NVM_READ => match slot.nvm() {
+            Some(nvm) => link.send(nvm.image()),
+            None => link.send(&[]),
+        },
         link::CTRL_NVM_WRITE => {
-            let mut nvm = slot.power_off();
             let len = link.read_len();
-            match nvm.load_area(len) {
+            match slot.nvm().and_then(|nvm| nvm.load_area(len)) {
                 Some(area) => {
                     link.read_exact(area);
                     link.send(&[0x00]);
@@ -201,12 +197,8 @@ where
                     link.send(&[0x01]);
                 }
             }
-            Slot::Off(nvm)
         }
-        _ => {
-            meter.control(code, link);
-            slot
-        }
+        _ => meter.control(code, link),
     }
 }
 
