@@ -17,7 +17,8 @@
 //!
 //! The commands come from real work on a card with the default profile: personalization
 //! (`issue_pending`), reading it back (RKSSSE's EXTERNAL AUTHENTICATE), a PIN VERIFY, a load, a
-//! purchase. (A 200-byte UPDATE BINARY is not measured yet: see the README.)
+//! purchase. (A 200-byte UPDATE BINARY is not measured yet: see the README.) `MCU_BENCH_TRACE=1`
+//! prints every APDU with its figures and the GDB packets to stderr.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
