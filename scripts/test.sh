@@ -4,16 +4,20 @@
 #   scripts/test.sh [extra `cargo test` arguments]
 #
 # 1. installs what the end-to-end tests need (pcscd, vsmartcard's vpcd reader, pcsc-tools,
-#    opensc, pyscard, the pcsclite headers, pkgconf) and the counter console's browser tests need
-#    (headless Chromium, its WebDriver chromedriver, CJK fonts) with apt-get when any of it is
-#    missing, and the thumbv6m-none-eabi Rust target;
+#    opensc, pyscard, the pcsclite headers, pkgconf), the counter console's browser tests need
+#    (headless Chromium, its WebDriver chromedriver, CJK fonts) and the emulated chip needs
+#    (qemu-system-arm) with apt-get when any of it is missing, and the thumbv6m-none-eabi Rust
+#    target;
 # 2. starts `pcscd --foreground` unless one is running already (then it is used and left alone);
-# 3. runs `cargo test --workspace` with CITIZENCARD_E2E=1 and CITIZENCARD_BROWSER=1, so the
-#    end-to-end tests must find pcscd and the console's browser tests Chromium (they fail, not
-#    skip, when they cannot; the browser tests start and stop chromedriver themselves); then the
-#    chaos suite of issue 9 (the `chaos_` tests: a registry failure at every write of every
-#    workflow, stations issuing at once, purchases at once, kill -9 at random points) on its own,
-#    one test at a time, printing its counts;
+# 3. builds the card OS firmware for the emulated Cortex-M0 chip (card-os/firmware: the served
+#    build, and the test-hooks build with fixed random bytes for the public vectors), then runs
+#    `cargo test --workspace` with CITIZENCARD_E2E=1, CITIZENCARD_BROWSER=1 and CITIZENCARD_MCU=1,
+#    so the end-to-end tests must find pcscd, the console's browser tests Chromium and the tests
+#    on the chip QEMU and the firmware (they fail, not skip, when they cannot; the browser tests
+#    start and stop chromedriver themselves); then the chaos suite of issue 9 (the `chaos_`
+#    tests: a registry failure at every write of every workflow, stations issuing at once,
+#    purchases at once, kill -9 at random points) on its own, one test at a time, printing its
+#    counts;
 # 4. builds the card OS for a Cortex-M0 (`cargo build -p card-os --release --target
 #    thumbv6m-none-eabi`) and checks its footprint budget (`card-os/size-report.sh`);
 # 5. stops the pcscd it started (SIGTERM, then waits for it to exit), also when a step failed.
@@ -26,7 +30,7 @@ log() { printf 'test.sh: %s\n' "$*" >&2; }
 
 # --- 1. packages and the embedded target ------------------------------------------------------
 packages=(pcscd vsmartcard-vpcd pcsc-tools opensc python3-pyscard libpcsclite-dev pkgconf
-    chromium chromium-driver fonts-noto-cjk)
+    chromium chromium-driver fonts-noto-cjk qemu-system-arm)
 missing=()
 for p in "${packages[@]}"; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
@@ -98,13 +102,20 @@ fi
 
 # --- 3. and 4. tests and the embedded build ----------------------------------------------------
 status=0
+# The firmware has its own workspace and target (thumbv6m-none-eabi, from its .cargo/config.toml).
+(
+    cd card-os/firmware
+    cargo build --release
+    cargo build --release --features test-hooks --target-dir target/hooks
+) || status=$?
+export CITIZENCARD_E2E=1 CITIZENCARD_BROWSER=1 CITIZENCARD_MCU=1
 if [ "$#" -eq 0 ]; then
-    CITIZENCARD_E2E=1 CITIZENCARD_BROWSER=1 cargo test --workspace -- --skip chaos_ || status=$?
+    cargo test --workspace -- --skip chaos_ || status=$?
     log "the chaos suite (counts below)"
     cargo test -p host-lib --test service -- --nocapture chaos_ || status=$?
     cargo test -p citizencard --test chaos -- --nocapture --test-threads 1 || status=$?
 else
-    CITIZENCARD_E2E=1 CITIZENCARD_BROWSER=1 cargo test --workspace "$@" || status=$?
+    cargo test --workspace "$@" || status=$?
 fi
 cargo build -p card-os --release --target thumbv6m-none-eabi || status=$?
 card-os/size-report.sh || status=$?

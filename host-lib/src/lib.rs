@@ -14,6 +14,7 @@ pub mod hexfmt;
 pub mod holder;
 pub mod keys;
 pub mod lock;
+pub mod mcu;
 pub mod personalize;
 pub mod private_fs;
 pub mod profile;

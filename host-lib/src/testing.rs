@@ -565,3 +565,48 @@ mod tests {
         }
     }
 }
+
+/// The variable that turns on the tests on the emulated chip (`scripts/test.sh` sets it after
+/// building the firmware).
+pub const MCU_VAR: &str = "CITIZENCARD_MCU";
+
+/// Which build of `card-os/firmware` a test runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Firmware {
+    /// `cargo build --release`: the served card.
+    Production,
+    /// `cargo build --release --features test-hooks --target-dir target/hooks`: fixed random
+    /// bytes and measurements.
+    TestHooks,
+}
+
+/// The path of a firmware build inside the repository.
+pub fn firmware_path(build: Firmware) -> std::path::PathBuf {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../card-os/firmware");
+    match build {
+        Firmware::Production => dir.join("target/thumbv6m-none-eabi/release/card-os-firmware"),
+        Firmware::TestHooks => dir.join("target/hooks/thumbv6m-none-eabi/release/card-os-firmware"),
+    }
+}
+
+/// The gate of every test on the emulated chip. With `CITIZENCARD_MCU=1`: the chip's
+/// configuration, or **panics** (fails the test) when the firmware has not been built. Without
+/// it: prints a note and returns `None`, and the caller returns early.
+pub fn mcu_context(test: &str, build: Firmware) -> Option<crate::mcu::McuConfig> {
+    if std::env::var(MCU_VAR).ok().as_deref() != Some("1") {
+        eprintln!(
+            "note: {test}: test on the emulated chip skipped; run `scripts/test.sh` (or build \
+             card-os/firmware and set {MCU_VAR}=1) to run it"
+        );
+        return None;
+    }
+    let path = firmware_path(build);
+    assert!(
+        path.is_file(),
+        "{test}: {MCU_VAR}=1 but {} is missing: build it (see scripts/test.sh)",
+        path.display()
+    );
+    let mut config = crate::mcu::McuConfig::new(path);
+    config.test_hooks = build == Firmware::TestHooks;
+    Some(config)
+}

@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{anyhow, Context};
 use card_os::card::HistoricalBytes;
 use card_os::fs::FileKind;
-use card_os::nvm::Geometry;
+use card_os::nvm::{Geometry, Nvm};
 use card_os::sim::inspect::{self, FileInfo};
 use card_os::sim::tearing::{TearEvent, TearSpec, TearingCard};
 use card_os::sim::{image, vpcd, SimCard};
@@ -40,7 +40,11 @@ pub enum SimCommand {
         its memory cut at one NVM page write, and put back after --tear-away (its power-up runs \
         the card's recovery), so a terminal's recovery can be tested through a real pcscd: \
         e.g. `--tear ins=54,random` tears the next DEBIT FOR PURCHASE at a random point of its \
-        writes."
+        writes.\n\n\
+        With --mcu FIRMWARE the card runs on an emulated Cortex-M0 chip instead: QEMU's `microbit` \
+        machine (qemu-system-arm) runs the card-os firmware (card-os/firmware), the image is \
+        loaded into the chip's memory at start and written back when serving stops. The chip \
+        holds images of up to 16384 bytes: make one with `sim new --size 16384`."
     )]
     Serve(ServeArgs),
     /// Print an image's header, ATR, space used and files.
@@ -123,6 +127,11 @@ pub struct ServeArgs {
     /// answering.
     #[arg(long, requires = "pull_at")]
     pub pull_answered: bool,
+    /// Run the card on an emulated Cortex-M0 (QEMU `microbit`, qemu-system-arm) with this
+    /// card-os firmware ELF (`card-os/firmware`, built with `cargo build --release` there); the
+    /// image (at most 16384 bytes of NVM) is loaded into the chip and saved when serving stops.
+    #[arg(long, value_name = "FIRMWARE", conflicts_with_all = ["tear", "pull_at"])]
+    pub mcu: Option<PathBuf>,
 }
 
 /// A served card pulled out of the reader at one APDU (`sim serve --pull-at`).
@@ -268,9 +277,20 @@ fn open_card(path: &Path, live: bool) -> Result<(image::ImageHeader, SimCard), F
     Ok((header, card))
 }
 
+fn stop_on_signals() -> Result<Arc<AtomicBool>, Failure> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, Arc::clone(&stop))
+            .context("installing the signal handler")
+            .map_err(Failure::card)?;
+    }
+    Ok(stop)
+}
+
 fn serve(args: ServeArgs) -> Result<(), Failure> {
     // The image is this server's while it serves: another process writing it (`--sim`, another
-    // `sim serve`) would interleave two cards' transactions.
+    // `sim serve`) would interleave two cards' transactions; the emulated chip writes it back
+    // on stop.
     let _lock = host_lib::lock::FileLock::existing(
         &args.image,
         "card image",
@@ -278,13 +298,11 @@ fn serve(args: ServeArgs) -> Result<(), Failure> {
         std::time::Duration::ZERO,
     )
     .map_err(Failure::card)?;
-    let (_, card) = open_card(&args.image, true)?;
-    let stop = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(signal, Arc::clone(&stop))
-            .context("installing the signal handler")
-            .map_err(Failure::card)?;
+    if let Some(firmware) = &args.mcu {
+        return serve_mcu(&args, firmware);
     }
+    let (_, card) = open_card(&args.image, true)?;
+    let stop = stop_on_signals()?;
     let config = vpcd::Config {
         addr: args.vpcd.clone(),
         ..vpcd::Config::default()
@@ -295,26 +313,7 @@ fn serve(args: ServeArgs) -> Result<(), Failure> {
         args.vpcd,
         hex::encode_upper(card.atr())
     );
-    let verbose = args.verbose;
-    let on_event = |event: vpcd::Event<'_>| match event {
-        vpcd::Event::Connected(addr) => eprintln!("citizencard: connected to vpcd at {addr}"),
-        vpcd::Event::Disconnected(e) => {
-            eprintln!("citizencard: vpcd connection ended ({e}); reconnecting")
-        }
-        vpcd::Event::Removed(away) => {
-            eprintln!("citizencard: tear: the card is out of the reader; back in {away:?}")
-        }
-        vpcd::Event::ConnectFailed(e, delay) if verbose => {
-            eprintln!("citizencard: cannot reach vpcd ({e}); retrying in {delay:?}")
-        }
-        vpcd::Event::Control(code) if verbose => eprintln!("citizencard: control {code:02X}"),
-        vpcd::Event::Apdu { command, response } if verbose => eprintln!(
-            "citizencard: > {}  < {}",
-            hex::encode_upper(command),
-            hex::encode_upper(response)
-        ),
-        _ => {}
-    };
+    let on_event = log_events(args.verbose);
     let (card, stats) = if let Some(at) = args.pull_at {
         let mut pulling = PullingCard {
             card,
@@ -350,6 +349,86 @@ fn serve(args: ServeArgs) -> Result<(), Failure> {
     card.nvm()
         .sync_file()
         .with_context(|| format!("flushing {}", args.image.display()))
+        .map_err(Failure::card)?;
+    eprintln!(
+        "citizencard: stopped after {} APDUs over {} connection(s); {} holds the card",
+        stats.apdus,
+        stats.connections,
+        args.image.display()
+    );
+    Ok(())
+}
+
+/// The bridge's log: connections always, control codes and APDUs with `-v`.
+fn log_events(verbose: bool) -> impl FnMut(vpcd::Event<'_>) {
+    move |event: vpcd::Event<'_>| match event {
+        vpcd::Event::Connected(addr) => eprintln!("citizencard: connected to vpcd at {addr}"),
+        vpcd::Event::Disconnected(e) => {
+            eprintln!("citizencard: vpcd connection ended ({e}); reconnecting")
+        }
+        vpcd::Event::Removed(away) => {
+            eprintln!("citizencard: tear: the card is out of the reader; back in {away:?}")
+        }
+        vpcd::Event::ConnectFailed(e, delay) if verbose => {
+            eprintln!("citizencard: cannot reach vpcd ({e}); retrying in {delay:?}")
+        }
+        vpcd::Event::Control(code) if verbose => eprintln!("citizencard: control {code:02X}"),
+        vpcd::Event::Apdu { command, response } if verbose => eprintln!(
+            "citizencard: > {}  < {}",
+            hex::encode_upper(command),
+            hex::encode_upper(response)
+        ),
+        _ => {}
+    }
+}
+
+/// `sim serve --mcu`: the image's card on the emulated chip, in vpcd's reader.
+fn serve_mcu(args: &ServeArgs, firmware: &Path) -> Result<(), Failure> {
+    let (header, nvm) = image::load(&args.image)
+        .map_err(|e| Failure::usage(anyhow!("{}: {e}", args.image.display())))?;
+    if nvm.page_size() != host_lib::mcu::CHIP_PAGE_SIZE {
+        return Err(Failure::usage(anyhow!(
+            "{}: {}-byte NVM pages; the chip programs {}-byte pages",
+            args.image.display(),
+            nvm.page_size(),
+            host_lib::mcu::CHIP_PAGE_SIZE
+        )));
+    }
+    let config = host_lib::mcu::McuConfig::new(firmware);
+    let mut chip = host_lib::mcu::McuCard::start(&config, nvm.bytes())
+        .with_context(|| format!("starting the chip with {}", args.image.display()))
+        .map_err(Failure::card)?;
+    let atr = chip
+        .power_on_atr()
+        .context("powering the chip's card on")
+        .map_err(Failure::card)?;
+    if atr.is_empty() {
+        return Err(Failure::card(anyhow!(
+            "{}: the card does not power up on the chip",
+            args.image.display()
+        )));
+    }
+    let stop = stop_on_signals()?;
+    let vpcd_config = vpcd::Config {
+        addr: args.vpcd.clone(),
+        ..vpcd::Config::default()
+    };
+    eprintln!(
+        "citizencard: serving {} on an emulated nRF51822 (Cortex-M0, {}) to vpcd at {} (ATR {}); \
+         Ctrl-C stops and saves the image",
+        args.image.display(),
+        firmware.display(),
+        args.vpcd,
+        hex::encode_upper(&atr)
+    );
+    let stats = vpcd::serve_with(&mut chip, &vpcd_config, &stop, log_events(args.verbose));
+    let bytes = chip
+        .image()
+        .context("reading the card image back from the chip")
+        .map_err(Failure::card)?;
+    let saved = card_os::sim::MemoryNvm::from_bytes(bytes, nvm.page_size());
+    image::save(&args.image, &header, &saved)
+        .with_context(|| format!("writing {}", args.image.display()))
         .map_err(Failure::card)?;
     eprintln!(
         "citizencard: stopped after {} APDUs over {} connection(s); {} holds the card",
