@@ -21,7 +21,6 @@ use aes::Aes128;
 use cipher::KeyInit;
 use cmac::Cmac;
 use cmac::Mac as _;
-use des::Des;
 
 use super::algorithm::{Algorithm, Key};
 use super::block::{first8, halves, leading, leading_mut, xor_into, zero_padded, MAX_BLOCK_SIZE};
@@ -102,8 +101,10 @@ struct CbcMac {
 enum CbcOutput {
     /// Leftmost 4 bytes of the last chain value.
     Leftmost,
-    /// ISO/IEC 9797-1 MAC algorithm 3 output transformation, with the `K_R` key schedule.
-    Retail(Des),
+    /// ISO/IEC 9797-1 MAC algorithm 3 output transformation under `K_R`. The key bytes, not
+    /// its schedule: the schedule (128 bytes) is built only for the one final block, so the MAC
+    /// state carried through every frame of the command stays small (the chip's RAM goal).
+    Retail([u8; 8]),
     /// XOR of the four 4-byte words of the last chain value.
     XorFold,
 }
@@ -128,7 +129,7 @@ impl Mac {
             // ISO/IEC 9797-1 MAC algorithm 3: the chain runs under K_L only.
             Key::TripleDes(k) => {
                 let (left, right) = halves(k);
-                let output = CbcOutput::Retail(des_key_schedule(&right));
+                let output = CbcOutput::Retail(right);
                 Engine::Cbc(CbcMac::new(
                     BlockCipher::new(&Key::Des(left)),
                     output,
@@ -206,7 +207,8 @@ impl Mac {
     /// Pads, finishes and returns the 4-byte MAC.
     pub fn finalize(self) -> [u8; MAC_LEN] {
         match self.engine {
-            Engine::Cbc(cbc) => cbc.finalize(),
+            // By reference: no second copy of the cipher state in a deeper frame.
+            Engine::Cbc(mut cbc) => cbc.finalize(),
             Engine::Cmac(cmac) => {
                 let tag = cmac.finalize().into_bytes();
                 let mut mac = [0u8; MAC_LEN];
@@ -258,7 +260,7 @@ impl CbcMac {
         self.pending_len = 0;
     }
 
-    fn finalize(mut self) -> [u8; MAC_LEN] {
+    fn finalize(&mut self) -> [u8; MAC_LEN] {
         // ISO/IEC 9797-1 padding method 2: 80, then 00 up to the end of the block.
         let start = self.pending_len;
         for (i, slot) in self.pending.iter_mut().enumerate().skip(start) {
@@ -272,7 +274,7 @@ impl CbcMac {
             CbcOutput::Retail(right) => {
                 // ISO/IEC 9797-1 MAC algorithm 3 output transformation: E(K_L, D(K_R, H_q)).
                 let mut last = first8(&self.chain);
-                des_decrypt_block(right, &mut last);
+                des_decrypt_block(&des_key_schedule(right), &mut last);
                 self.cipher.encrypt_blocks(&mut last);
                 xor_into(&mut mac, &last);
             }
