@@ -719,6 +719,7 @@ fn the_demo_tells_the_whole_story_and_keeps_its_files() {
         "before the report (the holder's loss): 1 purchase(s), 2.00",
         "98.00 carried over: the new card's purse holds 98.00 yuan",
         "refund 98.00 recorded",
+        "no disagreement (`registry verify`)",
         "PUBLIC development key set",
     ] {
         assert!(stdout.contains(step), "{step:?} missing:\n{stdout}");

@@ -562,6 +562,18 @@ fn demo(args: DemoArgs) -> anyhow::Result<()> {
         audit.len(),
         actions.join(", ")
     );
+    // `citizencard registry verify`: the tables replayed from the audit hash chain.
+    let check = d.reg.verify()?;
+    if !check.is_clean() {
+        anyhow::bail!(
+            "the registry disagrees with its audit chain: {} finding(s)",
+            check.findings.len()
+        );
+    }
+    println!(
+        "   audit chain: {} records, {} table rows checked, no disagreement (`registry verify`)",
+        check.audit_records, check.rows_checked
+    );
     let list = dir.join("blacklist.txt");
     let mut f = std::fs::File::create(&list)?;
     let entries = d.reg.export_blacklist(&mut f, BlacklistFormat::Text)?;
