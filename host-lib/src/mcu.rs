@@ -285,8 +285,10 @@ impl VirtualCard for McuCard {
     }
 
     fn power_off(&mut self) {
+        // The ATR stays: vpcd's presence poll asks for it while the card is unpowered, and an
+        // empty answer tells pcscd the card left the reader (pcscd powers a new card off and
+        // polls again before powering it up, so clearing it here made the chip vanish).
         let _ = self.send(&[CTRL_POWER_OFF]);
-        self.atr.clear();
     }
 
     fn reset(&mut self) {
