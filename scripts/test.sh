@@ -6,9 +6,12 @@
 # 1. installs what the end-to-end tests need (pcscd, vsmartcard's vpcd reader, pcsc-tools,
 #    opensc, pyscard, the pcsclite headers, pkgconf), the counter console's browser tests need
 #    (headless Chromium, its WebDriver chromedriver, CJK fonts) and the emulated chip needs
-#    (qemu-system-arm) with apt-get when any of it is missing, and the thumbv6m-none-eabi Rust
-#    target;
-# 2. starts `pcscd --foreground` unless one is running already (then it is used and left alone);
+#    (qemu-system-arm) and the shared registry needs (postgresql) with apt-get when any of it
+#    is missing, and the thumbv6m-none-eabi Rust target;
+# 2. starts `pcscd --foreground` unless one is running already (then it is used and left alone),
+#    and a throw-away PostgreSQL cluster as the unprivileged `postgres` user on 127.0.0.1
+#    (port $CITIZENCARD_PG_PORT, default 54330; scripts/pg-cluster.sh), exported to the tests as
+#    CITIZENCARD_PG_URL with CITIZENCARD_PG=1 (the PostgreSQL tests fail, not skip, without it);
 # 3. builds the card OS firmware for the emulated Cortex-M0 chip (card-os/firmware: the served
 #    build, and the test-hooks build with fixed random bytes for the public vectors), then runs
 #    `cargo test --workspace` with CITIZENCARD_E2E=1, CITIZENCARD_BROWSER=1 and CITIZENCARD_MCU=1,
@@ -20,7 +23,8 @@
 #    counts;
 # 4. builds the card OS for a Cortex-M0 (`cargo build -p card-os --release --target
 #    thumbv6m-none-eabi`) and checks its footprint budget (`card-os/size-report.sh`);
-# 5. stops the pcscd it started (SIGTERM, then waits for it to exit), also when a step failed.
+# 5. stops the pcscd it started (SIGTERM, then waits for it to exit) and the PostgreSQL cluster
+#    (and removes its directory), also when a step failed.
 #
 # Needs root for apt-get and for pcscd's socket directory /run/pcscd (CI runs as root).
 set -euo pipefail
@@ -30,7 +34,7 @@ log() { printf 'test.sh: %s\n' "$*" >&2; }
 
 # --- 1. packages and the embedded target ------------------------------------------------------
 packages=(pcscd vsmartcard-vpcd pcsc-tools opensc python3-pyscard libpcsclite-dev pkgconf
-    chromium chromium-driver fonts-noto-cjk qemu-system-arm)
+    chromium chromium-driver fonts-noto-cjk qemu-system-arm postgresql)
 missing=()
 for p in "${packages[@]}"; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
@@ -71,7 +75,19 @@ stop_pcscd() {
         PCSCD_PID=""
     fi
 }
-trap stop_pcscd EXIT
+PG_DIR=""
+stop_postgres() {
+    if [ -n "$PG_DIR" ]; then
+        scripts/pg-cluster.sh stop "$PG_DIR" || log "PostgreSQL did not stop cleanly (log: $PG_DIR/server.log)"
+        rm -rf "$PG_DIR"
+        PG_DIR=""
+    fi
+}
+stop_services() {
+    stop_pcscd
+    stop_postgres
+}
+trap stop_services EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
@@ -99,6 +115,12 @@ else
     [ -S /run/pcscd/pcscd.comm ] || { log "pcscd did not create /run/pcscd/pcscd.comm in 10 s"; exit 1; }
     log "started pcscd (pid $PCSCD_PID, log $PCSCD_LOG)"
 fi
+
+# --- 2b. PostgreSQL ----------------------------------------------------------------------------
+PG_DIR=$(mktemp -d /tmp/citizencard-pg.XXXXXX)
+CITIZENCARD_PG_URL=$(scripts/pg-cluster.sh start "$PG_DIR" "${CITIZENCARD_PG_PORT:-54330}")
+export CITIZENCARD_PG_URL CITIZENCARD_PG=1
+log "started PostgreSQL ($CITIZENCARD_PG_URL, data in $PG_DIR)"
 
 # --- 3. and 4. tests and the embedded build ----------------------------------------------------
 status=0
