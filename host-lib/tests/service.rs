@@ -256,6 +256,41 @@ fn assert_holds(w: &World, context: &str) -> invariants::InvariantReport {
 /// The registry fails while recording a load the card made: the load stays in the terminal's
 /// journal (it used to be removed first: card 19.50, ledger 17.50), and the next command with
 /// the card records it. Card balance == ledger balance.
+/// An issuance says where its time went: the registry's calls and the card's work are both
+/// measured (the load benchmark reads them), and the card's share holds all of personalization.
+#[test]
+fn an_issuance_reports_the_registry_time_and_the_card_time() {
+    let mut w = World::new();
+    let a = applicants().remove(0);
+    let cards = w.cards.clone();
+    let desk = IssueDesk {
+        operator: OP,
+        station: &w.station,
+        lease: Duration::from_secs(600),
+    };
+    let out = issue_one(
+        &mut w.reg,
+        &desk,
+        &a,
+        &w.keys,
+        &w.profile,
+        &mut |p| open_or_make(&cards, &p.card_number, p.serial),
+        &mut |_| {},
+    )
+    .unwrap();
+    assert!(out.timings.card >= out.report.elapsed, "{:?}", out.timings);
+    assert!(out.timings.registry > Duration::ZERO, "{:?}", out.timings);
+    assert!(
+        out.timings.registry >= out.reservation.timings.registry,
+        "the whole includes the reservation: {:?}",
+        out.timings
+    );
+    assert_eq!(out.reservation.timings.card, Duration::ZERO);
+    let json = serde_json::to_value(out.timings).unwrap();
+    assert!(json["registry_ms"].as_f64().unwrap() > 0.0, "{json}");
+    assert!(json["card_ms"].as_f64().unwrap() > 0.0, "{json}");
+}
+
 #[test]
 fn a_load_the_registry_failed_to_record_is_recorded_by_the_next_command() {
     let mut w = World::new();

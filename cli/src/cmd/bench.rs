@@ -37,6 +37,12 @@ pub enum BenchCommand {
     /// made by `scripts/bench.py`): through host-lib's PC/SC transport, and as a bare loop over the
     /// `pcsc` crate (the floor).
     Pcsc(LoopArgs),
+    /// The registry load benchmark: one station issuing cards (with purchases and loss reports
+    /// beside), its figures written to --dir. Run by scripts/registry-load.sh.
+    RegistryStation(super::load::StationArgs),
+    /// The registry load benchmark: every station's figures checked against the registry (no
+    /// card number twice, no lost ledger row, `registry verify` clean) and printed.
+    RegistryCheck(super::load::CheckArgs),
 }
 
 /// Arguments of the loops.
@@ -83,10 +89,11 @@ impl Measurement {
 /// Runs a `bench` subcommand.
 pub fn run(global: &Global, command: BenchCommand) -> Result<(), Failure> {
     match command {
-        BenchCommand::InProcess(args) => in_process(global, &args),
-        BenchCommand::Pcsc(args) => pcsc(global, &args),
+        BenchCommand::InProcess(args) => in_process(global, &args).map_err(Failure::card),
+        BenchCommand::Pcsc(args) => pcsc(global, &args).map_err(Failure::card),
+        BenchCommand::RegistryStation(args) => super::load::station(global, args),
+        BenchCommand::RegistryCheck(args) => super::load::check(global, args),
     }
-    .map_err(Failure::card)
 }
 
 fn bench_card() -> anyhow::Result<SimCard> {

@@ -184,7 +184,7 @@ impl Demo {
             station: &self.station,
             lease: host_lib::registry::DEFAULT_LEASE,
         };
-        let (report, issued) = personalize_and_complete(
+        let host_lib::service::issue::Completed { report, issued, .. } = personalize_and_complete(
             &mut self.reg,
             &desk,
             t.as_mut(),

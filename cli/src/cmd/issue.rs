@@ -343,7 +343,13 @@ pub fn run(global: &Global, args: IssueArgs) -> Result<(), Failure> {
         drop(transport);
         bar.inc(1);
         match result {
-            Ok((report, issued)) => {
+            Ok(host_lib::service::issue::Completed {
+                report,
+                issued,
+                timings,
+            }) => {
+                let mut timings = timings;
+                timings += reserved.timings;
                 let place = match &cards {
                     Cards::SimDir(dir) => format!(" → {}", image_path(dir, &card_number).display()),
                     Cards::Image(p) => format!(" → {}", p.display()),
@@ -352,7 +358,7 @@ pub fn run(global: &Global, args: IssueArgs) -> Result<(), Failure> {
                 emit(
                     global.json,
                     &say,
-                    json!({"origin": entry.origin, "status": "issued", "fee_cents": issued.fee_cents, "report": report}),
+                    json!({"origin": entry.origin, "status": "issued", "fee_cents": issued.fee_cents, "report": report, "timings": timings}),
                     format!(
                         "{}: {card_number} {who}: issued ({}{}), {} APDUs ({} + {} verification), {}{place}",
                         entry.origin,

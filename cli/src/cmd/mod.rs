@@ -9,6 +9,7 @@ pub mod demo;
 pub mod info;
 pub mod issue;
 pub mod keys;
+pub mod load;
 pub mod purse;
 pub mod readers;
 pub mod registry;

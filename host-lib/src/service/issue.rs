@@ -7,9 +7,11 @@
 //! expired, or the issuance was completed or aborted elsewhere) is reported as
 //! [`IssueFailure::Void`], with what to do with it.
 
-use std::time::Duration;
+use std::ops::AddAssign;
+use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use serde::ser::SerializeStruct;
+use serde::{Serialize, Serializer};
 
 use crate::holder::items::CardNumber;
 use crate::holder::Applicant;
@@ -43,6 +45,56 @@ impl IssueDesk<'_> {
     }
 }
 
+/// Where the wall-clock time of an issuance went: waiting for the registry, or for the card.
+///
+/// A station's throughput is bounded by the card (its APDUs, its NVM writes); the registry's
+/// share says what a shared registry costs each station (the load benchmark,
+/// `scripts/registry-load.sh`, reports both). Time in neither (building the plan's data, the
+/// caller's own work) is left out.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Timings {
+    /// In registry calls: reservation, lease renewal, completion.
+    pub registry: Duration,
+    /// With the card: opening it (a simulated card: its image) and personalization with its
+    /// read-back.
+    pub card: Duration,
+}
+
+impl Timings {
+    /// Runs `f`, adding its time to the registry's share.
+    fn registry<T>(&mut self, f: impl FnOnce() -> T) -> T {
+        let started = Instant::now();
+        let out = f();
+        self.registry += started.elapsed();
+        out
+    }
+
+    /// Runs `f`, adding its time to the card's share.
+    fn card<T>(&mut self, f: impl FnOnce() -> T) -> T {
+        let started = Instant::now();
+        let out = f();
+        self.card += started.elapsed();
+        out
+    }
+}
+
+impl AddAssign for Timings {
+    fn add_assign(&mut self, other: Timings) {
+        self.registry += other.registry;
+        self.card += other.card;
+    }
+}
+
+/// As `{"registry_ms": 1.25, "card_ms": 80.5}`.
+impl Serialize for Timings {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut st = s.serialize_struct("Timings", 2)?;
+        st.serialize_field("registry_ms", &(self.registry.as_secs_f64() * 1e3))?;
+        st.serialize_field("card_ms", &(self.card.as_secs_f64() * 1e3))?;
+        st.end()
+    }
+}
+
 /// A card number reserved by this station: new, or an unfinished issuance taken over.
 #[derive(Debug, Clone, Serialize)]
 pub struct Reservation {
@@ -50,6 +102,19 @@ pub struct Reservation {
     pub pending: PendingCard,
     /// `true` when an unfinished issuance was resumed.
     pub resumed: bool,
+    /// The registry's time for the reservation.
+    pub timings: Timings,
+}
+
+/// A reserved card personalized, verified and recorded as issued.
+#[derive(Debug, Clone, Serialize)]
+pub struct Completed {
+    /// What personalization did.
+    pub report: IssueReport,
+    /// What the registry recorded.
+    pub issued: IssuedCard,
+    /// The card's time (personalization) and the registry's (lease renewal, completion).
+    pub timings: Timings,
 }
 
 /// A card issued.
@@ -61,6 +126,8 @@ pub struct IssueOutcome {
     pub report: IssueReport,
     /// What the registry recorded.
     pub issued: IssuedCard,
+    /// The whole workflow's time: reservation, opening the card, personalization, completion.
+    pub timings: Timings,
 }
 
 /// Why a card was not issued.
@@ -201,20 +268,24 @@ pub fn reserve(
         RegistryError::Leased { .. } => IssueFailure::Leased(e),
         e => IssueFailure::Refused(e),
     };
-    match registry.begin_issue_leased(desk.operator, applicant, &chip, &lease) {
+    let mut timings = Timings::default();
+    match timings.registry(|| registry.begin_issue_leased(desk.operator, applicant, &chip, &lease))
+    {
         Ok(pending) => Ok(Reservation {
             pending,
             resumed: false,
+            timings,
         }),
         Err(RegistryError::UnfinishedIssue { card_number, .. }) => {
             let number = CardNumber::parse(&card_number)
                 .map_err(|e| IssueFailure::Refused(RegistryError::Corrupt(e.to_string())))?;
-            let pending = registry
-                .resume_issue_leased(desk.operator, &number, &chip, &lease)
+            let pending = timings
+                .registry(|| registry.resume_issue_leased(desk.operator, &number, &chip, &lease))
                 .map_err(refused)?;
             Ok(Reservation {
                 pending,
                 resumed: true,
+                timings,
             })
         }
         Err(e) => Err(refused(e)),
@@ -231,16 +302,17 @@ pub fn personalize_and_complete(
     profile: &Profile,
     pending: &PendingCard,
     progress: &mut dyn FnMut(&Progress<'_>),
-) -> Result<(IssueReport, IssuedCard), IssueFailure> {
+) -> Result<Completed, IssueFailure> {
     let card_number = pending.card_number.clone();
     let failed = |source: PersonalizeError| IssueFailure::Personalize {
         card_number: card_number.clone(),
         source,
     };
+    let mut timings = Timings::default();
     // The card may have taken a while to arrive (a reader, --wait): the lease is renewed before
     // the first APDU, and a station that lost it learns so before writing anything.
-    registry
-        .renew_lease(&card_number, &desk.lease())
+    timings
+        .registry(|| registry.renew_lease(&card_number, &desk.lease()))
         .map_err(|e| match e {
             RegistryError::LeaseLost { .. } => IssueFailure::LostBeforeWriting(e),
             e => IssueFailure::Refused(e),
@@ -253,13 +325,21 @@ pub fn personalize_and_complete(
         })
     })?;
     let data = CardData::from_pending(pending, &historical);
-    let report = personalize::issue(transport, keys, profile, &data, progress).map_err(failed)?;
+    let report = timings
+        .card(|| personalize::issue(transport, keys, profile, &data, progress))
+        .map_err(failed)?;
     let chip = ChipInfo {
         chip_id: Some(report.chip_serial.clone()),
         key_set: Some(report.key_set.clone()),
     };
-    match registry.complete_issue_leased(desk.operator, &card_number, &chip, desk.station) {
-        Ok(issued) => Ok((report, issued)),
+    match timings.registry(|| {
+        registry.complete_issue_leased(desk.operator, &card_number, &chip, desk.station)
+    }) {
+        Ok(issued) => Ok(Completed {
+            report,
+            issued,
+            timings,
+        }),
         Err(source @ RegistryError::LeaseLost { .. }) => Err(IssueFailure::Void {
             card_number,
             source,
@@ -283,12 +363,14 @@ pub fn issue_one(
     progress: &mut dyn FnMut(&Progress<'_>),
 ) -> Result<IssueOutcome, IssueFailure> {
     let reservation = reserve(registry, desk, applicant, keys)?;
-    let mut transport =
-        open_card(&reservation.pending).map_err(|message| IssueFailure::NoCard {
+    let mut timings = reservation.timings;
+    let mut transport = timings
+        .card(|| open_card(&reservation.pending))
+        .map_err(|message| IssueFailure::NoCard {
             card_number: reservation.pending.card_number.clone(),
             message,
         })?;
-    let (report, issued) = personalize_and_complete(
+    let completed = personalize_and_complete(
         registry,
         desk,
         transport.as_mut(),
@@ -297,9 +379,11 @@ pub fn issue_one(
         &reservation.pending,
         progress,
     )?;
+    timings += completed.timings;
     Ok(IssueOutcome {
         reservation,
-        report,
-        issued,
+        report: completed.report,
+        issued: completed.issued,
+        timings,
     })
 }

@@ -368,7 +368,7 @@ pub fn replace(
             out.new_card = pending.card_number.clone();
             let mut transport =
                 open_card(&pending.card_number, pending.serial).map_err(ServiceError::Refused)?;
-            let (report, issued) = issue::personalize_and_complete(
+            let issue::Completed { report, issued, .. } = issue::personalize_and_complete(
                 registry,
                 desk,
                 transport.as_mut(),
