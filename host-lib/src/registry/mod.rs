@@ -88,6 +88,7 @@ mod carry;
 pub mod chain;
 pub mod clock;
 pub mod config;
+pub mod db;
 pub mod error;
 pub mod lease;
 mod ledger;
@@ -95,6 +96,8 @@ mod lifecycle;
 pub mod operators;
 mod queries;
 pub mod schema;
+#[cfg(any(test, feature = "test-support"))]
+pub mod testing;
 #[cfg(test)]
 mod tests;
 mod verify;
@@ -103,7 +106,9 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rusqlite::{Connection, OptionalExtension};
+use rusqlite::Connection;
+
+use db::{Conn, Db, DbError, OptionalExtension};
 use serde::{Serialize, Serializer};
 use time::{Date, OffsetDateTime};
 
@@ -243,7 +248,11 @@ keyword_enum! {
 
 /// The issuance registry.
 pub struct Registry {
-    conn: Connection,
+    db: Db,
+    /// Set while a write transaction is open: every read then goes through it.
+    in_tx: std::cell::Cell<bool>,
+    /// The station recorded with every change (audit records).
+    station: Station,
     clock: Arc<dyn Clock>,
     config: RegistryConfig,
     path: Option<PathBuf>,
@@ -258,6 +267,7 @@ pub struct Registry {
 impl fmt::Debug for Registry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Registry")
+            .field("backend", &self.db.dialect())
             .field("path", &self.path)
             .field("config", &self.config)
             .finish_non_exhaustive()
@@ -316,11 +326,12 @@ impl Registry {
             conn.busy_timeout(std::time::Duration::from_secs(5))?;
             conn.pragma_update(None, "journal_mode", "WAL")?;
             let mut reg = Registry::setup(conn, config, clock, Some(path.to_owned()))?;
-            if reg.conn.is_readonly(rusqlite::MAIN_DB)? {
+            let read_only = reg.db.sqlite().map(|c| c.is_readonly(rusqlite::MAIN_DB));
+            if read_only.transpose()?.unwrap_or(false) {
                 reg.read_only = Some(
                     read_only_cause(
                         path,
-                        &RegistryError::Sqlite(rusqlite::Error::SqliteFailure(
+                        &RegistryError::from(rusqlite::Error::SqliteFailure(
                             rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_READONLY),
                             None,
                         )),
@@ -345,7 +356,7 @@ impl Registry {
         let read = Connection::open_with_flags(&uri, flags)
             .map_err(RegistryError::from)
             .and_then(|conn| {
-                let current = schema::version(&conn)? == schema::latest_version();
+                let current = schema::version(&Conn::Sqlite(&conn))? == schema::latest_version();
                 if !current {
                     return Err(RegistryError::ReadOnly {
                         path: path.to_owned(),
@@ -372,28 +383,105 @@ impl Registry {
         Registry::setup(Connection::open_in_memory()?, config, clock, None)
     }
 
+    /// Opens the registry on the PostgreSQL server at `url` (`postgres://user@host:port/db`),
+    /// with the system clock, and brings its schema up to date (an empty database gets every
+    /// migration). The station's connections come from a small pool.
+    pub fn open_postgres(url: &str, config: RegistryConfig) -> Result<Registry> {
+        Registry::open_postgres_with_clock(url, config, Arc::new(SystemClock))
+    }
+
+    /// Like [`open_postgres`](Self::open_postgres) with a given clock.
+    pub fn open_postgres_with_clock(
+        url: &str,
+        config: RegistryConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Registry> {
+        check_config(&config)?;
+        let db = Db::connect_postgres(url, 4)?;
+        schema::migrate(&db)?;
+        Ok(Registry::new(db, config, clock, None))
+    }
+
+    /// Opens the registry a [`Location`] names (a file: SQLite; a `postgres://` address:
+    /// PostgreSQL).
+    pub fn open_location(
+        location: &Location,
+        config: RegistryConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Registry> {
+        match location {
+            Location::Sqlite(path) => Registry::open_with_clock(path, config, clock),
+            Location::Postgres(url) => Registry::open_postgres_with_clock(url, config, clock),
+        }
+    }
+
     fn setup(
-        mut conn: Connection,
+        conn: Connection,
         config: RegistryConfig,
         clock: Arc<dyn Clock>,
         path: Option<PathBuf>,
     ) -> Result<Registry> {
-        config.check().map_err(|message| RegistryError::Config {
-            path: PathBuf::from("(configuration)"),
-            message,
-        })?;
+        check_config(&config)?;
         conn.pragma_update(None, "foreign_keys", true)?;
-        schema::migrate(&mut conn)?;
-        chain::install(&mut conn)?;
-        Ok(Registry {
-            conn,
+        let db = Db::Sqlite(conn);
+        schema::migrate(&db)?;
+        let mut db = db;
+        if let Some(conn) = db.sqlite_mut() {
+            chain::install(conn)?;
+        }
+        Ok(Registry::new(db, config, clock, path))
+    }
+
+    fn new(
+        db: Db,
+        config: RegistryConfig,
+        clock: Arc<dyn Clock>,
+        path: Option<PathBuf>,
+    ) -> Registry {
+        Registry {
+            db,
+            in_tx: std::cell::Cell::new(false),
+            station: Station::this_process(),
             clock,
             config,
             path,
             writes: std::cell::Cell::new(0),
             fail_write: std::cell::Cell::new(None),
             read_only: None,
-        })
+        }
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> db::Dialect {
+        self.db.dialect()
+    }
+
+    /// A connection for a read (SQLite: the registry's own; PostgreSQL: one from the pool).
+    /// Refused while a write transaction is open: reads then go through the transaction, which
+    /// alone sees its own changes on PostgreSQL.
+    pub(crate) fn conn(&self) -> Result<Conn<'_>> {
+        if self.in_tx.get() {
+            return Err(RegistryError::Corrupt(
+                "internal error: a registry read outside the open transaction".into(),
+            ));
+        }
+        Ok(self.db.conn()?)
+    }
+
+    /// The SQLite connection (tests that edit the file behind the registry's back).
+    #[cfg(test)]
+    pub(crate) fn sqlite(&self) -> &Connection {
+        self.db.sqlite().expect("an SQLite registry")
+    }
+
+    /// The station this registry handle records with every change.
+    pub fn station(&self) -> &Station {
+        &self.station
+    }
+
+    /// Records changes as made by `station` from now on (a service point names itself).
+    pub fn set_station(&mut self, station: Station) {
+        self.station = station;
     }
 
     /// Write transactions begun through this handle so far (each registry operation that
@@ -428,7 +516,7 @@ impl Registry {
 
     /// The schema version of the open database.
     pub fn schema_version(&self) -> Result<u32> {
-        schema::version(&self.conn)
+        schema::version(&self.conn()?)
     }
 
     /// Now, from the registry's clock.
@@ -443,7 +531,44 @@ impl Registry {
 
     /// The status of a card.
     pub fn status(&self, card: &CardNumber) -> Result<CardStatus> {
-        card_status(&self.conn, card)
+        card_status(&self.conn()?, card)
+    }
+}
+
+fn check_config(config: &RegistryConfig) -> Result<()> {
+    config.check().map_err(|message| RegistryError::Config {
+        path: PathBuf::from("(configuration)"),
+        message,
+    })
+}
+
+/// Where a registry lives: an SQLite file, or a PostgreSQL database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    /// An SQLite file (the zero-install default).
+    Sqlite(PathBuf),
+    /// A PostgreSQL address, `postgres://user@host:port/database`.
+    Postgres(String),
+}
+
+impl Location {
+    /// `postgres://…` or `postgresql://…` is PostgreSQL; anything else is an SQLite file.
+    pub fn parse(s: &str) -> Location {
+        let t = s.trim();
+        if t.starts_with("postgres://") || t.starts_with("postgresql://") {
+            Location::Postgres(t.to_owned())
+        } else {
+            Location::Sqlite(PathBuf::from(s))
+        }
+    }
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Location::Sqlite(p) => write!(f, "{}", p.display()),
+            Location::Postgres(u) => f.write_str(&db::redact_url(u)),
+        }
     }
 }
 
@@ -452,7 +577,7 @@ impl Registry {
 fn read_only_cause(path: &Path, e: &RegistryError) -> Option<String> {
     use rusqlite::ErrorCode;
     let code = match e {
-        RegistryError::Sqlite(rusqlite::Error::SqliteFailure(f, _)) => f.code,
+        RegistryError::Database(DbError::Sqlite(rusqlite::Error::SqliteFailure(f, _))) => f.code,
         RegistryError::Migration { message, .. } if message.contains("readonly") => {
             ErrorCode::ReadOnly
         }
@@ -511,7 +636,7 @@ fn read_only_or(path: &Path, source: std::io::Error) -> RegistryError {
     }
 }
 
-fn card_status(conn: &Connection, card: &CardNumber) -> Result<CardStatus> {
+fn card_status(conn: &Conn<'_>, card: &CardNumber) -> Result<CardStatus> {
     let s: Option<String> = conn
         .query_row(
             "SELECT status FROM cards WHERE card_number = ?1",

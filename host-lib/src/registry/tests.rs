@@ -25,9 +25,67 @@ fn samples() -> Vec<Applicant> {
         .collect()
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+thread_local! {
+    /// The backend of the test running on this thread (the harness gives each test a thread).
+    static BACKEND: std::cell::Cell<Backend> = const { std::cell::Cell::new(Backend::Sqlite) };
+    /// The PostgreSQL databases this test made, dropped when its thread ends.
+    static PG_DBS: std::cell::RefCell<Vec<testing::PgTestDb>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+fn backend() -> Backend {
+    BACKEND.with(|b| b.get())
+}
+
+/// Runs `body` on `backend` (PostgreSQL only with `CITIZENCARD_PG=1`).
+fn run_on(backend: Backend, name: &str, body: fn()) {
+    if backend == Backend::Postgres && !testing::pg_enabled(name) {
+        return;
+    }
+    BACKEND.with(|b| b.set(backend));
+    body();
+}
+
+/// A registry on the test's backend: SQLite in memory, or a fresh PostgreSQL database.
+fn open_registry(config: RegistryConfig, clock: Arc<dyn Clock>) -> Result<Registry> {
+    match backend() {
+        Backend::Sqlite => Registry::open_in_memory(config, clock),
+        Backend::Postgres => {
+            let db = testing::PgTestDb::create();
+            let url = db.url().to_owned();
+            PG_DBS.with(|d| d.borrow_mut().push(db));
+            Registry::open_postgres_with_clock(&url, config, clock)
+        }
+    }
+}
+
+/// The same test on SQLite and on PostgreSQL: `name::sqlite` and `name::postgres`.
+macro_rules! on_both {
+    (fn $name:ident() $body:block) => {
+        mod $name {
+            use super::*;
+            fn body() $body
+            #[test]
+            fn sqlite() {
+                run_on(Backend::Sqlite, stringify!($name), body);
+            }
+            #[test]
+            fn postgres() {
+                run_on(Backend::Postgres, stringify!($name), body);
+            }
+        }
+    };
+}
+
 fn fixture_with(config: RegistryConfig) -> (Registry, Arc<ManualClock>) {
     let clock = Arc::new(ManualClock::new(T0));
-    let reg = Registry::open_in_memory(config, clock.clone()).unwrap();
+    let reg = open_registry(config, clock.clone()).unwrap();
     (reg, clock)
 }
 
@@ -91,7 +149,7 @@ fn fee_cents(reg: &Registry, card: &CardNumber) -> Vec<(String, i64)> {
 // ---------------------------------------------------------------------------------------------
 // Issue
 
-#[test]
+on_both! {
 fn issue_in_two_steps() {
     let (mut reg, _) = fixture();
     let a = &samples()[0];
@@ -155,8 +213,9 @@ fn issue_in_two_steps() {
         ["issue.begin", "issue.complete"]
     );
 }
+}
 
-#[test]
+on_both! {
 fn ineligible_applicant_is_refused_and_nothing_recorded() {
     let (mut reg, _) = fixture();
     let mut r = samples()[0].to_record();
@@ -173,6 +232,7 @@ fn ineligible_applicant_is_refused_and_nothing_recorded() {
     );
     assert!(reg.list_cards(&CardFilter::default()).unwrap().is_empty());
     assert_eq!(audit_count(&reg), 0);
+}
 }
 
 #[test]
@@ -210,11 +270,11 @@ fn one_card_per_person() {
     );
     // The database itself refuses a second card in use, whatever the code does.
     let pid: i64 = reg
-        .conn
+        .sqlite()
         .query_row("SELECT person_id FROM cards", [], |r| r.get(0))
         .unwrap();
     let err = reg
-        .conn
+        .sqlite()
         .execute(
             "INSERT INTO cards (card_number, serial, person_id, status, card_class, issue_date, \
              expiry_date, created_at, updated_at) VALUES ('W99999999', 999, ?1, 'active', '3', \
@@ -225,7 +285,7 @@ fn one_card_per_person() {
     assert!(err.to_string().contains("UNIQUE"), "{err}");
 }
 
-#[test]
+on_both! {
 fn resume_and_abort() {
     let (mut reg, clock) = fixture();
     let a = &samples()[2];
@@ -293,8 +353,9 @@ fn resume_and_abort() {
         ["issue.begin", "issue.resume", "issue.abort"]
     );
 }
+}
 
-#[test]
+on_both! {
 fn issued_card_cannot_be_aborted_or_completed_again() {
     let (mut reg, _) = fixture();
     let c = issue(&mut reg, &samples()[3]);
@@ -310,8 +371,9 @@ fn issued_card_cannot_be_aborted_or_completed_again() {
     let e = reg.resume_issue(OP, &c, &ChipInfo::default()).unwrap_err();
     assert!(matches!(e, RegistryError::Transition { .. }), "{e}");
 }
+}
 
-#[test]
+on_both! {
 fn operator_is_required_and_numbers_are_checked() {
     let (mut reg, _) = fixture();
     let a = &samples()[0];
@@ -337,11 +399,12 @@ fn operator_is_required_and_numbers_are_checked() {
         Err(RegistryError::NoSuchCard(_))
     ));
 }
+}
 
 // ---------------------------------------------------------------------------------------------
 // Loss
 
-#[test]
+on_both! {
 fn report_loss_and_revoke() {
     let (mut reg, clock) = fixture();
     let c = issue(&mut reg, &samples()[4]);
@@ -391,8 +454,9 @@ fn report_loss_and_revoke() {
         ]
     );
 }
+}
 
-#[test]
+on_both! {
 fn loss_statement_splits_purchases_at_the_report() {
     let (mut reg, clock) = fixture();
     let c = issue(&mut reg, &samples()[5]);
@@ -460,8 +524,9 @@ fn loss_statement_splits_purchases_at_the_report() {
     assert_eq!(s.holder_total_cents, 400);
     assert_eq!(s.issuer_total_cents, 1200);
 }
+}
 
-#[test]
+on_both! {
 fn purse_entry_checks() {
     let (mut reg, _) = fixture();
     let p = reg
@@ -503,11 +568,12 @@ fn purse_entry_checks() {
     assert_eq!(ledger[1].tac.as_deref(), Some("ED0F8755"));
     assert_eq!(ledger[0].terminal_id.as_deref(), Some("0000010000AA"));
 }
+}
 
 // ---------------------------------------------------------------------------------------------
 // Replace
 
-#[test]
+on_both! {
 fn replace_damaged_card_moves_balance_and_charges_fee() {
     let mut cfg = RegistryConfig::default();
     cfg.fees.replacement.damaged = 1234;
@@ -584,8 +650,9 @@ fn replace_damaged_card_moves_balance_and_charges_fee() {
         ]
     );
 }
+}
 
-#[test]
+on_both! {
 fn replace_after_loss_keeps_the_loss_instant() {
     let (mut reg, clock) = fixture();
     let old = issue(&mut reg, &samples()[8]);
@@ -614,8 +681,9 @@ fn replace_after_loss_keeps_the_loss_instant() {
     assert_eq!(bl[0].reason, BlacklistReason::Lost);
     assert_eq!(bl[0].since, reported, "the earlier instant stands");
 }
+}
 
-#[test]
+on_both! {
 fn aborted_replacement_leaves_the_old_card_alone() {
     let (mut reg, _) = fixture();
     let old = issue(&mut reg, &samples()[9]);
@@ -637,8 +705,9 @@ fn aborted_replacement_leaves_the_old_card_alone() {
     assert_eq!(issued.fee_cents, 0);
     assert_eq!(issued.transferred_cents, 800);
 }
+}
 
-#[test]
+on_both! {
 fn data_change_then_replacement_uses_new_data() {
     let (mut reg, _) = fixture();
     let a = samples()[10].clone();
@@ -684,8 +753,9 @@ fn data_change_then_replacement_uses_new_data() {
         Err(RegistryError::NoSuchPerson(_))
     ));
 }
+}
 
-#[test]
+on_both! {
 fn person_no_longer_eligible_cannot_get_a_replacement() {
     let (mut reg, _) = fixture();
     let a = samples()[12].clone();
@@ -703,11 +773,12 @@ fn person_no_longer_eligible_cannot_get_a_replacement() {
     // Cancelling (moved away) is still possible.
     reg.cancel(OP, &old, CancelReason::MovedAway).unwrap();
 }
+}
 
 // ---------------------------------------------------------------------------------------------
 // Cancel
 
-#[test]
+on_both! {
 fn cancel_refunds_and_blacklists() {
     let (mut reg, _) = fixture();
     let a = samples()[13].clone();
@@ -739,8 +810,9 @@ fn cancel_refunds_and_blacklists() {
         .unwrap();
     assert_eq!((issued.fee_kind, issued.fee_cents), ("reissue", 2000));
 }
+}
 
-#[test]
+on_both! {
 fn cancel_lost_card_keeps_loss_entry() {
     let (mut reg, _) = fixture();
     let c = issue(&mut reg, &samples()[14]);
@@ -753,8 +825,9 @@ fn cancel_lost_card_keeps_loss_entry() {
         (BlacklistReason::Lost, at.as_str())
     );
 }
+}
 
-#[test]
+on_both! {
 fn personalizing_card_cannot_be_cancelled_or_reported() {
     let (mut reg, _) = fixture();
     let p = reg
@@ -775,6 +848,7 @@ fn personalizing_card_cannot_be_cancelled_or_reported() {
         )
         .unwrap_err();
     assert!(e.to_string().contains("resume or abort"), "{e}");
+}
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -814,7 +888,7 @@ fn money_is_conserved_across_replace_and_cancel() {
     reg.cancel(OP, &cards[2], CancelReason::Death).unwrap();
     reg.cancel(OP, &r0, CancelReason::MovedAway).unwrap();
 
-    let sum = |sql: &str| -> i64 { reg.conn.query_row(sql, [], |r| r.get(0)).unwrap() };
+    let sum = |sql: &str| -> i64 { reg.sqlite().query_row(sql, [], |r| r.get(0)).unwrap() };
     let loads = sum("SELECT COALESCE(SUM(amount_cents),0) FROM purse_ledger WHERE kind='load'");
     let purchases =
         -sum("SELECT COALESCE(SUM(amount_cents),0) FROM purse_ledger WHERE kind='purchase'");
@@ -870,23 +944,23 @@ fn audit_and_money_tables_are_append_only() {
             "blacklist",
         ),
     ] {
-        let e = reg.conn.execute(sql, []).unwrap_err();
+        let e = reg.sqlite().execute(sql, []).unwrap_err();
         assert!(e.to_string().contains(table), "{sql}: {e}");
     }
     // Lifting a blacklist entry is the one change the triggers allow, and only once (inside a
     // transaction rolled back: the connection itself refuses to commit an unaudited change).
-    reg.conn.execute_batch("BEGIN").unwrap();
-    reg.conn
+    reg.sqlite().execute_batch("BEGIN").unwrap();
+    reg.sqlite()
         .execute(
             "UPDATE blacklist SET lifted_at = 'x' WHERE lifted_at IS NULL",
             [],
         )
         .unwrap();
     assert!(reg
-        .conn
+        .sqlite()
         .execute("UPDATE blacklist SET lifted_at = 'y'", [])
         .is_err());
-    reg.conn.execute_batch("ROLLBACK").unwrap();
+    reg.sqlite().execute_batch("ROLLBACK").unwrap();
     assert_eq!(reg.blacklist(false).unwrap().len(), 1);
 }
 
@@ -898,7 +972,7 @@ fn an_unaudited_change_is_not_committed() {
     let n = audit_count(&reg);
     // Through the registry's own connection, without an audit record: refused at commit.
     let e = reg
-        .conn
+        .sqlite()
         .execute(
             "INSERT INTO purse_ledger (card_number, kind, amount_cents, at, recorded_at, operator) \
              VALUES (?1, 'load', 500000, 't', 't', 'mallory')",
@@ -906,14 +980,14 @@ fn an_unaudited_change_is_not_committed() {
         )
         .unwrap_err();
     assert!(e.to_string().contains("constraint failed"), "{e}");
-    reg.conn.execute_batch("BEGIN").unwrap();
-    reg.conn
+    reg.sqlite().execute_batch("BEGIN").unwrap();
+    reg.sqlite()
         .execute(
             "UPDATE cards SET status = 'cancelled' WHERE card_number = ?1",
             [c.as_str()],
         )
         .unwrap();
-    assert!(reg.conn.execute_batch("COMMIT").is_err());
+    assert!(reg.sqlite().execute_batch("COMMIT").is_err());
     assert_eq!(reg.status(&c).unwrap(), CardStatus::Active);
     assert_eq!(reg.balance(&c).unwrap(), 100);
     assert_eq!(audit_count(&reg), n);
@@ -928,7 +1002,7 @@ fn a_change_whose_audit_fails_is_rolled_back() {
     let c = issue(&mut reg, &samples()[17]);
     reg.record_load(OP, &c, &load(700)).unwrap();
     // Make audit inserts for this action fail, as a full disk or a bug would.
-    reg.conn
+    reg.sqlite()
         .execute_batch(
             "CREATE TEMP TRIGGER break_audit BEFORE INSERT ON audit_log \
              WHEN NEW.action IN ('card.report_loss', 'card.cancel') \
@@ -945,7 +1019,7 @@ fn a_change_whose_audit_fails_is_rolled_back() {
     assert_eq!(audit_count(&reg), n);
 }
 
-#[test]
+on_both! {
 fn refused_operations_leave_no_trace() {
     let (mut reg, _) = fixture();
     let c = issue(&mut reg, &samples()[18]);
@@ -960,11 +1034,12 @@ fn refused_operations_leave_no_trace() {
     assert_eq!(audit_count(&reg), n);
     assert_eq!(reg.list_cards(&CardFilter::default()).unwrap().len(), 1);
 }
+}
 
 // ---------------------------------------------------------------------------------------------
 // Queries and export
 
-#[test]
+on_both! {
 fn queries() {
     let (mut reg, _) = fixture();
     let people = samples();
@@ -1031,8 +1106,9 @@ fn queries() {
         people[0].photo().unwrap().bytes().len()
     );
 }
+}
 
-#[test]
+on_both! {
 fn blacklist_export_formats() {
     let (mut reg, clock) = fixture();
     let people = samples();
@@ -1080,6 +1156,7 @@ fn blacklist_export_formats() {
     assert_eq!(v["entries"][1]["card_number"], gone.as_str());
     assert_eq!(v["entries"][1]["reason"], "cancelled");
     assert!(v["entries"][0].get("lifted_at").is_none());
+}
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1134,9 +1211,10 @@ fn version_1_database_is_migrated() {
     let path = dir.path().join("old.db");
     {
         // A registry written by the first schema: a person with an active card.
-        let mut c = rusqlite::Connection::open(&path).unwrap();
-        schema::migrate_to(&mut c, 1).unwrap();
-        assert_eq!(schema::version(&c).unwrap(), 1);
+        let db = db::Db::Sqlite(rusqlite::Connection::open(&path).unwrap());
+        schema::migrate_to(&db, 1).unwrap();
+        assert_eq!(schema::version(&db.conn().unwrap()).unwrap(), 1);
+        let c = db.sqlite().unwrap();
         let r = samples()[0].to_record();
         c.execute(
             "INSERT INTO people (id_number, name, sex, ethnicity, birthplace, birth_date, \
@@ -1280,7 +1358,7 @@ fn a_later_migration_anchors_what_it_changed_and_lists_what_it_found_changed() {
     assert!(!reg.verify().unwrap().is_clean());
     // A later step of the schema, as svc's or anyone's would be: a new column on the ledger,
     // filled in for existing rows; then what every migration from version 4 on runs.
-    let tx = reg.conn.unchecked_transaction().unwrap();
+    let tx = db::Tx::begin(reg.conn().unwrap(), db::Begin::Write, None).unwrap();
     tx.execute_batch(
         "DROP TRIGGER ledger_no_update; \
          ALTER TABLE purse_ledger ADD COLUMN application_serial TEXT; \

@@ -16,6 +16,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::chain::{self, ChainRecord, AUDITED, GENESIS};
+use super::db::{Begin, Tx};
 use super::{Registry, Result};
 
 /// What kind of disagreement a [`Finding`] is.
@@ -271,8 +272,8 @@ impl Registry {
     pub fn verify_from(&self, known: Option<&ChainHead>) -> Result<VerifyReport> {
         // One read transaction: the chain and the tables from the same snapshot, while other
         // processes go on writing (WAL).
-        let tx = self.conn.unchecked_transaction()?;
-        let conn: &rusqlite::Connection = &tx;
+        let tx = Tx::begin(self.conn()?, Begin::Read, None)?;
+        let conn: &super::db::Conn<'_> = &tx;
         let records = chain::read_chain(conn)?;
         let Replay {
             images,
