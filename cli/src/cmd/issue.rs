@@ -234,7 +234,9 @@ pub fn run(global: &Global, args: IssueArgs) -> Result<(), Failure> {
     let mut done: Vec<(String, IssueReport)> = Vec::new();
     let mut failed: Vec<(String, String)> = Vec::new();
     let mut already = 0usize;
-    for entry in &entries {
+    // Set when the registry's server went away: every next card would fail the same way.
+    let mut stopped_at: Option<usize> = None;
+    for (index, entry) in entries.iter().enumerate() {
         let applicant = match &entry.applicant {
             Ok(a) => a,
             Err(e) => {
@@ -298,6 +300,10 @@ pub fn run(global: &Global, args: IssueArgs) -> Result<(), Failure> {
                 );
                 failed.push((entry.origin.clone(), e.to_string()));
                 bar.inc(1);
+                if e.registry_unreachable() {
+                    stopped_at = Some(index);
+                    break;
+                }
                 continue;
             }
         };
@@ -386,6 +392,10 @@ pub fn run(global: &Global, args: IssueArgs) -> Result<(), Failure> {
                     format!("{}: {who}: FAILED: {e}{hint}", entry.origin),
                 );
                 failed.push((entry.origin.clone(), e.to_string()));
+                if e.registry_unreachable() {
+                    stopped_at = Some(index);
+                    break;
+                }
             }
         }
         if matches!(cards, Cards::Reader) && global.wait && entries.len() > 1 {
@@ -394,6 +404,20 @@ pub fn run(global: &Global, args: IssueArgs) -> Result<(), Failure> {
         }
     }
     bar.finish_and_clear();
+    if let Some(index) = stopped_at {
+        let left = entries.len() - index - 1;
+        let text = format!(
+            "STOPPED: the registry's database server cannot be reached, so the batch stops here \
+             ({left} applicant(s) not attempted). Once the server is back, run the same command \
+             again: it finishes the card under way and issues the rest."
+        );
+        emit(
+            global.json,
+            &say,
+            json!({"status": "stopped", "not_attempted": left, "error": text}),
+            text.clone(),
+        );
+    }
     summary(global.json, &done, already, &failed, started.elapsed());
     if failed.is_empty() {
         Ok(())

@@ -195,6 +195,24 @@ impl IssueFailure {
             _ => false,
         }
     }
+
+    /// Whether the registry's database server could not be reached (down, or the connection
+    /// lost mid-way): every next card would fail the same way, so a batch stops here, and the
+    /// same command run again once the server is back finishes the card under way.
+    pub fn registry_unreachable(&self) -> bool {
+        let registry = match self {
+            IssueFailure::Refused(e)
+            | IssueFailure::Leased(e)
+            | IssueFailure::LostBeforeWriting(e)
+            | IssueFailure::NotRecorded { source: e, .. }
+            | IssueFailure::Void { source: e, .. } => e,
+            IssueFailure::NoCard { .. } | IssueFailure::Personalize { .. } => return false,
+        };
+        matches!(
+            registry,
+            RegistryError::Database(crate::registry::db::DbError::Unreachable { .. })
+        )
+    }
 }
 
 /// The active card of the applicant when [`reserve`] refused because they hold one
