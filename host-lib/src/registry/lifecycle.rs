@@ -405,11 +405,19 @@ impl Registry {
             replaces,
         } = new;
         let series = self.config.card.series;
-        let next: i64 = tx.query_row(
-            "SELECT COALESCE(MAX(serial), 0) + 1 FROM cards WHERE substr(card_number, 1, 1) = ?1",
-            [series.to_string()],
-            |r| r.get(0),
-        )?;
+        // SQLite: the write transaction holds the database's write lock, so the next serial
+        // read here is still free at commit. PostgreSQL: a sequence, never handed out twice
+        // whatever the concurrent transactions do (a serial drawn by a transaction that rolls
+        // back is not reused: the number stays unissued, like an aborted card's).
+        let next: i64 = match tx.dialect() {
+            Dialect::Sqlite => tx.query_row(
+                "SELECT COALESCE(MAX(serial), 0) + 1 FROM cards \
+                 WHERE substr(card_number, 1, 1) = ?1",
+                [series.to_string()],
+                |r| r.get(0),
+            )?,
+            Dialect::Postgres => tx.query_row("SELECT nextval('card_serial')", [], |r| r.get(0))?,
+        };
         let serial = u32::try_from(next).map_err(|_| RegistryError::SeriesExhausted(series))?;
         let number =
             card_number::make(series, serial).ok_or(RegistryError::SeriesExhausted(series))?;

@@ -148,6 +148,9 @@ pub struct AuditEntry {
     pub id_number: Option<String>,
     /// Details (JSON).
     pub details: serde_json::Value,
+    /// The station that made the change (`None` for records made before stations were
+    /// recorded, and for schema migrations).
+    pub station: Option<String>,
 }
 
 const SUMMARY_SQL: &str = "SELECT c.card_number, c.status, p.id_number, p.name, c.card_class, \
@@ -308,7 +311,8 @@ impl Registry {
             ));
         }
         let mut sql = String::from(
-            "SELECT id, at, operator, action, card_number, id_number, details FROM audit_log",
+            "SELECT id, at, operator, action, card_number, id_number, details, station \
+             FROM audit_log",
         );
         if !conds.is_empty() {
             sql.push_str(" WHERE ");
@@ -331,6 +335,7 @@ impl Registry {
                 id_number: r.get(5)?,
                 details: serde_json::from_str(&details)
                     .unwrap_or(serde_json::Value::String(details)),
+                station: r.get(7)?,
             })
         })?;
         let mut out: Vec<AuditEntry> = rows.collect::<super::db::DbResult<_>>()?;

@@ -89,6 +89,38 @@ fn fixture_with(config: RegistryConfig) -> (Registry, Arc<ManualClock>) {
     (reg, clock)
 }
 
+/// A session on the registry's database behind the registry's back: SQLite through the
+/// registry's own connection, PostgreSQL through a session of its own.
+enum Raw<'a> {
+    Sqlite(&'a rusqlite::Connection),
+    Postgres(Box<postgres::Client>),
+}
+
+impl Raw<'_> {
+    fn of(reg: &Registry) -> Raw<'_> {
+        match backend() {
+            Backend::Sqlite => Raw::Sqlite(reg.sqlite()),
+            Backend::Postgres => Raw::Postgres(Box::new(PG_DBS.with(|d| {
+                d.borrow()
+                    .last()
+                    .expect("a PostgreSQL registry of this test")
+                    .client()
+            }))),
+        }
+    }
+
+    /// Runs statements; the error as text (with the database's message).
+    fn exec(&mut self, sql: &str) -> std::result::Result<(), String> {
+        match self {
+            Raw::Sqlite(c) => c.execute_batch(sql).map_err(|e| e.to_string()),
+            Raw::Postgres(c) => c.batch_execute(sql).map_err(|e| {
+                let db = e.as_db_error().map(|d| d.message().to_owned());
+                format!("{e}: {}", db.unwrap_or_default())
+            }),
+        }
+    }
+}
+
 fn fixture() -> (Registry, Arc<ManualClock>) {
     fixture_with(RegistryConfig::default())
 }
@@ -917,12 +949,13 @@ fn money_is_conserved_across_replace_and_cancel() {
 // ---------------------------------------------------------------------------------------------
 // Audit and append-only tables
 
-#[test]
+on_both! {
 fn audit_and_money_tables_are_append_only() {
     let (mut reg, _) = fixture();
     let c = issue(&mut reg, &samples()[16]);
     reg.record_load(OP, &c, &load(100)).unwrap();
     reg.report_loss(OP, &c).unwrap();
+    let mut raw = Raw::of(&reg);
     for (sql, table) in [
         ("UPDATE audit_log SET operator = 'mallory'", "audit_log"),
         ("DELETE FROM audit_log", "audit_log"),
@@ -944,56 +977,77 @@ fn audit_and_money_tables_are_append_only() {
             "blacklist",
         ),
     ] {
-        let e = reg.sqlite().execute(sql, []).unwrap_err();
-        assert!(e.to_string().contains(table), "{sql}: {e}");
+        let e = raw.exec(sql).unwrap_err();
+        assert!(e.contains(table), "{sql}: {e}");
+    }
+    if backend() == Backend::Postgres {
+        // TRUNCATE fires no row trigger: refused by a statement trigger of its own.
+        for table in ["audit_log", "purse_ledger", "fees", "cards", "audit_head"] {
+            let e = raw.exec(&format!("TRUNCATE {table} CASCADE")).unwrap_err();
+            assert!(e.contains("cannot be") || e.contains("audited"), "{table}: {e}");
+        }
     }
     // Lifting a blacklist entry is the one change the triggers allow, and only once (inside a
-    // transaction rolled back: the connection itself refuses to commit an unaudited change).
-    reg.sqlite().execute_batch("BEGIN").unwrap();
-    reg.sqlite()
-        .execute(
-            "UPDATE blacklist SET lifted_at = 'x' WHERE lifted_at IS NULL",
-            [],
-        )
+    // transaction rolled back: the database refuses to commit an unaudited change).
+    raw.exec("BEGIN").unwrap();
+    raw.exec("UPDATE blacklist SET lifted_at = 'x' WHERE lifted_at IS NULL")
         .unwrap();
-    assert!(reg
-        .sqlite()
-        .execute("UPDATE blacklist SET lifted_at = 'y'", [])
-        .is_err());
-    reg.sqlite().execute_batch("ROLLBACK").unwrap();
+    assert!(raw.exec("UPDATE blacklist SET lifted_at = 'y'").is_err());
+    raw.exec("ROLLBACK").unwrap();
+    drop(raw);
     assert_eq!(reg.blacklist(false).unwrap().len(), 1);
+    assert!(reg.verify().unwrap().is_clean());
+}
 }
 
-#[test]
+on_both! {
 fn an_unaudited_change_is_not_committed() {
     let (mut reg, _) = fixture();
     let c = issue(&mut reg, &samples()[16]);
     reg.record_load(OP, &c, &load(100)).unwrap();
     let n = audit_count(&reg);
-    // Through the registry's own connection, without an audit record: refused at commit.
-    let e = reg
-        .sqlite()
-        .execute(
+    let refused = match backend() {
+        Backend::Sqlite => "constraint failed",
+        Backend::Postgres => "without an audit record",
+    };
+    let mut raw = Raw::of(&reg);
+    // Without an audit record: refused at commit.
+    let e = raw
+        .exec(&format!(
             "INSERT INTO purse_ledger (card_number, kind, amount_cents, at, recorded_at, operator) \
-             VALUES (?1, 'load', 500000, 't', 't', 'mallory')",
-            [c.as_str()],
-        )
+             VALUES ('{c}', 'load', 500000, 't', 't', 'mallory')"
+        ))
         .unwrap_err();
-    assert!(e.to_string().contains("constraint failed"), "{e}");
-    reg.sqlite().execute_batch("BEGIN").unwrap();
-    reg.sqlite()
-        .execute(
-            "UPDATE cards SET status = 'cancelled' WHERE card_number = ?1",
-            [c.as_str()],
+    assert!(e.contains(refused), "{e}");
+    raw.exec("BEGIN").unwrap();
+    raw.exec(&format!(
+        "UPDATE cards SET status = 'cancelled' WHERE card_number = '{c}'"
+    ))
+    .unwrap();
+    let e = raw.exec("COMMIT").unwrap_err();
+    assert!(e.contains(refused), "{e}");
+    // A change after the transaction's audit record is refused too.
+    if backend() == Backend::Postgres {
+        raw.exec("BEGIN").unwrap();
+        raw.exec(
+            "INSERT INTO audit_log (id, at, operator, action, details) \
+             VALUES (100000, 't', 'mallory', 'x', '{}')",
         )
         .unwrap();
-    assert!(reg.sqlite().execute_batch("COMMIT").is_err());
+        raw.exec(&format!(
+            "UPDATE cards SET status = 'cancelled' WHERE card_number = '{c}'"
+        ))
+        .unwrap();
+        assert!(raw.exec("COMMIT").is_err());
+    }
+    drop(raw);
     assert_eq!(reg.status(&c).unwrap(), CardStatus::Active);
     assert_eq!(reg.balance(&c).unwrap(), 100);
     assert_eq!(audit_count(&reg), n);
     // The registry goes on normally afterwards.
     reg.record_load(OP, &c, &load(50)).unwrap();
     assert!(reg.verify().unwrap().is_clean());
+}
 }
 
 #[test]
@@ -1391,4 +1445,172 @@ fn a_later_migration_anchors_what_it_changed_and_lists_what_it_found_changed() {
     );
     assert!(rows.iter().any(|r| r.starts_with("fees ")), "{rows:?}");
     assert_eq!(reg.balance(&c).unwrap(), 300);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Many stations on one PostgreSQL registry; station identity; fault injection on both backends
+
+/// Applicant number `i` (up to 27 000): valid ID numbers born 1985-03-01 to 1985-03-27.
+fn synthetic(i: u32) -> Applicant {
+    let day = 1 + i / 1000;
+    let seq = i % 1000;
+    let first17 = format!("330302198503{day:02}{seq:03}");
+    let bytes: [u8; 17] = first17.as_bytes().try_into().unwrap();
+    let id = format!(
+        "{first17}{}",
+        crate::holder::citizen_id::check_character(&bytes)
+    );
+    let record = ApplicantRecord {
+        id_number: Some(id),
+        name: Some(format!(
+            "测试{}",
+            i.to_string()
+                .chars()
+                .map(|d| "零一二三四五六七八九"
+                    .chars()
+                    .nth(d as usize - '0' as usize)
+                    .unwrap())
+                .collect::<String>()
+        )),
+        sex: Some(if seq % 2 == 1 { "1" } else { "2" }.into()),
+        ethnicity: Some("01".into()),
+        birthplace: Some("330302".into()),
+        birth_date: Some(format!("1985-03-{day:02}")),
+        eligibility: Some("household".into()),
+        ..Default::default()
+    };
+    Validator::new(time::macros::date!(2026 - 01 - 10))
+        .validate_with_photo(&record, None)
+        .unwrap()
+}
+
+#[test]
+fn stations_issuing_at_once_on_postgres_never_share_a_card_number() {
+    if !testing::pg_enabled("stations_issuing_at_once_on_postgres") {
+        return;
+    }
+    const STATIONS: u32 = 8;
+    const CARDS: u32 = 12;
+    let db = testing::PgTestDb::create();
+    // The schema once, then every station with its own registry handle (its own connections).
+    Registry::open_postgres(db.url(), RegistryConfig::default()).unwrap();
+    let threads: Vec<_> = (0..STATIONS)
+        .map(|s| {
+            let url = db.url().to_owned();
+            std::thread::spawn(move || {
+                let mut reg = Registry::open_postgres(&url, RegistryConfig::default()).unwrap();
+                let mut station = Station::this_process();
+                station.id = format!("{}#{s}", station.id);
+                reg.set_station(station);
+                let mut mine = Vec::new();
+                for i in 0..CARDS {
+                    let a = synthetic(s * 100 + i);
+                    let c = issue(&mut reg, &a);
+                    // Money moves at the same time as other stations issue.
+                    reg.record_load(OP, &c, &load(100 + i)).unwrap();
+                    mine.push(c.to_string());
+                }
+                mine
+            })
+        })
+        .collect();
+    let mut numbers: Vec<String> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    let total = (STATIONS * CARDS) as usize;
+    assert_eq!(numbers.len(), total);
+    numbers.sort();
+    numbers.dedup();
+    assert_eq!(numbers.len(), total, "duplicate card numbers");
+    let reg = Registry::open_postgres(db.url(), RegistryConfig::default()).unwrap();
+    let mut serials: Vec<u32> = reg
+        .list_cards(&CardFilter::default())
+        .unwrap()
+        .iter()
+        .map(|c| c.serial)
+        .collect();
+    serials.sort_unstable();
+    assert_eq!(serials, (1..=total as u32).collect::<Vec<_>>());
+    let report = reg.verify().unwrap();
+    assert!(report.is_clean(), "{:#?}", report.findings);
+    // Every change is recorded with the station that made it.
+    let stations: std::collections::BTreeSet<String> = reg
+        .audit_log(&AuditFilter::default())
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.action != "registry.anchor")
+        .map(|e| e.station.unwrap())
+        .collect();
+    assert_eq!(stations.len(), STATIONS as usize);
+}
+
+#[test]
+fn newer_postgres_database_is_refused_on_open() {
+    if !testing::pg_enabled("newer_postgres_database_is_refused_on_open") {
+        return;
+    }
+    let db = testing::PgTestDb::create();
+    Registry::open_postgres(db.url(), RegistryConfig::default()).unwrap();
+    db.client()
+        .batch_execute("UPDATE citizencard_schema SET version = 99")
+        .unwrap();
+    let e = Registry::open_postgres(db.url(), RegistryConfig::default()).unwrap_err();
+    assert!(
+        matches!(e, RegistryError::SchemaTooNew { found: 99, .. }),
+        "{e}"
+    );
+}
+
+#[test]
+fn an_unreachable_server_is_named_as_such() {
+    // Nothing listens on port 1: refused at once.
+    let e = Registry::open_postgres(
+        "postgres://cc:secret@127.0.0.1:1/registry",
+        RegistryConfig::default(),
+    )
+    .unwrap_err();
+    let text = e.to_string();
+    assert!(
+        text.contains("cannot reach the registry's PostgreSQL server 127.0.0.1:1/registry"),
+        "{text}"
+    );
+    assert!(!text.contains("secret"), "{text}");
+}
+
+on_both! {
+fn every_change_names_its_station_and_old_records_still_verify() {
+    let (mut reg, _) = fixture();
+    let mut station = Station::this_process();
+    station.id = "counter-3/desk-1".into();
+    reg.set_station(station);
+    let c = issue(&mut reg, &samples()[3]);
+    reg.record_load(OP, &c, &load(200)).unwrap();
+    let log = reg.audit_log(&AuditFilter { card: Some(c.clone()), ..Default::default() }).unwrap();
+    assert!(!log.is_empty());
+    for e in &log {
+        assert_eq!(e.station.as_deref(), Some("counter-3/desk-1"), "{}", e.action);
+        assert_eq!(e.operator, OP);
+    }
+    assert!(reg.verify().unwrap().is_clean());
+}
+}
+
+on_both! {
+fn an_injected_write_failure_records_nothing() {
+    let (mut reg, _) = fixture();
+    let c = issue(&mut reg, &samples()[4]);
+    let n = audit_count(&reg);
+    reg.fail_write_number(Some(reg.writes() + 1));
+    assert!(matches!(
+        reg.record_load(OP, &c, &load(300)),
+        Err(RegistryError::InjectedFault(_))
+    ));
+    reg.fail_write_number(None);
+    assert_eq!(reg.balance(&c).unwrap(), 0);
+    assert_eq!(audit_count(&reg), n);
+    reg.record_load(OP, &c, &load(300)).unwrap();
+    assert_eq!(reg.balance(&c).unwrap(), 300);
+    assert!(reg.verify().unwrap().is_clean());
+}
 }
