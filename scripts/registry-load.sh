@@ -85,7 +85,8 @@ for backend in $backends; do
         log "PostgreSQL cluster on port $port (data in $PG_DIR)"
         ;;
     esac
-    # The schema is made once, before the stations race to open the registry.
+    # The schema is made once, before the stations race to open a new registry (the bureau's
+    # first station does it).
     "$bin" --registry "$registry" registry list >/dev/null
     log "$backend: $stations stations × $cards cards → $registry"
     PIDS=()
