@@ -295,8 +295,9 @@ fn shop(
 ) -> Shop {
     let mut out = Shop::default();
     let setup = (|| -> anyhow::Result<(Registry, TerminalState, KeySet)> {
-        let reg =
-            open_registry(global).map_err(|f| f.error.unwrap_or_else(|| anyhow!("registry")))?;
+        let reg = global
+            .open_registry()
+            .map_err(|f| f.error.unwrap_or_else(|| anyhow!("registry")))?;
         let state = TerminalState::open(
             &args.dir.join(format!("terminal-{}", args.station)),
             "registry load shop",
@@ -394,27 +395,6 @@ fn shop(
     out
 }
 
-/// The registry the global options name. A `postgres://` address is opened here until the
-/// global `--registry` learns it (pgcore's CLI wiring); then this is `global.open_registry()`.
-fn open_registry(global: &Global) -> Result<Registry, Failure> {
-    use host_lib::registry::{Location, RegistryConfig};
-    match global
-        .registry
-        .as_deref()
-        .and_then(Path::to_str)
-        .map(Location::parse)
-    {
-        Some(Location::Postgres(url)) => {
-            let config = match &global.registry_config {
-                Some(path) => RegistryConfig::load(path).map_err(Failure::usage)?,
-                None => RegistryConfig::default(),
-            };
-            Registry::open_postgres(&url, config).map_err(Failure::card)
-        }
-        _ => global.open_registry(),
-    }
-}
-
 /// Runs `bench registry-station`.
 pub fn station(global: &Global, args: StationArgs) -> Result<(), Failure> {
     if args.cards > 9_999 || args.station > 99 {
@@ -437,7 +417,7 @@ pub fn station(global: &Global, args: StationArgs) -> Result<(), Failure> {
         .with_context(|| format!("creating {}", cards_dir.display()))
         .map_err(Failure::usage)?;
     let progress = station_file(&args.dir, args.station, "progress");
-    let mut reg = open_registry(global)?;
+    let mut reg = global.open_registry()?;
     let operator = format!("{}-{}", global.operator(), args.station);
     let station = Station::this_process();
     let desk = IssueDesk {
@@ -748,7 +728,7 @@ pub fn check(global: &Global, args: CheckArgs) -> Result<(), Failure> {
             args.dir.display()
         )));
     }
-    let reg = open_registry(global)?;
+    let reg = global.open_registry()?;
     let counts = count(&reg, &reports).map_err(Failure::card)?;
     let mut rows: Vec<Figures> = reports
         .iter()

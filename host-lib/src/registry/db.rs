@@ -50,7 +50,7 @@ pub enum DbError {
     Sqlite(#[from] rusqlite::Error),
     /// The PostgreSQL server refused or failed a statement.
     #[error("PostgreSQL: {}", pg_message(.0))]
-    Postgres(#[source] postgres::Error),
+    Postgres(postgres::Error),
     /// The PostgreSQL server cannot be reached (down, network, wrong address), or the
     /// connection to it was lost mid-way.
     #[error(
@@ -116,9 +116,15 @@ impl DbError {
     fn from_pg(e: postgres::Error, server: &str) -> DbError {
         // No server answer at all (closed, I/O): the server is gone, not the statement wrong.
         if e.as_db_error().is_none() {
+            let mut cause = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                cause.push_str(&format!(": {s}"));
+                source = s.source();
+            }
             return DbError::Unreachable {
                 server: server.to_owned(),
-                cause: e.to_string(),
+                cause,
             };
         }
         // Server shutting down / connection failures reported by the server itself.
@@ -834,19 +840,21 @@ impl Db {
         }
         config.application_name("citizencard");
         let server: Arc<str> = pg_server_name(&config).into();
+        // One connection at once, outside the pool: an unreachable server is reported at open
+        // and at once (the pool would retry until its timeout).
+        config
+            .connect(postgres::NoTls)
+            .map_err(|e| DbError::from_pg(e, &server))?;
         let pool = r2d2::Pool::builder()
             .max_size(max_connections.max(1))
             .min_idle(Some(0))
-            .connection_timeout(Duration::from_secs(8))
+            .connection_timeout(Duration::from_secs(5))
             // A connection found broken is dropped by `has_broken`; a round trip per checkout
             // would cost as much as a statement.
             .test_on_check_out(false)
             .connection_customizer(Box::new(SessionSetup))
             .build_unchecked(PostgresConnectionManager::new(config, postgres::NoTls));
-        let db = Db::Postgres { pool, server };
-        // The first connection now: an unreachable server is reported at open, not mid-work.
-        drop(db.conn()?);
-        Ok(db)
+        Ok(Db::Postgres { pool, server })
     }
 
     /// The backend.

@@ -456,6 +456,16 @@ impl Registry {
         self.db.dialect()
     }
 
+    /// Where the registry is, for messages: the SQLite file, `(memory)`, or the PostgreSQL
+    /// server and database (never a password).
+    pub fn describe(&self) -> String {
+        match (&self.db, &self.path) {
+            (Db::Postgres { server, .. }, _) => format!("PostgreSQL {server}"),
+            (Db::Sqlite(_), Some(p)) => p.display().to_string(),
+            (Db::Sqlite(_), None) => "(memory)".into(),
+        }
+    }
+
     /// A connection for a read (SQLite: the registry's own; PostgreSQL: one from the pool).
     /// Refused while a write transaction is open: reads then go through the transaction, which
     /// alone sees its own changes on PostgreSQL.

@@ -1614,3 +1614,91 @@ fn an_injected_write_failure_records_nothing() {
     assert!(reg.verify().unwrap().is_clean());
 }
 }
+
+/// One history: issue, load, purchase, loss report, replacement, cancellation, an operator.
+fn a_day_at_the_counter(reg: &mut Registry, clock: &ManualClock) {
+    let mut station = Station::this_process();
+    station.id = "lucheng-2/desk-1".into();
+    reg.set_station(station);
+    let people = samples();
+    let c1 = issue(reg, &people[0]);
+    let c2 = issue(reg, &people[1]);
+    reg.record_load(OP, &c1, &load(5000)).unwrap();
+    clock.advance(Duration::minutes(5));
+    reg.record_purchase(OP, &c1, &purchase(1, 1250, clock.now()))
+        .unwrap();
+    reg.report_loss(OP, &c1).unwrap();
+    clock.advance(Duration::hours(1));
+    let p = reg
+        .begin_replace(OP, &c1, ReplaceReason::Lost, &ChipInfo::default())
+        .unwrap();
+    reg.complete_issue(OP, &p.card_number, &ChipInfo::default())
+        .unwrap();
+    reg.cancel(OP, &c2, CancelReason::MovedAway).unwrap();
+    reg.add_operator(
+        OP,
+        "wang",
+        "王",
+        operators::Role::Operator,
+        "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA",
+    )
+    .unwrap();
+}
+
+#[test]
+fn the_same_history_gives_the_same_chain_on_both_backends() {
+    if !testing::pg_enabled("the_same_history_gives_the_same_chain_on_both_backends") {
+        return;
+    }
+    let chain_of = |backend: Backend| {
+        BACKEND.with(|b| b.set(backend));
+        let (mut reg, clock) = fixture();
+        a_day_at_the_counter(&mut reg, &clock);
+        let report = reg.verify().unwrap();
+        assert!(report.is_clean(), "{backend:?}: {:#?}", report.findings);
+        let log = reg.audit_log(&AuditFilter::default()).unwrap();
+        let records: Vec<String> = log
+            .iter()
+            .map(|e| {
+                format!(
+                    "{} {} {} {:?} {}",
+                    e.id, e.at, e.action, e.station, e.details
+                )
+            })
+            .collect();
+        (
+            report.head,
+            report.audit_records,
+            report.ledger_total_cents,
+            records,
+        )
+    };
+    let sqlite = chain_of(Backend::Sqlite);
+    let postgres = chain_of(Backend::Postgres);
+    assert!(sqlite.0.is_some());
+    assert_eq!(sqlite, postgres, "the two chains differ");
+}
+
+#[test]
+fn tampering_behind_the_triggers_is_found_on_postgres() {
+    if !testing::pg_enabled("tampering_behind_the_triggers_is_found_on_postgres") {
+        return;
+    }
+    BACKEND.with(|b| b.set(Backend::Postgres));
+    let (mut reg, clock) = fixture();
+    a_day_at_the_counter(&mut reg, &clock);
+    assert!(reg.verify().unwrap().is_clean());
+    // A superuser switches the triggers off for the session and edits money and a status.
+    let mut raw = Raw::of(&reg);
+    raw.exec(
+        "SET session_replication_role = replica; \
+         UPDATE purse_ledger SET amount_cents = 900000 WHERE kind = 'load'; \
+         UPDATE cards SET status = 'active' WHERE status = 'cancelled' AND replaced_by IS NULL",
+    )
+    .unwrap();
+    drop(raw);
+    let report = reg.verify().unwrap();
+    let tables: Vec<&str> = report.findings.iter().map(|f| f.table.as_str()).collect();
+    assert!(tables.contains(&"purse_ledger"), "{:#?}", report.findings);
+    assert!(tables.contains(&"cards"), "{:#?}", report.findings);
+}
