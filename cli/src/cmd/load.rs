@@ -39,7 +39,7 @@ use host_lib::holder::items::CardNumber;
 use host_lib::holder::{citizen_id, Applicant, ApplicantRecord, Validator};
 use host_lib::keys::KeySet;
 use host_lib::profile::Profile;
-use host_lib::registry::{CardFilter, CardStatus, LedgerKind, Registry, Station};
+use host_lib::registry::{CardFilter, CardStatus, LedgerKind, Registry};
 use host_lib::service::issue::{issue_one, IssueDesk};
 use host_lib::service::purse::{BlacklistSource, PurseDesk, PurseOutcome};
 use host_lib::service::state::TerminalState;
@@ -419,7 +419,8 @@ pub fn station(global: &Global, args: StationArgs) -> Result<(), Failure> {
     let progress = station_file(&args.dir, args.station, "progress");
     let mut reg = global.open_registry()?;
     let operator = format!("{}-{}", global.operator(), args.station);
-    let station = Station::this_process();
+    // The station the registry records with every change holds the leases too.
+    let station = reg.station().clone();
     let desk = IssueDesk {
         operator: &operator,
         station: &station,
