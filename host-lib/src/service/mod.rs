@@ -10,7 +10,7 @@
 //! | [`purse`] | load (registry status check, ledger), screen + purchase (blacklist, permanent block, ledger) |
 //! | [`ledger`] | the exactly-once recorder: every proven card transaction, now or settled later, recorded once |
 //! | [`state`] | the terminal's state directory: locked, with its PSAM counter and journal |
-//! | [`issue`] | issuance by a station: reservation with a lease, personalization, completion, void cards |
+//! | [`issue`] | issuance by a station: reservation with a lease, personalization, completion, void cards; where each issuance's time went ([`issue::Timings`]: registry calls vs the card) |
 //! | [`replace`] | replacement, and the carried-over balance loaded onto the new chip exactly once |
 //! | [`cancel`] | cancellation (with the card at hand: its purse blocked for good), loss reports |
 //! | [`apps`] | applications on demand: enable, disable on the card at hand, then recorded |
