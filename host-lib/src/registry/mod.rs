@@ -88,6 +88,7 @@ mod carry;
 pub mod chain;
 pub mod clock;
 pub mod config;
+pub mod copy;
 pub mod db;
 pub mod error;
 pub mod lease;

@@ -1702,3 +1702,60 @@ fn tampering_behind_the_triggers_is_found_on_postgres() {
     assert!(tables.contains(&"purse_ledger"), "{:#?}", report.findings);
     assert!(tables.contains(&"cards"), "{:#?}", report.findings);
 }
+
+#[test]
+fn an_sqlite_registry_is_copied_to_postgres_with_the_same_chain() {
+    if !testing::pg_enabled("an_sqlite_registry_is_copied_to_postgres_with_the_same_chain") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("registry.db");
+    let clock = Arc::new(ManualClock::new(T0));
+    let mut source =
+        Registry::open_with_clock(&path, RegistryConfig::default(), clock.clone()).unwrap();
+    a_day_at_the_counter(&mut source, &clock);
+    let head = source.verify().unwrap().head;
+    let db = testing::PgTestDb::create();
+    let mut steps = Vec::new();
+    let report = copy::copy_to_postgres(&source, db.url(), &mut |p| steps.push(p)).unwrap();
+    assert_eq!(report.head, head);
+    assert!(steps.contains(&copy::CopyProgress::VerifyingSource));
+    assert!(steps.contains(&copy::CopyProgress::VerifyingCopy));
+    let cards = report.rows.iter().find(|(t, _)| t == "cards").unwrap().1;
+    assert_eq!(cards, 3);
+    // The copy verifies as the source does, and the stations go on from where it ended.
+    let mut target =
+        Registry::open_postgres_with_clock(db.url(), RegistryConfig::default(), clock.clone())
+            .unwrap();
+    let r = target.verify().unwrap();
+    assert!(r.is_clean(), "{:#?}", r.findings);
+    assert_eq!(r.head, head);
+    assert_eq!(
+        target.list_cards(&CardFilter::default()).unwrap(),
+        source.list_cards(&CardFilter::default()).unwrap()
+    );
+    let next = issue(&mut target, &samples()[7]);
+    assert_eq!(card_number::verify(&next), Ok(4));
+    target.record_load(OP, &next, &load(100)).unwrap();
+    assert!(target.verify().unwrap().is_clean());
+    // A second copy into the same (no longer empty) database is refused.
+    let e = copy::copy_to_postgres(&source, db.url(), &mut |_| {}).unwrap_err();
+    assert!(e.to_string().contains("already holds registry data"), "{e}");
+    // A source whose chain is broken is refused before anything is written.
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch("DROP TRIGGER fees_no_update; UPDATE fees SET amount_cents = 1;")
+        .unwrap();
+    let empty = testing::PgTestDb::create();
+    let e = copy::copy_to_postgres(&source, empty.url(), &mut |_| {}).unwrap_err();
+    assert!(e.to_string().contains("does not verify clean"), "{e}");
+    let mut c = empty.client();
+    let tables: i64 = c
+        .query_one(
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(tables, 0, "nothing was written to the target");
+}
