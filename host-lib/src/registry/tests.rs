@@ -1759,3 +1759,31 @@ fn an_sqlite_registry_is_copied_to_postgres_with_the_same_chain() {
         .get(0);
     assert_eq!(tables, 0, "nothing was written to the target");
 }
+
+on_both! {
+fn a_leased_issuance_is_recorded_with_the_leasing_station() {
+    let (mut reg, _) = fixture();
+    let mut desk = Station::this_process();
+    desk.id = "wenzhou-centre/desk-9".into();
+    let lease = LeaseRequest {
+        station: &desk,
+        ttl: DEFAULT_LEASE,
+    };
+    let p = reg
+        .begin_issue_leased(OP, &samples()[6], &ChipInfo::default(), &lease)
+        .unwrap();
+    reg.complete_issue_leased(OP, &p.card_number, &ChipInfo::default(), &desk)
+        .unwrap();
+    let log = reg
+        .audit_log(&AuditFilter {
+            card: Some(p.card_number.clone()),
+            ..Default::default()
+        })
+        .unwrap();
+    assert!(log.len() >= 2);
+    for e in log {
+        assert_eq!(e.station.as_deref(), Some("wenzhou-centre/desk-9"), "{}", e.action);
+    }
+    assert!(reg.verify().unwrap().is_clean());
+}
+}
