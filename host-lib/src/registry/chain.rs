@@ -390,7 +390,10 @@ pub(crate) fn install(conn: &mut Connection) -> Result<()> {
 
 /// What every PostgreSQL connection of the registry runs first: its list of the rows touched
 /// since the last audit record (filled by the `cc_audit_touch` triggers, emptied at commit).
+/// It also bounds how long a station waits for the chain head (another station's write) and how
+/// long a transaction left open by a hung station may hold it.
 pub const PG_SESSION_SETUP: &str = "SET client_min_messages = warning; \
+    SET lock_timeout = '30s'; SET idle_in_transaction_session_timeout = '60s'; \
     CREATE TEMP TABLE IF NOT EXISTS cc_audit_touched (tbl TEXT NOT NULL, key TEXT NOT NULL) \
     ON COMMIT DELETE ROWS";
 

@@ -90,6 +90,11 @@ pub type DbResult<T> = std::result::Result<T, DbError>;
 
 fn pg_message(e: &postgres::Error) -> String {
     match e.as_db_error() {
+        Some(db) if *db.code() == postgres::error::SqlState::LOCK_NOT_AVAILABLE => format!(
+            "{}: another station's change has held the registry longer than the lock timeout; \
+             run the command again",
+            db.message()
+        ),
         Some(db) => {
             let mut s = db.message().to_owned();
             if let Some(d) = db.detail() {
@@ -849,9 +854,9 @@ impl Db {
             .max_size(max_connections.max(1))
             .min_idle(Some(0))
             .connection_timeout(Duration::from_secs(5))
-            // A connection found broken is dropped by `has_broken`; a round trip per checkout
-            // would cost as much as a statement.
-            .test_on_check_out(false)
+            // One empty round trip per checkout: a connection a server restart broke is
+            // replaced by a fresh one instead of failing the next statement.
+            .test_on_check_out(true)
             .connection_customizer(Box::new(SessionSetup))
             .build_unchecked(PostgresConnectionManager::new(config, postgres::NoTls));
         Ok(Db::Postgres { pool, server })
