@@ -785,6 +785,51 @@ mod tests {
         assert_eq!(n, 0, "nothing of step 2 remains");
     }
 
+    /// A fresh PostgreSQL database (kept alive by the guard).
+    fn postgres(what: &str) -> Option<(crate::registry::testing::PgTestDb, Db)> {
+        if !crate::registry::testing::pg_enabled(what) {
+            return None;
+        }
+        let guard = crate::registry::testing::PgTestDb::create();
+        let db = Db::connect_postgres(guard.url(), 2).unwrap();
+        Some((guard, db))
+    }
+
+    #[test]
+    fn postgres_gets_the_same_steps_once() {
+        let Some((_guard, db)) = postgres("postgres_gets_the_same_steps_once") else {
+            return;
+        };
+        assert_eq!(version(&db.conn().unwrap()).unwrap(), 0);
+        assert_eq!(
+            migrate(&db).unwrap(),
+            (1..=latest_version()).collect::<Vec<_>>()
+        );
+        assert_eq!(version(&db.conn().unwrap()).unwrap(), latest_version());
+        assert!(migrate(&db).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_failed_postgres_step_leaves_the_previous_version() {
+        let Some((_guard, db)) = postgres("a_failed_postgres_step_leaves_the_previous_version")
+        else {
+            return;
+        };
+        migrate_to(&db, 1).unwrap();
+        let c = db.conn().unwrap();
+        c.execute_batch("CREATE TABLE fees (x BIGINT)").unwrap();
+        let e = migrate(&db).unwrap_err();
+        assert!(
+            matches!(e, RegistryError::Migration { version: 2, .. }),
+            "{e}"
+        );
+        assert_eq!(version(&c).unwrap(), 1);
+        let gone: Option<String> = c
+            .query_row("SELECT to_regclass('purse_ledger')::text", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(gone, None, "nothing of step 2 remains");
+    }
+
     #[test]
     fn newer_database_is_refused() {
         let db = sqlite();

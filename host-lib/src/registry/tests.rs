@@ -1506,8 +1506,12 @@ fn stations_issuing_at_once_on_postgres_never_share_a_card_number() {
                 for i in 0..CARDS {
                     let a = synthetic(s * 100 + i);
                     let c = issue(&mut reg, &a);
-                    // Money moves at the same time as other stations issue.
-                    reg.record_load(OP, &c, &load(100 + i)).unwrap();
+                    // Money moves and cards are reported lost while other stations issue.
+                    reg.record_load(OP, &c, &load(1000 + i)).unwrap();
+                    reg.record_purchase(OP, &c, &purchase(1, 250, T0)).unwrap();
+                    if i % 3 == 0 {
+                        reg.report_loss(OP, &c).unwrap();
+                    }
                     mine.push(c.to_string());
                 }
                 mine
@@ -1534,6 +1538,16 @@ fn stations_issuing_at_once_on_postgres_never_share_a_card_number() {
     assert_eq!(serials, (1..=total as u32).collect::<Vec<_>>());
     let report = reg.verify().unwrap();
     assert!(report.is_clean(), "{:#?}", report.findings);
+    // No ledger row lost: every load and purchase of every station is there.
+    let loads: i64 = (0..STATIONS)
+        .map(|_| (0..CARDS).map(|i| 1000 + i64::from(i)).sum::<i64>())
+        .sum();
+    let purchases = 250 * total as i64;
+    assert_eq!(report.ledger_total_cents, loads - purchases);
+    assert_eq!(
+        report.cards_by_status.get("lost").copied().unwrap_or(0),
+        (STATIONS * CARDS.div_ceil(3)) as usize
+    );
     // Every change is recorded with the station that made it.
     let stations: std::collections::BTreeSet<String> = reg
         .audit_log(&AuditFilter::default())
