@@ -18,6 +18,12 @@
 //! The connection also refuses to commit a change of an audited table that no audit record
 //! follows (`install`): a writer that forgets its audit record fails instead of leaving an
 //! unaudited change.
+//!
+//! On PostgreSQL the same is done by the database for every session (`pg_enforce`, created by
+//! the migrations): row triggers note the touched rows in the session's `cc_audit_touched` and
+//! mark the transaction unaudited, an audit record clears the mark, and a deferred constraint
+//! trigger refuses the commit while it is set. Appends serialize on the row lock of
+//! `audit_head`.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -217,7 +217,7 @@ impl<T: ToVal> ToVal for Option<T> {
     }
 }
 
-/// The parameters of a statement: `[]`, an array of one type, or [`params!`].
+/// The parameters of a statement: `[]`, an array of one type, or `params![…]`.
 pub trait Params {
     /// The values.
     fn vals(self) -> Vec<Val>;

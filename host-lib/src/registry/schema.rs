@@ -1,9 +1,12 @@
-//! The registry's SQLite schema, as an ordered list of migrations.
+//! The registry's schema, as one ordered list of migrations for both backends.
 //!
-//! `PRAGMA user_version` holds the version of the schema a database has. Opening a database
+//! Each step has its SQLite and its PostgreSQL text (the dialects' types and trigger forms; the
+//! same tables, columns, constraints and rules). SQLite keeps the schema version in
+//! `PRAGMA user_version`, PostgreSQL in the table `citizencard_schema`. Opening a database
 //! applies every later migration in order, each in its own transaction together with the new
-//! `user_version`, so a failed step leaves the database at the previous version. A database whose
-//! version is newer than this code knows is refused rather than misread.
+//! version (SQLite: exclusive; PostgreSQL: under an advisory lock), so a failed step leaves the
+//! database at the previous version. A database whose version is newer than this code knows is
+//! refused rather than misread.
 //!
 //! Append-only tables (`audit_log`, `card_status_history`, `fees`, `purse_ledger`,
 //! `card_applications`, `chip_credits`) have triggers
