@@ -1801,3 +1801,27 @@ fn a_leased_issuance_is_recorded_with_the_leasing_station() {
     assert!(reg.verify().unwrap().is_clean());
 }
 }
+
+#[test]
+fn a_location_is_a_file_unless_it_is_a_postgres_address() {
+    assert_eq!(
+        Location::parse("postgres://cc@db.bureau:5432/registry"),
+        Location::Postgres("postgres://cc@db.bureau:5432/registry".into())
+    );
+    assert_eq!(
+        Location::parse("postgresql://cc@db/registry"),
+        Location::Postgres("postgresql://cc@db/registry".into())
+    );
+    assert_eq!(
+        Location::parse("/var/lib/citizencard/registry.db"),
+        Location::Sqlite("/var/lib/citizencard/registry.db".into())
+    );
+    assert_eq!(
+        Location::parse("postgres.db"),
+        Location::Sqlite("postgres.db".into())
+    );
+    assert_eq!(
+        Location::parse("postgres://cc:secret@db/registry").to_string(),
+        "postgres://cc:***@db/registry"
+    );
+}
