@@ -1825,3 +1825,39 @@ fn a_location_is_a_file_unless_it_is_a_postgres_address() {
         "postgres://cc:***@db/registry"
     );
 }
+
+#[test]
+fn stations_racing_for_one_applicant_on_postgres_get_one_card_and_clear_refusals() {
+    if !testing::pg_enabled("stations_racing_for_one_applicant_on_postgres") {
+        return;
+    }
+    let db = testing::PgTestDb::create();
+    Registry::open_postgres(db.url(), RegistryConfig::default()).unwrap();
+    let barrier = Arc::new(std::sync::Barrier::new(8));
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            let url = db.url().to_owned();
+            let barrier = barrier.clone();
+            std::thread::spawn(move || {
+                let mut reg = Registry::open_postgres(&url, RegistryConfig::default()).unwrap();
+                barrier.wait();
+                reg.begin_issue(OP, &samples()[9], &ChipInfo::default())
+                    .map(|p| p.card_number)
+            })
+        })
+        .collect();
+    let results: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    let won: Vec<_> = results.iter().filter(|r| r.is_ok()).collect();
+    assert_eq!(won.len(), 1, "{results:?}");
+    // The others are told what the registry says (checked under the chain-head lock), not a
+    // constraint violation.
+    for r in results.iter().filter(|r| r.is_err()) {
+        assert!(
+            matches!(r, Err(RegistryError::UnfinishedIssue { .. })),
+            "{r:?}"
+        );
+    }
+    let reg = Registry::open_postgres(db.url(), RegistryConfig::default()).unwrap();
+    assert_eq!(reg.list_cards(&CardFilter::default()).unwrap().len(), 1);
+    assert!(reg.verify().unwrap().is_clean());
+}
