@@ -101,3 +101,61 @@ fn a_postgres_registry_is_selected_by_flag_and_by_environment() {
     );
     assert!(reg.verify().unwrap().is_clean());
 }
+
+#[test]
+fn registry_migrate_copies_a_file_to_postgres_with_the_same_head() {
+    if !pg_enabled("registry_migrate_copies_a_file_to_postgres_with_the_same_head") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("registry.db");
+    {
+        let mut reg = Registry::open(&file, RegistryConfig::default()).unwrap();
+        let csv = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../test-vectors/applicants/sample.csv");
+        for row in load_csv(&csv, &Validator::new(time::macros::date!(2026 - 01 - 10)))
+            .unwrap()
+            .into_iter()
+            .take(5)
+        {
+            let a = row.result.unwrap();
+            let p = reg
+                .begin_issue("clerk-7", &a, &ChipInfo::default())
+                .unwrap();
+            reg.complete_issue("clerk-7", &p.card_number, &ChipInfo::default())
+                .unwrap();
+        }
+    }
+    let file = file.to_str().unwrap();
+    let verify = citizencard(Some(file), None, &["registry", "verify"]);
+    let head = text(&verify.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("head: ").map(str::to_owned))
+        .unwrap();
+    let db = PgTestDb::create();
+    let out = citizencard(Some(file), None, &["registry", "migrate", "--to", db.url()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains(&format!("head: {head}")), "{stdout}");
+    assert!(stdout.contains("verified before and after"), "{stdout}");
+    // The stations now verify the PostgreSQL registry against the head noted before.
+    let out = citizencard(
+        Some(db.url()),
+        None,
+        &["registry", "verify", "--expect-head", &head],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("5 active"),
+        "{}",
+        text(&out.stdout)
+    );
+    // Not twice into the same database.
+    let out = citizencard(Some(file), None, &["registry", "migrate", "--to", db.url()]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        text(&out.stderr).contains("already holds registry data"),
+        "{}",
+        text(&out.stderr)
+    );
+}

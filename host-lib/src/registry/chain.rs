@@ -18,6 +18,12 @@
 //! The connection also refuses to commit a change of an audited table that no audit record
 //! follows (`install`): a writer that forgets its audit record fails instead of leaving an
 //! unaudited change.
+//!
+//! On PostgreSQL the same is done by the database for every session (`pg_enforce`, created by
+//! the migrations): row triggers note the touched rows in the session's `cc_audit_touched` and
+//! mark the transaction unaudited, an audit record clears the mark, and a deferred constraint
+//! trigger refuses the commit while it is set. Appends serialize on the row lock of
+//! `audit_head`.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -390,7 +396,10 @@ pub(crate) fn install(conn: &mut Connection) -> Result<()> {
 
 /// What every PostgreSQL connection of the registry runs first: its list of the rows touched
 /// since the last audit record (filled by the `cc_audit_touch` triggers, emptied at commit).
+/// It also bounds how long a station waits for the chain head (another station's write) and how
+/// long a transaction left open by a hung station may hold it.
 pub const PG_SESSION_SETUP: &str = "SET client_min_messages = warning; \
+    SET lock_timeout = '30s'; SET idle_in_transaction_session_timeout = '60s'; \
     CREATE TEMP TABLE IF NOT EXISTS cc_audit_touched (tbl TEXT NOT NULL, key TEXT NOT NULL) \
     ON COMMIT DELETE ROWS";
 

@@ -12,9 +12,10 @@
 //! [`super::Registry`] and [`super::RegistryError`].
 
 use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::fmt;
 use std::rc::Rc;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use postgres::types::{ToSql, Type};
@@ -90,6 +91,11 @@ pub type DbResult<T> = std::result::Result<T, DbError>;
 
 fn pg_message(e: &postgres::Error) -> String {
     match e.as_db_error() {
+        Some(db) if *db.code() == postgres::error::SqlState::LOCK_NOT_AVAILABLE => format!(
+            "{}: another station's change has held the registry longer than the lock timeout; \
+             run the command again",
+            db.message()
+        ),
         Some(db) => {
             let mut s = db.message().to_owned();
             if let Some(d) = db.detail() {
@@ -212,7 +218,7 @@ impl<T: ToVal> ToVal for Option<T> {
     }
 }
 
-/// The parameters of a statement: `[]`, an array of one type, or [`params!`].
+/// The parameters of a statement: `[]`, an array of one type, or `params![…]`.
 pub trait Params {
     /// The values.
     fn vals(self) -> Vec<Val>;
@@ -531,10 +537,11 @@ impl<'a> Conn<'a> {
             Conn::Postgres { client, server } => {
                 let mut client = client.borrow_mut();
                 let pg = |e| DbError::from_pg(e, server);
-                let st = client.prepare(&pg_sql(sql)).map_err(pg)?;
-                let args = pg_args(&st, &vals)?;
-                let refs: Vec<&(dyn ToSql + Sync)> = args.iter().map(|b| b.as_ref()).collect();
-                let n = client.execute(&st, &refs).map_err(pg)?;
+                let sql = pg_sql(sql);
+                let args = pg_typed_args(&mut client, &sql, &vals, server)?;
+                let refs: Vec<(&(dyn ToSql + Sync), Type)> =
+                    args.iter().map(|(b, t)| (b.as_ref(), t.clone())).collect();
+                let n = client.execute_typed(&sql, &refs).map_err(pg)?;
                 Ok(usize::try_from(n).unwrap_or(usize::MAX))
             }
         }
@@ -584,14 +591,19 @@ impl<'a> Conn<'a> {
             Conn::Postgres { client, server } => {
                 let mut client = client.borrow_mut();
                 let pg = |e| DbError::from_pg(e, server);
-                let st = client.prepare(&pg_sql(sql)).map_err(pg)?;
-                let names: Rc<[String]> =
-                    st.columns().iter().map(|c| c.name().to_owned()).collect();
-                let args = pg_args(&st, &vals)?;
-                let refs: Vec<&(dyn ToSql + Sync)> = args.iter().map(|b| b.as_ref()).collect();
-                let rows = client.query(&st, &refs).map_err(pg)?;
+                let sql = pg_sql(sql);
+                let args = pg_typed_args(&mut client, &sql, &vals, server)?;
+                let refs: Vec<(&(dyn ToSql + Sync), Type)> =
+                    args.iter().map(|(b, t)| (b.as_ref(), t.clone())).collect();
+                let rows = client.query_typed(&sql, &refs).map_err(pg)?;
                 let mut out = Vec::with_capacity(rows.len());
+                let mut names: Option<Rc<[String]>> = None;
                 for r in &rows {
+                    let names = names
+                        .get_or_insert_with(|| {
+                            r.columns().iter().map(|c| c.name().to_owned()).collect()
+                        })
+                        .clone();
                     out.push(f(&pg_row(r, &names)?)?);
                 }
                 Ok(out)
@@ -641,21 +653,54 @@ impl Stmt<'_, '_> {
     }
 }
 
-fn pg_args(st: &postgres::Statement, vals: &[Val]) -> DbResult<Vec<Box<dyn ToSql + Sync>>> {
-    if st.params().len() != vals.len() {
+/// The parameter types the server infers for each statement text, learnt once per process (a
+/// `prepare` the first time): later runs of the statement then take one round trip
+/// (`query_typed`: parse, bind and execute together) instead of three.
+fn param_types_cache() -> &'static Mutex<HashMap<String, Vec<Type>>> {
+    static CACHE: OnceLock<Mutex<HashMap<String, Vec<Type>>>> = OnceLock::new();
+    CACHE.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+/// The values of a statement, each as the type the server wants for its parameter.
+fn pg_typed_args(
+    client: &mut postgres::Client,
+    sql: &str,
+    vals: &[Val],
+    server: &str,
+) -> DbResult<Vec<(Box<dyn ToSql + Sync>, Type)>> {
+    let cached = param_types_cache()
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(sql)
+        .cloned();
+    let types = match cached {
+        Some(t) => t,
+        None => {
+            let st = client
+                .prepare(sql)
+                .map_err(|e| DbError::from_pg(e, server))?;
+            let t = st.params().to_vec();
+            param_types_cache()
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(sql.to_owned(), t.clone());
+            t
+        }
+    };
+    if types.len() != vals.len() {
         return Err(DbError::Column {
             column: "(parameters)".into(),
             message: format!(
                 "the statement takes {} parameters, {} given",
-                st.params().len(),
+                types.len(),
                 vals.len()
             ),
         });
     }
-    st.params()
-        .iter()
+    types
+        .into_iter()
         .zip(vals)
-        .map(|(ty, v)| pg_param(v, ty))
+        .map(|(ty, v)| Ok((pg_param(v, &ty)?, ty)))
         .collect()
 }
 
@@ -849,9 +894,9 @@ impl Db {
             .max_size(max_connections.max(1))
             .min_idle(Some(0))
             .connection_timeout(Duration::from_secs(5))
-            // A connection found broken is dropped by `has_broken`; a round trip per checkout
-            // would cost as much as a statement.
-            .test_on_check_out(false)
+            // One empty round trip per checkout: a connection a server restart broke is
+            // replaced by a fresh one instead of failing the next statement.
+            .test_on_check_out(true)
             .connection_customizer(Box::new(SessionSetup))
             .build_unchecked(PostgresConnectionManager::new(config, postgres::NoTls));
         Ok(Db::Postgres { pool, server })

@@ -177,6 +177,9 @@ pub enum RegistryError {
     /// An application name that is empty.
     #[error("an application needs a name")]
     ApplicationName,
+    /// A copy of the registry into another database was refused or did not verify.
+    #[error("registry copy refused: {0}")]
+    CopyRefused(String),
     /// Stored data that no longer validates (edited by hand?).
     #[error("the registry holds invalid data: {0}")]
     Corrupt(String),

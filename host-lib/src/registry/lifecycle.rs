@@ -640,7 +640,11 @@ impl Registry {
                 id_number: id_number.clone(),
                 error,
             })?;
-        let (tx, at) = self.begin()?;
+        let (mut tx, at) = self.begin()?;
+        // The station that holds the lease is the one making the change.
+        if let Some(l) = lease {
+            tx.set_station(&l.station.id);
+        }
         let existing: Option<i64> = tx
             .query_row(
                 "SELECT id FROM people WHERE id_number = ?1",
@@ -735,7 +739,11 @@ impl Registry {
         lease: Option<&LeaseRequest<'_>>,
     ) -> Result<PendingCard> {
         let op = check_operator(operator)?.to_owned();
-        let (tx, at) = self.begin()?;
+        let (mut tx, at) = self.begin()?;
+        // The station that holds the lease is the one making the change.
+        if let Some(l) = lease {
+            tx.set_station(&l.station.id);
+        }
         let row = load_card(&tx, old)?;
         let refuse = |hint: &str| RegistryError::Transition {
             card_number: old.to_string(),
@@ -876,7 +884,11 @@ impl Registry {
         lease: Option<&LeaseRequest<'_>>,
     ) -> Result<PendingCard> {
         let op = check_operator(operator)?.to_owned();
-        let (tx, at) = self.begin()?;
+        let (mut tx, at) = self.begin()?;
+        // The station that holds the lease is the one making the change.
+        if let Some(l) = lease {
+            tx.set_station(&l.station.id);
+        }
         let row = load_card(&tx, card)?;
         if row.status != CardStatus::Personalizing {
             return Err(RegistryError::Transition {
@@ -959,7 +971,10 @@ impl Registry {
         station: Option<&Station>,
     ) -> Result<IssuedCard> {
         let op = check_operator(operator)?.to_owned();
-        let (tx, at) = self.begin()?;
+        let (mut tx, at) = self.begin()?;
+        if let Some(s) = station {
+            tx.set_station(&s.id);
+        }
         let row = load_card(&tx, card)?;
         if let Some(st) = station {
             if row.status != CardStatus::Personalizing {

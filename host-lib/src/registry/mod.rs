@@ -1,11 +1,14 @@
 //! # The issuance registry
 //!
-//! A SQLite database (bundled SQLite, one file) of the people who applied, the cards issued to
-//! them and everything that happened to those cards: status history, fees, the purse ledger, the
-//! blacklist for terminals and an append-only audit log, chained by hashes. Its operations
-//! follow the card life cycle of the Wenzhou citizen-card regulation; each one runs in a single
-//! SQLite transaction together with its audit record, so a change is never made without its
-//! audit line, nor audited without being made.
+//! A database of the people who applied, the cards issued to them and everything that happened
+//! to those cards: status history, fees, the purse ledger, the blacklist for terminals and an
+//! append-only audit log, chained by hashes. It lives in one SQLite file (bundled SQLite, the
+//! zero-install default: [`Registry::open`]) or in a PostgreSQL database shared by several
+//! stations ([`Registry::open_postgres`]; [`Location`] tells the two apart); the same code, SQL
+//! and migrations serve both through [`db`]. Its operations follow the card life cycle of the
+//! Wenzhou citizen-card regulation; each one runs in a single transaction together with its
+//! audit record, so a change is never made without its audit line, nor audited without being
+//! made. Every audit record names the operator and the station ([`Station`]) that made it.
 //!
 //! ## Life cycle
 //!
@@ -88,6 +91,7 @@ mod carry;
 pub mod chain;
 pub mod clock;
 pub mod config;
+pub mod copy;
 pub mod db;
 pub mod error;
 pub mod lease;

@@ -1,9 +1,12 @@
-//! The registry's SQLite schema, as an ordered list of migrations.
+//! The registry's schema, as one ordered list of migrations for both backends.
 //!
-//! `PRAGMA user_version` holds the version of the schema a database has. Opening a database
+//! Each step has its SQLite and its PostgreSQL text (the dialects' types and trigger forms; the
+//! same tables, columns, constraints and rules). SQLite keeps the schema version in
+//! `PRAGMA user_version`, PostgreSQL in the table `citizencard_schema`. Opening a database
 //! applies every later migration in order, each in its own transaction together with the new
-//! `user_version`, so a failed step leaves the database at the previous version. A database whose
-//! version is newer than this code knows is refused rather than misread.
+//! version (SQLite: exclusive; PostgreSQL: under an advisory lock), so a failed step leaves the
+//! database at the previous version. A database whose version is newer than this code knows is
+//! refused rather than misread.
 //!
 //! Append-only tables (`audit_log`, `card_status_history`, `fees`, `purse_ledger`,
 //! `card_applications`, `chip_credits`) have triggers
@@ -783,6 +786,51 @@ mod tests {
             )
             .unwrap();
         assert_eq!(n, 0, "nothing of step 2 remains");
+    }
+
+    /// A fresh PostgreSQL database (kept alive by the guard).
+    fn postgres(what: &str) -> Option<(crate::registry::testing::PgTestDb, Db)> {
+        if !crate::registry::testing::pg_enabled(what) {
+            return None;
+        }
+        let guard = crate::registry::testing::PgTestDb::create();
+        let db = Db::connect_postgres(guard.url(), 2).unwrap();
+        Some((guard, db))
+    }
+
+    #[test]
+    fn postgres_gets_the_same_steps_once() {
+        let Some((_guard, db)) = postgres("postgres_gets_the_same_steps_once") else {
+            return;
+        };
+        assert_eq!(version(&db.conn().unwrap()).unwrap(), 0);
+        assert_eq!(
+            migrate(&db).unwrap(),
+            (1..=latest_version()).collect::<Vec<_>>()
+        );
+        assert_eq!(version(&db.conn().unwrap()).unwrap(), latest_version());
+        assert!(migrate(&db).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_failed_postgres_step_leaves_the_previous_version() {
+        let Some((_guard, db)) = postgres("a_failed_postgres_step_leaves_the_previous_version")
+        else {
+            return;
+        };
+        migrate_to(&db, 1).unwrap();
+        let c = db.conn().unwrap();
+        c.execute_batch("CREATE TABLE fees (x BIGINT)").unwrap();
+        let e = migrate(&db).unwrap_err();
+        assert!(
+            matches!(e, RegistryError::Migration { version: 2, .. }),
+            "{e}"
+        );
+        assert_eq!(version(&c).unwrap(), 1);
+        let gone: Option<String> = c
+            .query_row("SELECT to_regclass('purse_ledger')::text", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(gone, None, "nothing of step 2 remains");
     }
 
     #[test]

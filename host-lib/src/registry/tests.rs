@@ -1506,8 +1506,12 @@ fn stations_issuing_at_once_on_postgres_never_share_a_card_number() {
                 for i in 0..CARDS {
                     let a = synthetic(s * 100 + i);
                     let c = issue(&mut reg, &a);
-                    // Money moves at the same time as other stations issue.
-                    reg.record_load(OP, &c, &load(100 + i)).unwrap();
+                    // Money moves and cards are reported lost while other stations issue.
+                    reg.record_load(OP, &c, &load(1000 + i)).unwrap();
+                    reg.record_purchase(OP, &c, &purchase(1, 250, T0)).unwrap();
+                    if i % 3 == 0 {
+                        reg.report_loss(OP, &c).unwrap();
+                    }
                     mine.push(c.to_string());
                 }
                 mine
@@ -1534,6 +1538,16 @@ fn stations_issuing_at_once_on_postgres_never_share_a_card_number() {
     assert_eq!(serials, (1..=total as u32).collect::<Vec<_>>());
     let report = reg.verify().unwrap();
     assert!(report.is_clean(), "{:#?}", report.findings);
+    // No ledger row lost: every load and purchase of every station is there.
+    let loads: i64 = (0..STATIONS)
+        .map(|_| (0..CARDS).map(|i| 1000 + i64::from(i)).sum::<i64>())
+        .sum();
+    let purchases = 250 * total as i64;
+    assert_eq!(report.ledger_total_cents, loads - purchases);
+    assert_eq!(
+        report.cards_by_status.get("lost").copied().unwrap_or(0),
+        (STATIONS * CARDS.div_ceil(3)) as usize
+    );
     // Every change is recorded with the station that made it.
     let stations: std::collections::BTreeSet<String> = reg
         .audit_log(&AuditFilter::default())
@@ -1701,4 +1715,149 @@ fn tampering_behind_the_triggers_is_found_on_postgres() {
     let tables: Vec<&str> = report.findings.iter().map(|f| f.table.as_str()).collect();
     assert!(tables.contains(&"purse_ledger"), "{:#?}", report.findings);
     assert!(tables.contains(&"cards"), "{:#?}", report.findings);
+}
+
+#[test]
+fn an_sqlite_registry_is_copied_to_postgres_with_the_same_chain() {
+    if !testing::pg_enabled("an_sqlite_registry_is_copied_to_postgres_with_the_same_chain") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("registry.db");
+    let clock = Arc::new(ManualClock::new(T0));
+    let mut source =
+        Registry::open_with_clock(&path, RegistryConfig::default(), clock.clone()).unwrap();
+    a_day_at_the_counter(&mut source, &clock);
+    let head = source.verify().unwrap().head;
+    let db = testing::PgTestDb::create();
+    let mut steps = Vec::new();
+    let report = copy::copy_to_postgres(&source, db.url(), &mut |p| steps.push(p)).unwrap();
+    assert_eq!(report.head, head);
+    assert!(steps.contains(&copy::CopyProgress::VerifyingSource));
+    assert!(steps.contains(&copy::CopyProgress::VerifyingCopy));
+    let cards = report.rows.iter().find(|(t, _)| t == "cards").unwrap().1;
+    assert_eq!(cards, 3);
+    // The copy verifies as the source does, and the stations go on from where it ended.
+    let mut target =
+        Registry::open_postgres_with_clock(db.url(), RegistryConfig::default(), clock.clone())
+            .unwrap();
+    let r = target.verify().unwrap();
+    assert!(r.is_clean(), "{:#?}", r.findings);
+    assert_eq!(r.head, head);
+    assert_eq!(
+        target.list_cards(&CardFilter::default()).unwrap(),
+        source.list_cards(&CardFilter::default()).unwrap()
+    );
+    let next = issue(&mut target, &samples()[7]);
+    assert_eq!(card_number::verify(&next), Ok(4));
+    target.record_load(OP, &next, &load(100)).unwrap();
+    assert!(target.verify().unwrap().is_clean());
+    // A second copy into the same (no longer empty) database is refused.
+    let e = copy::copy_to_postgres(&source, db.url(), &mut |_| {}).unwrap_err();
+    assert!(e.to_string().contains("already holds registry data"), "{e}");
+    // A source whose chain is broken is refused before anything is written.
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch("DROP TRIGGER fees_no_update; UPDATE fees SET amount_cents = 1;")
+        .unwrap();
+    let empty = testing::PgTestDb::create();
+    let e = copy::copy_to_postgres(&source, empty.url(), &mut |_| {}).unwrap_err();
+    assert!(e.to_string().contains("does not verify clean"), "{e}");
+    let mut c = empty.client();
+    let tables: i64 = c
+        .query_one(
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(tables, 0, "nothing was written to the target");
+}
+
+on_both! {
+fn a_leased_issuance_is_recorded_with_the_leasing_station() {
+    let (mut reg, _) = fixture();
+    let mut desk = Station::this_process();
+    desk.id = "wenzhou-centre/desk-9".into();
+    let lease = LeaseRequest {
+        station: &desk,
+        ttl: DEFAULT_LEASE,
+    };
+    let p = reg
+        .begin_issue_leased(OP, &samples()[6], &ChipInfo::default(), &lease)
+        .unwrap();
+    reg.complete_issue_leased(OP, &p.card_number, &ChipInfo::default(), &desk)
+        .unwrap();
+    let log = reg
+        .audit_log(&AuditFilter {
+            card: Some(p.card_number.clone()),
+            ..Default::default()
+        })
+        .unwrap();
+    assert!(log.len() >= 2);
+    for e in log {
+        assert_eq!(e.station.as_deref(), Some("wenzhou-centre/desk-9"), "{}", e.action);
+    }
+    assert!(reg.verify().unwrap().is_clean());
+}
+}
+
+#[test]
+fn a_location_is_a_file_unless_it_is_a_postgres_address() {
+    assert_eq!(
+        Location::parse("postgres://cc@db.bureau:5432/registry"),
+        Location::Postgres("postgres://cc@db.bureau:5432/registry".into())
+    );
+    assert_eq!(
+        Location::parse("postgresql://cc@db/registry"),
+        Location::Postgres("postgresql://cc@db/registry".into())
+    );
+    assert_eq!(
+        Location::parse("/var/lib/citizencard/registry.db"),
+        Location::Sqlite("/var/lib/citizencard/registry.db".into())
+    );
+    assert_eq!(
+        Location::parse("postgres.db"),
+        Location::Sqlite("postgres.db".into())
+    );
+    assert_eq!(
+        Location::parse("postgres://cc:secret@db/registry").to_string(),
+        "postgres://cc:***@db/registry"
+    );
+}
+
+#[test]
+fn stations_racing_for_one_applicant_on_postgres_get_one_card_and_clear_refusals() {
+    if !testing::pg_enabled("stations_racing_for_one_applicant_on_postgres") {
+        return;
+    }
+    let db = testing::PgTestDb::create();
+    Registry::open_postgres(db.url(), RegistryConfig::default()).unwrap();
+    let barrier = Arc::new(std::sync::Barrier::new(8));
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            let url = db.url().to_owned();
+            let barrier = barrier.clone();
+            std::thread::spawn(move || {
+                let mut reg = Registry::open_postgres(&url, RegistryConfig::default()).unwrap();
+                barrier.wait();
+                reg.begin_issue(OP, &samples()[9], &ChipInfo::default())
+                    .map(|p| p.card_number)
+            })
+        })
+        .collect();
+    let results: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    let won: Vec<_> = results.iter().filter(|r| r.is_ok()).collect();
+    assert_eq!(won.len(), 1, "{results:?}");
+    // The others are told what the registry says (checked under the chain-head lock), not a
+    // constraint violation.
+    for r in results.iter().filter(|r| r.is_err()) {
+        assert!(
+            matches!(r, Err(RegistryError::UnfinishedIssue { .. })),
+            "{r:?}"
+        );
+    }
+    let reg = Registry::open_postgres(db.url(), RegistryConfig::default()).unwrap();
+    assert_eq!(reg.list_cards(&CardFilter::default()).unwrap().len(), 1);
+    assert!(reg.verify().unwrap().is_clean());
 }

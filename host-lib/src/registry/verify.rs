@@ -273,7 +273,16 @@ impl Registry {
         // One read transaction: the chain and the tables from the same snapshot, while other
         // processes go on writing (WAL).
         let tx = Tx::begin(self.conn()?, Begin::Read, None)?;
-        let conn: &super::db::Conn<'_> = &tx;
+        self.verify_on(&tx, known)
+    }
+
+    /// [`verify_from`](Self::verify_from) on a given connection (inside a transaction: what it
+    /// sees, uncommitted changes included).
+    pub(crate) fn verify_on(
+        &self,
+        conn: &super::db::Conn<'_>,
+        known: Option<&ChainHead>,
+    ) -> Result<VerifyReport> {
         let records = chain::read_chain(conn)?;
         let Replay {
             images,
