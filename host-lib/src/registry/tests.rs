@@ -1861,3 +1861,34 @@ fn stations_racing_for_one_applicant_on_postgres_get_one_card_and_clear_refusals
     assert_eq!(reg.list_cards(&CardFilter::default()).unwrap().len(), 1);
     assert!(reg.verify().unwrap().is_clean());
 }
+
+#[test]
+fn handles_opened_per_request_share_one_pool_on_postgres() {
+    if !testing::pg_enabled("handles_opened_per_request_share_one_pool_on_postgres") {
+        return;
+    }
+    let db = testing::PgTestDb::create();
+    let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(T0));
+    let card = {
+        let mut first =
+            Registry::open_postgres_shared(db.url(), RegistryConfig::default(), clock.clone())
+                .unwrap();
+        issue(&mut first, &samples()[11])
+    };
+    for _ in 0..20 {
+        let reg =
+            Registry::open_postgres_shared(db.url(), RegistryConfig::default(), clock.clone())
+                .unwrap();
+        assert_eq!(reg.status(&card).unwrap(), CardStatus::Active);
+    }
+    let (Db::Postgres { pool: a, .. }, Db::Postgres { pool: b, .. }) = (
+        Db::connect_postgres_shared(db.url()).unwrap(),
+        Db::connect_postgres_shared(db.url()).unwrap(),
+    ) else {
+        panic!("PostgreSQL pools");
+    };
+    // The pool the handles above used, with its connections (a new pool would have none).
+    let used = a.state().connections;
+    assert!((1..=8).contains(&used), "{used}");
+    assert_eq!(b.state().connections, used);
+}
