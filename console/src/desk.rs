@@ -120,8 +120,16 @@ impl Desk {
     pub fn open(&self) -> anyhow::Result<Registry> {
         let location = self.location();
         let clock = std::sync::Arc::new(host_lib::registry::SystemClock);
-        let mut reg = Registry::open_location(&location, self.config.clone(), clock)
-            .with_context(|| format!("registry {location}"))?;
+        let opened = match &location {
+            // One pool for all the console's requests.
+            host_lib::registry::Location::Postgres(url) => {
+                Registry::open_postgres_shared(url, self.config.clone(), clock)
+            }
+            host_lib::registry::Location::Sqlite(_) => {
+                Registry::open_location(&location, self.config.clone(), clock)
+            }
+        };
+        let mut reg = opened.with_context(|| format!("registry {location}"))?;
         reg.set_station(self.station.clone());
         Ok(reg)
     }

@@ -902,6 +902,31 @@ impl Db {
         Ok(Db::Postgres { pool, server })
     }
 
+    /// Like [`connect_postgres`](Self::connect_postgres), with the pool of this address shared
+    /// by every handle of the process that asks for it (a console opens a registry handle per
+    /// request; they then share up to eight connections instead of connecting each time).
+    pub fn connect_postgres_shared(url: &str) -> DbResult<Db> {
+        type Shared = HashMap<String, (r2d2::Pool<PgManager>, Arc<str>)>;
+        static POOLS: OnceLock<Mutex<Shared>> = OnceLock::new();
+        let pools = POOLS.get_or_init(|| Mutex::new(HashMap::new()));
+        let found = pools
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(url)
+            .cloned();
+        if let Some((pool, server)) = found {
+            return Ok(Db::Postgres { pool, server });
+        }
+        let db = Db::connect_postgres(url, 8)?;
+        if let Db::Postgres { pool, server } = &db {
+            pools
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(url.to_owned(), (pool.clone(), server.clone()));
+        }
+        Ok(db)
+    }
+
     /// The backend.
     pub fn dialect(&self) -> Dialect {
         match self {

@@ -406,6 +406,20 @@ impl Registry {
         Ok(Registry::new(db, config, clock, None))
     }
 
+    /// Like [`open_postgres_with_clock`](Self::open_postgres_with_clock) on a pool shared by
+    /// every handle this process opens on the same address (a server that opens a handle per
+    /// request: the console). The schema is still checked at each open (one query).
+    pub fn open_postgres_shared(
+        url: &str,
+        config: RegistryConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Registry> {
+        check_config(&config)?;
+        let db = Db::connect_postgres_shared(url)?;
+        schema::migrate(&db)?;
+        Ok(Registry::new(db, config, clock, None))
+    }
+
     /// Opens the registry a [`Location`] names (a file: SQLite; a `postgres://` address:
     /// PostgreSQL).
     pub fn open_location(

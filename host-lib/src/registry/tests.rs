@@ -1861,3 +1861,82 @@ fn stations_racing_for_one_applicant_on_postgres_get_one_card_and_clear_refusals
     assert_eq!(reg.list_cards(&CardFilter::default()).unwrap().len(), 1);
     assert!(reg.verify().unwrap().is_clean());
 }
+
+#[test]
+fn handles_opened_per_request_share_one_pool_on_postgres() {
+    if !testing::pg_enabled("handles_opened_per_request_share_one_pool_on_postgres") {
+        return;
+    }
+    let db = testing::PgTestDb::create();
+    let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(T0));
+    let card = {
+        let mut first =
+            Registry::open_postgres_shared(db.url(), RegistryConfig::default(), clock.clone())
+                .unwrap();
+        issue(&mut first, &samples()[11])
+    };
+    for _ in 0..20 {
+        let reg =
+            Registry::open_postgres_shared(db.url(), RegistryConfig::default(), clock.clone())
+                .unwrap();
+        assert_eq!(reg.status(&card).unwrap(), CardStatus::Active);
+    }
+    let (Db::Postgres { pool: a, .. }, Db::Postgres { pool: b, .. }) = (
+        Db::connect_postgres_shared(db.url()).unwrap(),
+        Db::connect_postgres_shared(db.url()).unwrap(),
+    ) else {
+        panic!("PostgreSQL pools");
+    };
+    // The pool the handles above used, with its connections (a new pool would have none).
+    let used = a.state().connections;
+    assert!((1..=8).contains(&used), "{used}");
+    assert_eq!(b.state().connections, used);
+}
+
+#[test]
+fn records_from_before_stations_keep_their_hash_and_a_removed_station_is_caught() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v6.db");
+    {
+        // A version-6 registry with one record, hashed as version 6 hashed it (no station).
+        let db = db::Db::Sqlite(rusqlite::Connection::open(&path).unwrap());
+        schema::migrate_to(&db, chain::STATION_VERSION - 1).unwrap();
+        let tx = db::Tx::begin(db.conn().unwrap(), db::Begin::Write, None).unwrap();
+        chain::append(
+            &tx,
+            "2026-01-09T08:00:00Z",
+            "op-old",
+            "registry.note",
+            None,
+            None,
+            "{}",
+            vec![],
+            None,
+        )
+        .unwrap();
+        tx.commit().unwrap();
+    }
+    let clock = Arc::new(ManualClock::new(T0));
+    let mut reg = Registry::open_with_clock(&path, RegistryConfig::default(), clock).unwrap();
+    assert_eq!(reg.schema_version().unwrap(), chain::STATION_VERSION);
+    let c = issue(&mut reg, &samples()[12]);
+    let log = reg.audit_log(&AuditFilter::default()).unwrap();
+    assert_eq!(log[0].station, None);
+    assert!(log[1..].iter().all(|e| e.station.is_some()));
+    let r = reg.verify().unwrap();
+    assert!(r.is_clean(), "{:#?}", r.findings);
+    // A station taken off a newer record no longer matches its hash.
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch(&format!(
+            "DROP TRIGGER audit_no_update; UPDATE audit_log SET station = NULL \
+             WHERE card_number = '{c}'"
+        ))
+        .unwrap();
+    let r = reg.verify().unwrap();
+    assert!(
+        r.findings.iter().any(|f| f.kind == FindingKind::RecordHash),
+        "{:#?}",
+        r.findings
+    );
+}
