@@ -201,6 +201,11 @@ fn a_registry_server_stopped_mid_batch_is_reported_and_the_same_command_finishes
     );
     assert_eq!(out.status.code(), Some(1), "{}", all());
     let issued_first = lines_with(&lines, "issued").len();
+    // Each issued card's line says where its time went.
+    for v in lines_with(&lines, "issued") {
+        assert!(v["timings"]["registry_ms"].as_f64().unwrap() > 0.0, "{v}");
+        assert!(v["timings"]["card_ms"].as_f64().unwrap() > 0.0, "{v}");
+    }
     assert!(
         issued_first < APPLICANTS as usize,
         "the batch finished before the server stopped: {}",
