@@ -85,9 +85,9 @@ pub struct StationArgs {
 }
 
 /// The simulated card behind a modelled reader: each exchange waits as long as a contact reader
-/// with a real chip would take (`--apdu-ms`, `--byte-us`; figures from
-/// /work/shared/reference/reliability-perf.md, B3), so the registry's share can be read against
-/// a realistic card time as well as against the bare simulator's.
+/// with a real chip would take (`--apdu-ms`, `--byte-us`; published figures for a contact reader:
+/// about 12 ms per short APDU, 44 ms per 255-byte block), so the registry's share can be read
+/// against a realistic card time as well as against the bare simulator's.
 struct Paced {
     inner: Box<dyn Transport>,
     per_apdu: Duration,
