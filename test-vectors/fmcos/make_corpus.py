@@ -816,9 +816,10 @@ def ch8_purse():
     dpk = bytes.fromhex("3E3E3E3E3E3E3E3E4E4E4E4E4E4E4E4E")
     dtk = bytes.fromhex("3434343434343434444444444444444A")
     dulk = bytes.fromhex("3D3D3D3D3D3D3D3D4D4D4D4D4D4D4D4D")
+    dovk = bytes.fromhex("3C3C3C3C3C3C3C3C4C4C4C4C4C4C4C4C")
     c("# --- an application with an ED (EF 0001, use F1: after the PIN) and an EP (EF 0002), the log")
-    c("# 0018 (2E 0A 17), the keys: load 3F 01, purchase 3E 01, unload 3D 01, TAC 34 00 (version 01,")
-    c("# algorithm 00)")
+    c("# 0018 (2E 0A 17), the keys: load 3F 01, purchase 3E 01, unload 3D 01, overdraft 3C 01, TAC")
+    c("# 34 00 (version 01, algorithm 00)")
     c(create_df("3F01", "0600", "F0F0", "95", ADF_NAME) + " => 9000")
     c("00 A4 00 00 02 3F01 00 => 6F xx 84 09 " + h(ADF_NAME) + " A5 00 9000")
     c("80 E0 0000 07 3F 0100 95 F0 FF FF => 9000")
@@ -826,6 +827,7 @@ def ch8_purse():
     c(f"80 D4 01 01 15 3E F0 F0 01 00 {h(dpk)} => 9000")
     c(f"80 D4 01 00 15 34 F0 F0 01 00 {h(dtk)} => 9000")
     c(f"80 D4 01 01 15 3D F0 F0 01 00 {h(dulk)} => 9000")
+    c(f"80 D4 01 01 15 3C F0 F0 01 00 {h(dovk)} => 9000")
     c("80 D4 01 00 0D 3A F0 EF 01 33 123456FFFFFFFFFF => 9000")
     c("80 E0 0018 07 2E 0A 17 F0 EF FF FF => 9000")
     c("80 E0 0001 07 2F 02 08 F1 00 FF 18 => 9000")
@@ -936,12 +938,90 @@ def ch8_purse():
     c(f"80 50 02 02 0B 01 {cash:08X} {h(term)} 0F => 6A86")
     c(f"80 50 02 01 0B 01 7FFFFFFF {h(term)} 0F => 9401")
     c()
-    c("# --- §8.12 INITIALIZE FOR UPDATE (80 50 04 01) and UPDATE OVERDRAW LIMIT (80 58): not")
-    c("# implemented in this card (purse.md, Decisions 4)")
-    c("# conformance: overdraft limit")
-    c(f"80 50 04 01 07 01 {h(term)} 13 => 6A81")
-    c("80 58 00 00 0E 000100 20261204 120000 00000000 04 => 6D00")
+    offline += 1
+    ch8_overdraft(c, dovk, dpk, dtk, term, ed, online, offline)
     c.write("ch8-07-14-purse.apdu")
+
+
+def ch8_overdraft(c, dovk, dpk, dtk, term, ed, online, offline):
+    """§8.12: INITIALIZE FOR UPDATE and UPDATE OVERDRAW LIMIT on the ED, then purchases into the
+    overdraft. The ED's balance includes the limit (purse.md, "Overdraft"): an update moves it by the
+    limit's change, a purchase may spend it down to zero, that is the holder's money down to -limit."""
+    c("# --- §8.12.1 INITIALIZE FOR UPDATE 80 50 04 01 07 keyId terminal 13: old balance || online ctr")
+    c("# || old limit || key version || algorithm || random || MAC1; session key = 3DES(overdraft key")
+    c("# 3C, rand || online ctr || 8000), MAC1 over balance || old limit || 07 || terminal (§8.12.1.4)")
+    limit, date, time = 0, bytes.fromhex("20261204"), bytes.fromhex("160000")
+
+    def update(new_limit: int, rnd: bytes, expect_ok: bool = True):
+        nonlocal ed, online, limit
+        c(f"random {h(rnd)}")
+        sk = ecb_encrypt("3des", dovk, rnd + online.to_bytes(2, "big") + bytes.fromhex("8000"))
+        mac1 = mac("des", sk, None, ed.to_bytes(4, "big") + limit.to_bytes(3, "big") + b"\x07" + term)
+        c(f"80 50 04 01 07 01 {h(term)} 13 => {ed:08X} {online:04X} {limit:06X} 01 00 {h(rnd)} {h(mac1)} 9000")
+        # §8.12.2.3: MAC2 over new limit || 07 || terminal || host date || time
+        mac2 = mac("des", sk, None, new_limit.to_bytes(3, "big") + b"\x07" + term + date + time)
+        new_ed = ed - limit + new_limit
+        if not expect_ok:
+            c(f"80 58 00 00 0E {new_limit:06X} {h(date)} {h(time)} {h(mac2)} 04 => 9401")
+            return None
+        # §8.12.2.4: the TAC under DTK itself (16 bytes: ISO 9797-1 MAC algorithm 3), not DTK_L ^ DTK_R,
+        # over new balance || online ctr (before +1) || new limit || 07 || terminal || date || time
+        tac = mac("3des", dtk, None, new_ed.to_bytes(4, "big") + online.to_bytes(2, "big")
+                  + new_limit.to_bytes(3, "big") + b"\x07" + term + date + time)
+        c(f"80 58 00 00 0E {new_limit:06X} {h(date)} {h(time)} {h(mac2)} 04 => {h(tac)} 9000")
+        c(f"80 5C 00 01 04 => {new_ed:08X} 9000")
+        c(f"# §8.13 GET TRANSACTION PROVE type 07 with the online counter: MAC2 || TAC")
+        c(f"80 5A 00 07 02 {online:04X} 08 => {h(mac2)} {h(tac)} 9000")
+        c(f"# table 8.30: the log record (online ctr before +1, new limit, amount 0, 07, terminal, host time)")
+        c(f"00 B2 01 C4 00 => {online:04X} {new_limit:06X} 00000000 07 {h(term)} {h(date)} {h(time)} 9000")
+        ed, online, limit = new_ed, online + 1, new_limit
+        return mac2, tac
+
+    c(f"# the ED holds {ed / 100:.2f} yuan; a limit of 100.00 yuan raises its balance by as much")
+    update(0x2710, bytes([0xF1] * 4))
+    c("# §8.8.1 INITIALIZE FOR PURCHASE answers the limit (table 8.8); a purchase may now take more")
+    c("# than the holder's own money, down to -limit (the balance, which includes the limit, to 0)")
+    price = ed - 0x1000  # leaves 40.96 yuan of the 100.00 lent
+    rnd = bytes([0xF2] * 4)
+    c(f"random {h(rnd)}")
+    c(f"80 50 01 01 0B 01 {price:08X} {h(term)} 0F => {ed:08X} {offline:04X} {limit:06X} 01 00 {h(rnd)} 9000")
+    seq = bytes.fromhex("0000000B")
+    pdate, ptime = bytes.fromhex("20261204"), bytes.fromhex("170000")
+    sk = ecb_encrypt("3des", dpk, rnd + offline.to_bytes(2, "big") + seq[2:])
+    mac1 = mac("des", sk, None, price.to_bytes(4, "big") + b"\x05" + term + pdate + ptime)
+    mac2 = mac("des", sk, None, price.to_bytes(4, "big"))
+    tac = mac("des", xor(dtk[:8], dtk[8:]), None, price.to_bytes(4, "big") + b"\x05" + term + seq + pdate + ptime)
+    c(f"80 54 01 00 0F {h(seq)} {h(pdate)} {h(ptime)} {h(mac1)} 08 => {h(tac)} {h(mac2)} 9000")
+    ed -= price
+    c(f"80 5C 00 01 04 => {ed:08X} 9000")
+    c("# the purchase's log record carries the limit (table 8.6)")
+    c(f"00 B2 01 C4 00 => {offline:04X} {limit:06X} {price:08X} 05 {h(term)} {h(pdate)} {h(ptime)} 9000")
+    offline += 1
+    c("# more than the balance (the limit spent): 9401")
+    c(f"80 50 01 01 0B 01 {ed + 1:08X} {h(term)} 0F => 9401")
+    c("# §8.12.2.5: a new limit below what is overdrawn (59.04 yuan) would make the balance negative: 9401,")
+    c("# nothing changes")
+    update(0x1000, bytes([0xF3] * 4), expect_ok=False)
+    c(f"80 5C 00 01 04 => {ed:08X} 9000")
+    c("# a limit of exactly the overdrawn amount leaves a balance of 0")
+    update(0x2710 - 0x1000, bytes([0xF4] * 4))
+    c("# §8.12.1.2: ED only (P2 02: 6A86); Lc 07 (6700); an Le under 19 bytes (6700); no such overdraft")
+    c("# key 9403; §8.12.2.5: UPDATE without INITIALIZE 6901, a wrong MAC2 9302 (and the session is gone)")
+    c(f"80 50 04 02 07 01 {h(term)} 13 => 6A86")
+    c(f"80 50 04 01 0B 01 00000001 {h(term)} 13 => 6700")
+    c(f"80 50 04 01 07 01 {h(term)} 10 => 6700")
+    c(f"80 50 04 01 07 07 {h(term)} 13 => 9403")
+    c(f"80 58 00 00 0E 000000 {h(date)} {h(time)} 00000000 04 => 6901")
+    rnd = bytes([0xF5] * 4)
+    c(f"random {h(rnd)}")
+    sk = ecb_encrypt("3des", dovk, rnd + online.to_bytes(2, "big") + bytes.fromhex("8000"))
+    mac1 = mac("des", sk, None, ed.to_bytes(4, "big") + limit.to_bytes(3, "big") + b"\x07" + term)
+    c(f"80 50 04 01 07 01 {h(term)} 13 => {ed:08X} {online:04X} {limit:06X} 01 00 {h(rnd)} {h(mac1)} 9000")
+    c(f"80 58 00 00 0E 000000 {h(date)} {h(time)} 00000000 04 => 9302")
+    c(f"80 58 00 00 0E 000000 {h(date)} {h(time)} 00000000 04 => 6901")
+    c("80 58 00 01 0E 000000 20261204 160000 00000000 04 => 6A86")
+    c("80 58 00 00 0D 000000 20261204 160000 000000 04 => 6700")
+    c(f"80 5C 00 01 04 => {ed:08X} 9000")
 
 
 # ---------------------------------------------------------------------------------------------

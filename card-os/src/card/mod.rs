@@ -159,8 +159,12 @@ impl Response<'_> {
 /// Why a card could not power up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PowerUpError {
-    /// The NVM is not a formatted card image of this layout.
+    /// The NVM is not a formatted card image.
     NotFormatted,
+    /// The NVM is a card of another layout version (the version found; this OS reads
+    /// [`system::LAYOUT_VERSION`]). Layout 1 cards predate the overdraft limit's bytes in the
+    /// purse body: personalize them again (apdu-specs/memory.md, "Layout versions").
+    LayoutVersion(u8),
     /// The NVM failed (or the power was cut again) during recovery.
     Memory(NvmError),
 }
@@ -203,10 +207,15 @@ impl<N: Nvm, R: Rng> Card<N, R> {
         };
         let system = match system::read(&storage) {
             Ok(s) => s,
-            Err(NvmError::NotFormatted) => {
+            Err(system::SystemError::Nvm(NvmError::NotFormatted)) => {
                 return Err((storage.into_nvm(), PowerUpError::NotFormatted))
             }
-            Err(e) => return Err((storage.into_nvm(), PowerUpError::Memory(e))),
+            Err(system::SystemError::LayoutVersion(found)) => {
+                return Err((storage.into_nvm(), PowerUpError::LayoutVersion(found)))
+            }
+            Err(system::SystemError::Nvm(e)) => {
+                return Err((storage.into_nvm(), PowerUpError::Memory(e)))
+            }
         };
         let mut card = Card {
             ram: Volatile::at_power_up(crate::fs::mf_addr(&storage)),
@@ -503,6 +512,11 @@ fn execute<N: Nvm>(
             at,
             mac1,
         } => purse::debit_for_purchase(ctx, terminal_seq, at, &mac1, response),
+        Instruction::UpdateOverdrawLimit {
+            new_limit,
+            at,
+            mac2,
+        } => purse::update_overdraw_limit(ctx, new_limit, &at, &mac2, response),
         Instruction::UpdateCappDataCache { ef, address, data } => {
             purse::update_capp_data_cache(ctx, ef, address, data)
         }

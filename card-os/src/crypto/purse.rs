@@ -18,7 +18,7 @@
 //! leaves the APDU header out (card-specs §5).
 
 use super::algorithm::Key;
-use super::mac::{Mac, MAC_LEN};
+use super::mac::{Mac, MacIv, MAC_LEN};
 use super::session::session_key;
 use super::CryptoError;
 
@@ -34,6 +34,8 @@ pub const TYPE_ED_CASH_WITHDRAW: u8 = 0x04;
 pub const TYPE_ED_PURCHASE: u8 = 0x05;
 /// Transaction type byte of an EP purchase.
 pub const TYPE_EP_PURCHASE: u8 = 0x06;
+/// Transaction type byte of an ED overdraft-limit update (FMCOS 2.0 §8.12.1.4).
+pub const TYPE_ED_OVERDRAFT: u8 = 0x07;
 /// Transaction type byte of a composite-application (CAPP) purchase.
 pub const TYPE_CAPP_PURCHASE: u8 = 0x09;
 
@@ -168,6 +170,71 @@ pub fn unload_mac3(
     at: &HostTime,
 ) -> Result<[u8; MAC_LEN], CryptoError> {
     load_tac(sesulk, new_balance, online_counter, unload, at)
+}
+
+/// The 3 bytes of an overdraft limit (its low 24 bits; limits are at most `FFFFFF`).
+fn limit3(limit: u32) -> [u8; 3] {
+    let [_, l0, l1, l2] = limit.to_be_bytes();
+    [l0, l1, l2]
+}
+
+/// Overdraft-update MAC1 (returned by INITIALIZE FOR UPDATE, FMCOS 2.0 §8.12.1.4):
+/// `MAC(SESK, balance4 ‖ oldLimit3 ‖ 07 ‖ terminalId6)`. The session key is
+/// [`load_session_key`] with the overdraft key (`3C`): `random4 ‖ onlineCounter2 ‖ 80 00`.
+pub fn overdraft_mac1(
+    sesk: &Key,
+    balance: u32,
+    old_limit: u32,
+    terminal_id: &[u8; 6],
+) -> Result<[u8; MAC_LEN], CryptoError> {
+    let mut mac = Mac::session(sesk)?;
+    mac.update(&balance.to_be_bytes());
+    mac.update(&limit3(old_limit));
+    mac.update(&[TYPE_ED_OVERDRAFT]);
+    mac.update(terminal_id);
+    Ok(mac.finalize())
+}
+
+/// Overdraft-update MAC2 (checked in UPDATE OVERDRAW LIMIT, FMCOS 2.0 §8.12.2.3):
+/// `MAC(SESK, newLimit3 ‖ 07 ‖ terminalId6 ‖ date4 ‖ time3)`.
+pub fn overdraft_mac2(
+    sesk: &Key,
+    new_limit: u32,
+    terminal_id: &[u8; 6],
+    at: &HostTime,
+) -> Result<[u8; MAC_LEN], CryptoError> {
+    let mut mac = Mac::session(sesk)?;
+    mac.update(&limit3(new_limit));
+    mac.update(&[TYPE_ED_OVERDRAFT]);
+    mac.update(terminal_id);
+    mac.update(&at.date);
+    mac.update(&at.time);
+    Ok(mac.finalize())
+}
+
+/// Overdraft-update TAC (returned by UPDATE OVERDRAW LIMIT, FMCOS 2.0 §8.12.2.4):
+/// `MAC(DTK, newBalance4 ‖ onlineCounter2 ‖ newLimit3 ‖ 07 ‖ terminalId6 ‖ date4 ‖ time3)`, the
+/// online counter before its increment. Unlike every other TAC it is computed with DTK
+/// **itself** ("用内部密钥DTK 直接"), not with `DTK_L ⊕ DTK_R`: for a 3DES DTK that is the 16-byte
+/// key's MAC, ISO/IEC 9797-1 algorithm 3 (the FMCOS MAC of 16-byte keys, §11.3); for DES, SM4 and
+/// AES DTKs it is the same as [`tac_key`]'s.
+pub fn overdraft_tac(
+    dtk: &Key,
+    new_balance: u32,
+    online_counter: u16,
+    new_limit: u32,
+    terminal_id: &[u8; 6],
+    at: &HostTime,
+) -> Result<[u8; MAC_LEN], CryptoError> {
+    let mut mac = Mac::new(dtk, MacIv::Zero)?;
+    mac.update(&new_balance.to_be_bytes());
+    mac.update(&online_counter.to_be_bytes());
+    mac.update(&limit3(new_limit));
+    mac.update(&[TYPE_ED_OVERDRAFT]);
+    mac.update(terminal_id);
+    mac.update(&at.date);
+    mac.update(&at.time);
+    Ok(mac.finalize())
 }
 
 /// Purchase MAC1 (checked in DEBIT FOR PURCHASE):
