@@ -363,7 +363,7 @@ fn reload_pin() {
             name: "RELOAD PIN wrong MAC",
             setup: in_df(&["0020000001 00"]),
             command: "805E000007 112233 00000000".into(),
-            sw: "63C2",
+            sw: "9302",
             correct: false,
             two_steps: false,
         },

@@ -81,7 +81,8 @@ fn reload_mac_key(key: Key) -> Key {
 }
 
 /// RELOAD PIN `80 5E 00 pinId`: the new PIN with a MAC over it alone (zero IV) under the reload
-/// key `38`; a wrong MAC spends a try of the reload key.
+/// key `38`; a wrong MAC spends a try of the reload key and answers `9302` (FMCOS 2.0 §8.5.5),
+/// `6983` when that was its last try.
 pub(super) fn reload_pin<N: Nvm>(
     ctx: &mut Ctx<'_, N>,
     pin_id: u8,
@@ -95,7 +96,13 @@ pub(super) fn reload_pin<N: Nvm>(
     let expected = Mac::compute(&key, MacIv::Zero, &[pin]).map_err(|_| Sw::WRONG_DATA)?;
     let spent = ctx.spend_try(&reload)?;
     if !ct_eq(&expected, mac) {
-        return Err(Ctx::<N>::failed_try(spent));
+        // FMCOS 2.0 §8.5.5: "93 02 MAC 错误"; the try stays spent, so the MAC still cannot be
+        // searched for: the key blocks with its last try ("69 83 认证方式锁定").
+        return Err(if spent.left() == 0 {
+            Sw::AUTH_METHOD_BLOCKED
+        } else {
+            Sw::MAC_INVALID
+        });
     }
     ctx.restore_tries(&reload, spent)?;
     keys::set_pin(ctx.storage, &pin_entry, pin)?;
