@@ -38,6 +38,12 @@ fn hex(s: &str) -> Vec<u8> {
 /// (3 tries), unblock and reload keys, an encrypt key whose updates must be encrypted (type 70),
 /// and a MAC-protected binary EF0015.
 fn base_image() -> MemoryNvm {
+    image_with_pin("3A F0 EF 01 33 123456FFFFFFFFFF")
+}
+
+/// The base image with this PIN record (WRITE KEY data after its Lc).
+fn image_with_pin(pin_record: &str) -> MemoryNvm {
+    let pin_lc = hex(pin_record).len();
     let setup = format!(
         "80E0000007 3F 0040 01 F0 FF FF => 9000
          80D401000D 36 F0 F0 FF 33 {mf_line} => 9000
@@ -45,7 +51,7 @@ fn base_image() -> MemoryNvm {
          80E0000007 3F 0080 95 F0 FF FF => 9000
          80D401000D 39 F0 F0 0A 33 {master} => 9000
          80D401000D 36 F0 F0 FF 33 {line} => 9000
-         80D401000D 3A F0 EF 01 33 123456FFFFFFFFFF => 9000
+         80D40100{pin_lc:02X} {pin_record} => 9000
          80D401000D 37 F0 F0 FF 33 {unblock} => 9000
          80D401000D 38 F0 F0 FF 33 {reload} => 9000
          80D401010D 70 F0 F0 01 01 6061626364656667 => 9000
@@ -338,6 +344,40 @@ fn change_pin() {
             correct: false,
             two_steps: false,
         },
+    );
+}
+
+#[test]
+fn change_pin_to_a_longer_pin() {
+    // A 2-byte PIN followed by the unblock, reload and an encryption key: a CHANGE PIN to 8 bytes
+    // grows its record and moves those keys (FMCOS 2.0 §8.6.1), all in one transaction.
+    let image = image_with_pin("3A F0 EF 01 33 1234");
+    run(
+        &image,
+        Case {
+            name: "CHANGE PIN to a longer PIN (keys after it move)",
+            setup: in_df(&[]),
+            command: "805E01000B 1234 FF 1122334455667788".into(),
+            sw: "9000",
+            correct: true,
+            two_steps: true,
+        },
+    );
+    // The moved keys are intact: the reload key's MAC still verifies.
+    let mut card = SimCard::from_nvm(image.snapshot()).ok().unwrap();
+    let pin = hex("112233");
+    let mac = Mac::compute(&Key::Des(RELOAD), MacIv::Zero, &[&pin]).unwrap();
+    common::run(
+        &mut card,
+        &format!(
+            "00A4000C02 1001 => 9000
+             805E01000B 1234 FF 1122334455667788 => 9000
+             0020000008 1122334455667788 => 9000
+             805E000007 112233 {} => 9000
+             0020000003 112233 => 9000
+             0020000002 1234 => 63C2",
+            h(&mac)
+        ),
     );
 }
 

@@ -102,9 +102,10 @@ pub const COMMANDS: &[CommandInfo] = &[
         cla: &[0x00],
         ins: 0x20,
     },
+    // FMCOS 2.0 §8.6 example: CHANGE PIN sent with class 84 and no line protection.
     CommandInfo {
         name: "CHANGE PIN / RELOAD PIN",
-        cla: &[0x80],
+        cla: &[0x80, 0x84],
         ins: 0x5E,
     },
     CommandInfo {
@@ -579,7 +580,8 @@ pub fn parse<'a>(cmd: &Command<'a>) -> Result<Instruction<'a>, Reject> {
         }
         0x5E => match p1 {
             // FMCOS 2.0 §8.6: old ‖ FF ‖ new. A PIN's trailing FF bytes may be left out, so the
-            // first FF ends the old PIN.
+            // first FF ends the old PIN. Class 80 or 84 (the §8.6 example: "84 5E 01 00 05 00 00 FF
+            // 31 32", "不进行线路保护"): the same plain command, which the old PIN authorizes.
             0x01 => {
                 let split = data
                     .iter()
@@ -596,7 +598,8 @@ pub fn parse<'a>(cmd: &Command<'a>) -> Result<Instruction<'a>, Reject> {
                     new,
                 })
             }
-            // FMCOS 2.0 §8.5: new PIN ‖ MAC.
+            // FMCOS 2.0 §8.5: new PIN ‖ MAC, class 80 only.
+            0x00 if cmd.cla == 0x84 => Err(Reject::ClassNotSupported),
             0x00 => match data.len().checked_sub(4).map(|n| data.split_at(n)) {
                 Some((pin, [m0, m1, m2, m3])) if PIN_LEN.contains(&pin.len()) => {
                     Ok(Instruction::ReloadPin {

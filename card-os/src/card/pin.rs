@@ -11,7 +11,7 @@ use super::secure_messaging::{self, LineKey, MAX_PROTECTED_DATA};
 use crate::apdu::Sw;
 use crate::crypto::{ct_eq, Key, Mac, MacIv};
 use crate::nvm::Nvm;
-use crate::security::keys::{self, KeyEntry, KeyType, PIN_LEN};
+use crate::security::keys::{self, KeyEntry, KeyType};
 
 /// The application's PIN-unblock and PIN-reload keys have id 00 (FMCOS 2.0 §7.12: one of each
 /// per application).
@@ -23,13 +23,16 @@ fn pin_matches<N: Nvm>(ctx: &Ctx<'_, N>, entry: &KeyEntry, presented: &[u8]) -> 
     Ok(keys::pad_pin(presented).is_some_and(|p| ct_eq(&p, &stored)))
 }
 
-/// A new PIN must fit the room its record was given by WRITE KEY (checked before a try is spent).
-fn check_new_pin(entry: &KeyEntry, pin: &[u8]) -> Result<(), Sw> {
-    if PIN_LEN.contains(&pin.len()) && pin.len() <= entry.value_len() {
-        Ok(())
-    } else {
-        Err(Sw::WRONG_DATA)
-    }
+/// A new PIN: 2 to 8 bytes, of any length the old one had or not (FMCOS 2.0 §8.6.1); a longer
+/// one needs room in the key file (checked before a try is spent, [`keys::pin_fits`]).
+fn check_new_pin<N: Nvm>(ctx: &Ctx<'_, N>, entry: &KeyEntry, pin: &[u8]) -> Result<(), Sw> {
+    keys::pin_fits(&ctx.key_file()?, entry, pin.len())
+}
+
+/// Queues the new PIN (its record grows when it is longer, [`keys::set_pin`]).
+fn store_pin<N: Nvm>(ctx: &mut Ctx<'_, N>, entry: &KeyEntry, pin: &[u8]) -> Result<(), Sw> {
+    let key_file = ctx.key_file()?;
+    keys::set_pin(ctx.storage, &key_file, entry, pin)
 }
 
 /// VERIFY `00 20 00 pinId`. Without data: the tries left (`63Cx`), `6983` when blocked, `9000`
@@ -65,12 +68,12 @@ pub(super) fn change_pin<N: Nvm>(
     new: &[u8],
 ) -> Result<(), Sw> {
     let entry = ctx.usable_key(KeyType::Pin, pin_id)?;
-    check_new_pin(&entry, new)?;
+    check_new_pin(ctx, &entry, new)?;
     let spent = ctx.spend_try(&entry)?;
     if !pin_matches(ctx, &entry, old)? {
         return Err(Ctx::<N>::failed_try(spent));
     }
-    keys::set_pin(ctx.storage, &entry, new)?;
+    store_pin(ctx, &entry, new)?;
     ctx.restore_tries(&entry, spent)
 }
 
@@ -90,7 +93,7 @@ pub(super) fn reload_pin<N: Nvm>(
     mac: &[u8; 4],
 ) -> Result<(), Sw> {
     let pin_entry = ctx.key(KeyType::Pin, pin_id)?;
-    check_new_pin(&pin_entry, pin)?;
+    check_new_pin(ctx, &pin_entry, pin)?;
     let reload = ctx.usable_key(KeyType::PinReload, APPLICATION_KEY_ID)?;
     let key = reload_mac_key(ctx.load_key(&reload)?);
     let expected = Mac::compute(&key, MacIv::Zero, &[pin]).map_err(|_| Sw::WRONG_DATA)?;
@@ -105,7 +108,7 @@ pub(super) fn reload_pin<N: Nvm>(
         });
     }
     ctx.restore_tries(&reload, spent)?;
-    keys::set_pin(ctx.storage, &pin_entry, pin)?;
+    store_pin(ctx, &pin_entry, pin)?;
     reset_tries(ctx, &pin_entry)
 }
 
@@ -142,8 +145,8 @@ pub(super) fn pin_unblock<N: Nvm>(
             .map_err(|_| Ctx::<N>::failed_try(spent))
             .and_then(|len| {
                 let pin = buf.get(..len).ok_or(Sw::WRONG_DATA)?;
-                check_new_pin(&pin_entry, pin)?;
-                keys::set_pin(ctx.storage, &pin_entry, pin)
+                check_new_pin(ctx, &pin_entry, pin)?;
+                store_pin(ctx, &pin_entry, pin)
             });
         buf.fill(0);
         result?;
