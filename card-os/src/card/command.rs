@@ -185,8 +185,6 @@ pub enum Reject {
     WrongOffset,
     /// A field of the data is invalid.
     WrongData,
-    /// A mode the card does not support (e.g. SELECT next occurrence).
-    FunctionNotSupported,
     /// A command-specific status word found while parsing the data (e.g. CREATE FILE's 6A80).
     Status(Sw),
 }
@@ -201,7 +199,6 @@ impl Reject {
             Reject::WrongParameters => Sw::WRONG_P1_P2,
             Reject::WrongOffset => Sw::WRONG_OFFSET,
             Reject::WrongData => Sw::WRONG_DATA,
-            Reject::FunctionNotSupported => Sw::FUNCTION_NOT_SUPPORTED,
             Reject::Status(sw) => sw,
         }
     }
@@ -888,10 +885,11 @@ fn record_address(p1: u8, p2: u8) -> Result<(EfSelector, RecordAddress), Reject>
 }
 
 fn parse_select(p1: u8, p2: u8, data: &[u8]) -> Result<Instruction<'_>, Reject> {
+    // FMCOS 2.0 §7.4.2: P2 00; ISO 7816-4's 0C (no answer data) too. Any other P2, ISO's 02
+    // (next occurrence) included, is 6A86, as FMCOS answers it.
     let fci = match p2 {
         0x00 => true,
         0x0C => false,
-        0x02 => return Err(Reject::FunctionNotSupported),
         _ => return Err(Reject::WrongParameters),
     };
     let fid = || match data {
