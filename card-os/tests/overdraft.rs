@@ -7,6 +7,10 @@
 //!   test computes with `crypto::purse`), never a mix.
 //! * Balance semantics: purchases into the overdraft, a load that repays it, the maximum balance
 //!   bounding the holder's own money, `9401` for a limit below what is overdrawn.
+//! * A **randomized run** of 2,000 ED loads, purchases (into the overdraft) and limit updates with
+//!   power cut at random points of CREDIT/DEBIT/UPDATE and answers lost: the terminal settles each
+//!   unanswered one with GET TRANSACTION PROOF, and at the end the card's balance is the confirmed
+//!   loads minus the confirmed purchases plus the confirmed limit, to the cent.
 //! * A card of NVM layout version 1 (22-byte purse bodies) does not power up, with its version.
 //!
 //! `cargo test -p card-os --features sim --test overdraft -- --nocapture` prints the sweep counts.
@@ -15,12 +19,13 @@ mod common;
 
 use card_os::card::PowerUpError;
 use card_os::crypto::purse::{self as pboc, HostTime, Purchase};
+use card_os::crypto::CounterRng;
 use card_os::crypto::Key;
 use card_os::fs;
 use card_os::fs::header::PURSE_BODY_LEN;
 use card_os::purse::{Body, LogRecord, LOG_RECORD_LEN};
 use card_os::sim::tear::{sweep, Sweep, SweepReport};
-use card_os::sim::{MemoryNvm, SimCard};
+use card_os::sim::{MemoryNvm, PowerCut, SimCard, SimRng};
 
 fn hex(s: &str) -> Vec<u8> {
     hex::decode(s.replace([' ', '\n'], "")).unwrap()
@@ -71,14 +76,39 @@ fn at(n: u8) -> HostTime {
     }
 }
 
-/// A whole load with the terminal's own MACs.
-fn load(card: &mut SimCard, amount: u32) {
+/// A transaction INITIALIZE opened: the command that completes it and what it answers, and how
+/// the terminal asks for its proof.
+struct Step {
+    apdu: Vec<u8>,
+    answer: Vec<u8>,
+    proof_apdu: Vec<u8>,
+    proof: Vec<u8>,
+}
+
+fn proof_apdu(txn_type: u8, counter: u16) -> Vec<u8> {
+    let mut apdu = vec![0x80, 0x5A, 0x00, txn_type, 0x02];
+    apdu.extend(counter.to_be_bytes());
+    apdu.push(0x08);
+    apdu
+}
+
+fn with_sw(parts: &[&[u8]]) -> Vec<u8> {
+    let mut out: Vec<u8> = parts.concat();
+    out.extend([0x90, 0x00]);
+    out
+}
+
+/// INITIALIZE FOR LOAD; the CREDIT with the terminal's own MAC2, or the refusal's status word.
+fn prepare_load(card: &mut SimCard, amount: u32) -> Result<Step, Vec<u8>> {
     let mut init = hex("805000010B01");
     init.extend(amount.to_be_bytes());
     init.extend(TERMINAL);
     init.push(0x10);
     let answer = card.transmit(&init);
-    assert_eq!(answer.len(), 18, "{}", h(&answer));
+    if answer.len() != 18 {
+        return Err(answer);
+    }
+    let balance = u32::from_be_bytes(answer[0..4].try_into().unwrap());
     let counter = u16::from_be_bytes([answer[4], answer[5]]);
     let random: [u8; 4] = answer[8..12].try_into().unwrap();
     let session = pboc::load_session_key(&key16(DLK), &random, counter).unwrap();
@@ -87,24 +117,37 @@ fn load(card: &mut SimCard, amount: u32) {
         txn_type: 0x01,
         terminal_id: TERMINAL,
     };
+    let mac2 = pboc::load_mac2(&session, &fields, &at(1)).unwrap();
+    let tac = pboc::load_tac(
+        &pboc::tac_key(&key16(DTK)),
+        balance + amount,
+        counter,
+        &fields,
+        &at(1),
+    )
+    .unwrap();
     let mut credit = hex("805200000B");
     credit.extend(at(1).date);
     credit.extend(at(1).time);
-    credit.extend(pboc::load_mac2(&session, &fields, &at(1)).unwrap());
+    credit.extend(mac2);
     credit.push(0x04);
-    let answer = card.transmit(&credit);
-    assert_eq!(answer.len(), 6, "load: {}", h(&answer));
+    Ok(Step {
+        apdu: credit,
+        answer: with_sw(&[&tac]),
+        proof_apdu: proof_apdu(0x01, counter),
+        proof: with_sw(&[&mac2, &tac]),
+    })
 }
 
-/// A whole purchase; returns its status word (and checks the TAC on success).
-fn purchase(card: &mut SimCard, amount: u32) -> Vec<u8> {
+/// INITIALIZE FOR PURCHASE; the DEBIT with the terminal's own MAC1, or the refusal's status word.
+fn prepare_purchase(card: &mut SimCard, amount: u32) -> Result<Step, Vec<u8>> {
     let mut init = hex("805001010B01");
     init.extend(amount.to_be_bytes());
     init.extend(TERMINAL);
     init.push(0x0F);
     let answer = card.transmit(&init);
-    if answer.len() == 2 {
-        return answer;
+    if answer.len() != 17 {
+        return Err(answer);
     }
     let counter = u16::from_be_bytes([answer[4], answer[5]]);
     let random: [u8; 4] = answer[11..15].try_into().unwrap();
@@ -123,10 +166,32 @@ fn purchase(card: &mut SimCard, amount: u32) -> Vec<u8> {
     debit.extend(fields.at.time);
     debit.extend(pboc::purchase_mac1(&session, &fields).unwrap());
     debit.push(0x08);
-    let answer = card.transmit(&debit);
     let tac = pboc::purchase_tac(&pboc::tac_key(&key16(DTK)), &fields).unwrap();
-    assert_eq!(answer[..4], tac, "purchase TAC");
-    answer[8..].to_vec()
+    let mac2 = pboc::purchase_mac2(&session, amount).unwrap();
+    Ok(Step {
+        apdu: debit,
+        answer: with_sw(&[&tac, &mac2]),
+        proof_apdu: proof_apdu(0x05, counter),
+        proof: with_sw(&[&mac2, &tac]),
+    })
+}
+
+/// A whole load.
+fn load(card: &mut SimCard, amount: u32) {
+    let step = prepare_load(card, amount).unwrap_or_else(|sw| panic!("load: {}", h(&sw)));
+    assert_eq!(card.transmit(&step.apdu), step.answer, "load");
+}
+
+/// A whole purchase; returns its status word.
+fn purchase(card: &mut SimCard, amount: u32) -> Vec<u8> {
+    match prepare_purchase(card, amount) {
+        Err(sw) => sw,
+        Ok(step) => {
+            let answer = card.transmit(&step.apdu);
+            assert_eq!(answer, step.answer, "purchase");
+            answer[8..].to_vec()
+        }
+    }
 }
 
 /// An overdraft update as the issuer's host computes it.
@@ -387,6 +452,183 @@ fn the_balance_includes_the_limit() {
         "the limit at the load"
     );
     assert_eq!(load_record[9], 0x01);
+}
+
+struct Dice(u64);
+
+impl Dice {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+}
+
+#[derive(Default, Debug)]
+struct Counts {
+    confirmed: [u64; 3],
+    refused: u64,
+    cuts: u64,
+    answers_lost: u64,
+    settled_done: u64,
+    settled_not_done: u64,
+    /// Transactions after which the holder's money was below zero (spending the limit).
+    overdrawn: u64,
+}
+
+#[test]
+fn randomized_loads_purchases_and_limits_with_cuts_lose_no_money() {
+    let mut dice = Dice(0x0D0D);
+    let rng = |n: u8| SimRng::Seeded(CounterRng::from_seed([n; 16]));
+    let mut card = SimCard::from_nvm_with_rng(image(), rng(1)).ok().unwrap();
+    assert_eq!(card.transmit(&hex(VERIFY)), [0x90, 0x00]);
+    // The holder's own money and the limit, as the terminal has confirmed them.
+    let (mut money, mut limit) = (i64::from(balance(&mut card)), 0i64);
+    let mut counts = Counts::default();
+    let mut power_ups = 1u8;
+    for n in 0..2_000u32 {
+        let kind = dice.below(10);
+        let available = money + limit;
+        let (step, change) = match kind {
+            // a load: 0.01 to 300.00 yuan (the maximum balance refuses some: 9401)
+            0..=2 => {
+                let amount = 1 + dice.below(30_000) as u32;
+                (prepare_load(&mut card, amount), (i64::from(amount), 0))
+            }
+            // a limit of 0 to 500.00 yuan, now and then below what is overdrawn (9401 at UPDATE)
+            3 => {
+                let new_limit = dice.below(50_001) as u32;
+                let update = prepare_update(&mut card, new_limit);
+                let step = Step {
+                    apdu: update.apdu.clone(),
+                    answer: with_sw(&[&update.tac]),
+                    proof_apdu: proof_apdu(0x07, update.counter),
+                    proof: with_sw(&[&update.mac2, &update.tac]),
+                };
+                (Ok(step), (0, i64::from(new_limit) - limit))
+            }
+            // a purchase: mostly within the balance, now and then more (9401 at INITIALIZE)
+            _ => {
+                let amount = if dice.chance(5) {
+                    (available + 1) as u32
+                } else {
+                    1 + dice.below(available.clamp(1, 20_000) as u64) as u32
+                };
+                (prepare_purchase(&mut card, amount), (-i64::from(amount), 0))
+            }
+        };
+        let step = match step {
+            Ok(step) => step,
+            Err(sw) => {
+                assert_eq!(sw, [0x94, 0x01], "transaction {n}");
+                counts.refused += 1;
+                continue;
+            }
+        };
+        let cut = dice.chance(20);
+        if cut {
+            card.nvm_mut().arm_cut(PowerCut {
+                write: dice.below(6),
+                bytes: dice.below(65) as usize,
+            });
+        }
+        let mut answer = card.transmit(&step.apdu);
+        if cut && !answer.is_empty() {
+            card.nvm_mut().restore_power();
+        }
+        if answer == [0x94, 0x01] {
+            // an update below what is overdrawn: refused, nothing changed
+            assert_eq!(kind, 3, "transaction {n}");
+            assert!(money + limit + change.1 < 0, "transaction {n}");
+            counts.refused += 1;
+            continue;
+        }
+        if !answer.is_empty() && dice.chance(2) {
+            answer.clear();
+            card.power_off();
+        }
+        let done = if answer.is_empty() {
+            if cut {
+                counts.cuts += 1;
+            } else {
+                counts.answers_lost += 1;
+            }
+            let mut nvm = card.into_nvm();
+            nvm.restore_power();
+            power_ups = power_ups.wrapping_add(1);
+            card = SimCard::from_nvm_with_rng(nvm, rng(power_ups))
+                .ok()
+                .unwrap();
+            assert_eq!(card.transmit(&hex(VERIFY)), [0x90, 0x00]);
+            let proof = card.transmit(&step.proof_apdu);
+            if proof == step.proof {
+                counts.settled_done += 1;
+                true
+            } else {
+                assert_eq!(proof, [0x94, 0x06], "transaction {n}");
+                counts.settled_not_done += 1;
+                false
+            }
+        } else {
+            assert_eq!(answer, step.answer, "transaction {n}");
+            true
+        };
+        if done {
+            money += change.0;
+            limit += change.1;
+            counts.confirmed[match kind {
+                0..=2 => 0,
+                3 => 1,
+                _ => 2,
+            }] += 1;
+        }
+        assert!(
+            money >= -limit,
+            "transaction {n}: overdrawn beyond the limit"
+        );
+        if money < 0 {
+            counts.overdrawn += 1;
+        }
+    }
+    assert_eq!(i64::from(balance(&mut card)), money + limit);
+    let mut init = hex("8050040107 01");
+    init.extend(TERMINAL);
+    init.push(0x13);
+    let answer = card.transmit(&init);
+    assert_eq!(
+        i64::from(u32::from_be_bytes([0, answer[6], answer[7], answer[8]])),
+        limit
+    );
+    println!(
+        "randomized ED run: 2,000 transactions, confirmed {} loads, {} limit updates, {} \
+         purchases; {} refused (9401); {} cuts inside CREDIT/DEBIT/UPDATE, {} answers lost, \
+         settled by proof {} done / {} not done; {} ended overdrawn; money {} cents, limit {} \
+         cents",
+        counts.confirmed[0],
+        counts.confirmed[1],
+        counts.confirmed[2],
+        counts.refused,
+        counts.cuts,
+        counts.answers_lost,
+        counts.settled_done,
+        counts.settled_not_done,
+        counts.overdrawn,
+        money,
+        limit
+    );
+    assert!(counts.cuts > 100 && counts.settled_done > 30 && counts.settled_not_done > 30);
+    assert!(counts.confirmed.iter().all(|&c| c > 50) && counts.refused > 20);
+    assert!(counts.overdrawn > 100, "the run hardly used the overdraft");
 }
 
 #[test]
