@@ -732,3 +732,55 @@ fn stk_protected_write() {
         },
     );
 }
+
+/// A key file with a 2-byte PIN first and `keys` 3DES keys `30` after it (ids 01..), in the MF.
+fn pin_then_keys(keys: u8) -> SimCard {
+    let mut card = common::factory_card();
+    let mut script = String::from(
+        "80E0000007 3F 0200 01 F0 FF FF => 9000
+         80D4010007 3A F0 EF 01 33 1234 => 9000\n",
+    );
+    for id in 1..=keys {
+        script.push_str(&format!(
+            "80D401{id:02X}15 30 F0 F0 01 00 {} => 9000\n",
+            h(&[id; 16])
+        ));
+    }
+    common::run(&mut card, &script);
+    card
+}
+
+#[test]
+fn a_longer_pin_moves_at_most_448_bytes_of_keys() {
+    // 19 keys after the PIN (456 bytes): more than one transaction may move; refused before a
+    // try is spent.
+    let mut card = pin_then_keys(19);
+    common::run(
+        &mut card,
+        "805E01000B 1234 FF 1122334455667788 => 6A84
+         00200000 => 63C3
+         0020000002 1234 => 9000",
+    );
+    // 18 keys (432 bytes): the PIN grows, every key moves intact.
+    let mut card = pin_then_keys(18);
+    common::run(
+        &mut card,
+        "805E01000B 1234 FF 1122334455667788 => 9000
+         0020000008 1122334455667788 => 9000",
+    );
+    let sim = card.card().unwrap();
+    let storage = sim.storage();
+    let mf = fs::file_at(storage, fs::mf_addr(storage)).unwrap();
+    let key_file = fs::find_key_file(storage, &mf).unwrap().unwrap();
+    for id in 1..=18u8 {
+        let entry = keys::find(storage, &key_file, KeyType::DesEncrypt, id)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            keys::load_key(storage, &entry).unwrap(),
+            Key::TripleDes([id; 16]),
+            "key {id}"
+        );
+    }
+    assert_eq!(key_file.header.used(), 10 + 6 + 18 * 24);
+}

@@ -382,7 +382,7 @@ pub fn set_counter<N: Nvm>(
 pub const MAX_PIN_TAIL: usize = 448;
 
 /// Bytes moved per write when a PIN grows (a stack buffer).
-const PIN_SHIFT_CHUNK: usize = 64;
+const PIN_SHIFT_CHUNK: usize = 32;
 
 /// Whether `entry`'s PIN can become `len` bytes long: 2 to 8 bytes; a longer PIN than the record
 /// holds moves the records after it (FMCOS 2.0 §8.6.1: "新密钥的长度可以与原口令密钥的长度不同"),
