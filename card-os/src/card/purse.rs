@@ -1,8 +1,7 @@
 //! Execution of the purse commands: INITIALIZE FOR LOAD / PURCHASE / CASH WITHDRAW / CAPP
 //! PURCHASE / UNLOAD / UPDATE, CREDIT FOR LOAD, CREDIT FOR UNLOAD, UPDATE OVERDRAW LIMIT, UPDATE
 //! CAPP DATA CACHE, DEBIT FOR PURCHASE / CASH WITHDRAW, GET BALANCE and GET TRANSACTION PROOF
-//! (FMCOS 2.0 ch. 8 as PBOC ED/EP;
-//! apdu-specs/purse.md). Layouts: `crate::purse`; MACs and
+//! (FMCOS 2.0 ch. 8 as PBOC ED/EP; apdu-specs/purse.md). Layouts: `crate::purse`; MACs and
 //! session keys: `crate::crypto::purse`.
 //!
 //! Every check that can refuse a load or purchase runs before its first write, and its writes
