@@ -14,6 +14,9 @@ use crate::nvm::{Nvm, Storage};
 use crate::security::keys::KeyType;
 
 /// CREATE FILE (FMCOS 2.0 §7.13) under the current DF's create right.
+// Never inlined into the dispatch: its buffers and key schedule would sit in the frame of every
+// command (the purse commands' deepest path included).
+#[inline(never)]
 pub(super) fn create_file<N: Nvm>(ctx: &mut Ctx<'_, N>, spec: &FileSpec<'_>) -> Result<(), Sw> {
     let df = ctx.current_df()?;
     ctx.require(df.header.create_right())?;
@@ -30,6 +33,9 @@ pub(super) fn create_file<N: Nvm>(ctx: &mut Ctx<'_, N>, spec: &FileSpec<'_>) -> 
 }
 
 /// ERASE DF (FMCOS 2.0 §7.11) under the current DF's erase right.
+// Never inlined into the dispatch: its buffers and key schedule would sit in the frame of every
+// command (the purse commands' deepest path included).
+#[inline(never)]
 pub(super) fn erase_df<N: Nvm>(ctx: &mut Ctx<'_, N>) -> Result<(), Sw> {
     let df = ctx.current_df()?;
     ctx.require(df.header.erase_right())?;
@@ -70,6 +76,9 @@ fn selectable_child<N: Nvm>(
     Ok(fs::find_child(storage, df, fid)?.filter(|f| f.header.kind() != FileKind::KeyFile))
 }
 
+// Never inlined into the dispatch: its buffers and key schedule would sit in the frame of every
+// command (the purse commands' deepest path included).
+#[inline(never)]
 pub(super) fn select<N: Nvm>(
     ctx: &mut Ctx<'_, N>,
     target: SelectTarget<'_>,
@@ -210,6 +219,9 @@ fn write_fci<N: Nvm>(ctx: &mut Ctx<'_, N>, response: &mut Response<'_>) -> Resul
     response.push(fci_data)
 }
 
+// Never inlined into the dispatch: its buffers and key schedule would sit in the frame of every
+// command (the purse commands' deepest path included).
+#[inline(never)]
 pub(super) fn read_binary<N: Nvm>(
     ctx: &mut Ctx<'_, N>,
     selector: EfSelector,
@@ -321,6 +333,9 @@ fn write_key_id(key_byte: u8) -> u8 {
     3 - (key_byte & 0x03)
 }
 
+// Never inlined into the dispatch: its line-protection buffer would sit in the frame of every
+// command (the purse commands' deepest path included).
+#[inline(never)]
 pub(super) fn update_binary<N: Nvm>(
     ctx: &mut Ctx<'_, N>,
     selector: EfSelector,
@@ -361,6 +376,9 @@ pub(super) fn locate<N: Nvm>(
     Ok(number)
 }
 
+// Never inlined into the dispatch: its buffers and key schedule would sit in the frame of every
+// command (the purse commands' deepest path included).
+#[inline(never)]
 pub(super) fn read_record<N: Nvm>(
     ctx: &mut Ctx<'_, N>,
     selector: EfSelector,
@@ -388,6 +406,9 @@ pub(super) fn read_record<N: Nvm>(
     seal(ctx, &ef, key.as_ref(), response)
 }
 
+// Never inlined into the dispatch: its line-protection buffer would sit in the frame of every
+// command (the purse commands' deepest path included).
+#[inline(never)]
 pub(super) fn update_record<N: Nvm>(
     ctx: &mut Ctx<'_, N>,
     selector: EfSelector,
@@ -425,6 +446,9 @@ pub(super) fn update_record<N: Nvm>(
     Ok(())
 }
 
+// Never inlined into the dispatch: its line-protection buffer would sit in the frame of every
+// command (the purse commands' deepest path included).
+#[inline(never)]
 pub(super) fn append_record<N: Nvm>(
     ctx: &mut Ctx<'_, N>,
     selector: EfSelector,

@@ -34,6 +34,9 @@ fn check_new_pin(entry: &KeyEntry, pin: &[u8]) -> Result<(), Sw> {
 
 /// VERIFY `00 20 00 pinId`. Without data: the tries left (`63Cx`), `6983` when blocked, `9000`
 /// when the DF has no such PIN (LD/T 32 part 5: nothing to verify).
+// Never inlined into the dispatch: its buffers and key schedule would sit in the frame of every
+// command (the purse commands' deepest path included).
+#[inline(never)]
 pub(super) fn verify<N: Nvm>(ctx: &mut Ctx<'_, N>, pin_id: u8, pin: &[u8]) -> Result<(), Sw> {
     if pin.is_empty() {
         return match ctx.key(KeyType::Pin, pin_id) {
@@ -58,6 +61,9 @@ pub(super) fn verify<N: Nvm>(ctx: &mut Ctx<'_, N>, pin_id: u8, pin: &[u8]) -> Re
 
 /// CHANGE PIN `80 5E 01 pinId`: the old PIN is verified like VERIFY does (a try is spent first),
 /// then the new PIN replaces it and the tries come back.
+// Never inlined into the dispatch: its buffers and key schedule would sit in the frame of every
+// command (the purse commands' deepest path included).
+#[inline(never)]
 pub(super) fn change_pin<N: Nvm>(
     ctx: &mut Ctx<'_, N>,
     pin_id: u8,
@@ -82,6 +88,9 @@ fn reload_mac_key(key: Key) -> Key {
 
 /// RELOAD PIN `80 5E 00 pinId`: the new PIN with a MAC over it alone (zero IV) under the reload
 /// key `38`; a wrong MAC spends a try of the reload key.
+// Never inlined into the dispatch: its buffers and key schedule would sit in the frame of every
+// command (the purse commands' deepest path included).
+#[inline(never)]
 pub(super) fn reload_pin<N: Nvm>(
     ctx: &mut Ctx<'_, N>,
     pin_id: u8,
@@ -111,6 +120,9 @@ fn reset_tries<N: Nvm>(ctx: &mut Ctx<'_, N>, entry: &KeyEntry) -> Result<(), Sw>
 /// PIN UNBLOCK `84 24 pinId P2`: line protection under the unblock key `37` (MAC, and the new PIN
 /// encrypted when there is data besides the MAC). A wrong MAC or cryptogram spends a try of the
 /// unblock key. Success gives the PIN its tries back and, with data, replaces it.
+// Never inlined into the dispatch: its line-protection buffer would sit in the frame of every
+// command (the purse commands' deepest path included).
+#[inline(never)]
 pub(super) fn pin_unblock<N: Nvm>(
     ctx: &mut Ctx<'_, N>,
     pin_id: u8,

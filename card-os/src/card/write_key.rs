@@ -13,6 +13,9 @@ use crate::security::keys::{self, KeyEntry, KeyRecord, KeyType};
 const MASTER_KEY_ID: u8 = 0x00;
 
 /// WRITE KEY.
+// Never inlined into the dispatch: its line-protection buffer would sit in the frame of every
+// command (the purse commands' deepest path included).
+#[inline(never)]
 pub(super) fn write_key<N: Nvm>(
     ctx: &mut Ctx<'_, N>,
     target: KeyTarget,

@@ -33,7 +33,7 @@ mod block;
 
 pub use algorithm::{Algorithm, Key};
 pub use block::{CipherBlock, MAX_BLOCK_SIZE};
-pub use cipher::BlockCipher;
+pub use cipher::{BlockCipher, CipherKey};
 pub use compare::ct_eq;
 pub use diversify::{diversify, diversify_path};
 pub use line::{line_decrypt, line_encrypt, line_encrypted_len, Padding};
