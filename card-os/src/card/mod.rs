@@ -135,6 +135,25 @@ impl Response<'_> {
         self.buf.get_mut(start..end).ok_or(Sw::NO_PRECISE_DIAGNOSIS)
     }
 
+    /// The response buffer as scratch space for a command that answers no data: line-protected
+    /// data is decrypted there instead of into a buffer on the stack (the chip's RAM). The data
+    /// length stays 0, so none of it can go out; the handler wipes it with [`Response::wipe`]
+    /// whatever the outcome. `6F00` when the response already holds data.
+    pub(super) fn scratch(
+        &mut self,
+    ) -> Result<&mut [u8; secure_messaging::MAX_PROTECTED_DATA], Sw> {
+        if *self.len != 0 {
+            return Err(Sw::NO_PRECISE_DIAGNOSIS);
+        }
+        self.buf.first_chunk_mut().ok_or(Sw::NO_PRECISE_DIAGNOSIS)
+    }
+
+    /// Zeroes the whole buffer and empties the response (after [`Response::scratch`]).
+    pub(super) fn wipe(&mut self) {
+        self.buf.fill(0);
+        *self.len = 0;
+    }
+
     /// Drops bytes after `len` (a handler that read more than it returns).
     pub fn truncate(&mut self, len: usize) {
         *self.len = (*self.len).min(len);
@@ -485,15 +504,15 @@ fn execute<N: Nvm>(
             files::read_binary(ctx, ef, offset, mac, response)
         }
         Instruction::UpdateBinary { ef, offset, write } => {
-            files::update_binary(ctx, ef, offset, write)
+            files::update_binary(ctx, ef, offset, write, response)
         }
         Instruction::ReadRecord { ef, address, mac } => {
             files::read_record(ctx, ef, address, mac, response)
         }
         Instruction::UpdateRecord { ef, address, write } => {
-            files::update_record(ctx, ef, address, write)
+            files::update_record(ctx, ef, address, write, response)
         }
-        Instruction::AppendRecord { ef, write } => files::append_record(ctx, ef, write),
+        Instruction::AppendRecord { ef, write } => files::append_record(ctx, ef, write, response),
         Instruction::CreateFile(spec) => files::create_file(ctx, &spec),
         Instruction::EraseDf => files::erase_df(ctx),
         Instruction::GetResponse => Err(Sw::CONDITIONS_NOT_SATISFIED),
@@ -501,7 +520,7 @@ fn execute<N: Nvm>(
             target,
             key_id,
             write,
-        } => write_key::write_key(ctx, target, key_id, write),
+        } => write_key::write_key(ctx, target, key_id, write, response),
         Instruction::GetChallenge { len } => auth::get_challenge(ctx, len, response),
         Instruction::ExternalAuthenticate { key_id, proof } => {
             auth::external_authenticate(ctx, key_id, proof)
@@ -514,7 +533,7 @@ fn execute<N: Nvm>(
         Instruction::Verify { pin_id, pin } => pin::verify(ctx, pin_id, pin),
         Instruction::ChangePin { pin_id, old, new } => pin::change_pin(ctx, pin_id, old, new),
         Instruction::ReloadPin { pin_id, pin, mac } => pin::reload_pin(ctx, pin_id, pin, &mac),
-        Instruction::PinUnblock { pin_id, write } => pin::pin_unblock(ctx, pin_id, write),
+        Instruction::PinUnblock { pin_id, write } => pin::pin_unblock(ctx, pin_id, write, response),
         Instruction::ApplicationBlock { permanently, mac } => {
             life_cycle::application_block(ctx, permanently, &mac)
         }

@@ -7,7 +7,8 @@
 
 use super::command::WriteData;
 use super::context::Ctx;
-use super::secure_messaging::{self, LineKey, MAX_PROTECTED_DATA};
+use super::secure_messaging::{self, LineKey};
+use super::Response;
 use crate::apdu::Sw;
 use crate::crypto::{ct_eq, Key, Mac, MacIv};
 use crate::nvm::Nvm;
@@ -120,13 +121,13 @@ fn reset_tries<N: Nvm>(ctx: &mut Ctx<'_, N>, entry: &KeyEntry) -> Result<(), Sw>
 /// PIN UNBLOCK `84 24 pinId P2`: line protection under the unblock key `37` (MAC, and the new PIN
 /// encrypted when there is data besides the MAC). A wrong MAC or cryptogram spends a try of the
 /// unblock key. Success gives the PIN its tries back and, with data, replaces it.
-// Never inlined into the dispatch: its line-protection buffer would sit in the frame of every
-// command (the purse commands' deepest path included).
+// Never inlined into the dispatch: its frame would sit under every command.
 #[inline(never)]
 pub(super) fn pin_unblock<N: Nvm>(
     ctx: &mut Ctx<'_, N>,
     pin_id: u8,
     write: WriteData<'_>,
+    response: &mut Response<'_>,
 ) -> Result<(), Sw> {
     let mac = write.mac.ok_or(Sw::SM_MAC_MISSING)?;
     let pin_entry = ctx.key(KeyType::Pin, pin_id)?;
@@ -140,17 +141,17 @@ pub(super) fn pin_unblock<N: Nvm>(
         return Err(Ctx::<N>::failed_try(spent));
     }
     if !write.data.is_empty() {
-        // The decrypted PIN is wiped whatever the outcome.
-        let mut buf = [0u8; MAX_PROTECTED_DATA];
+        // The decrypted PIN goes to the (empty) response buffer, wiped whatever the outcome.
+        let buf = response.scratch()?;
         let result = key
-            .decrypt(write.data, &mut buf)
+            .decrypt(write.data, buf)
             .map_err(|_| Ctx::<N>::failed_try(spent))
             .and_then(|len| {
                 let pin = buf.get(..len).ok_or(Sw::WRONG_DATA)?;
                 check_new_pin(&pin_entry, pin)?;
                 keys::set_pin(ctx.storage, &pin_entry, pin)
             });
-        buf.fill(0);
+        response.wipe();
         result?;
     }
     ctx.restore_tries(&unblock, spent)?;

@@ -237,14 +237,23 @@ fn sm4_decrypt(cipher: &Sm4, data: &mut [u8]) {
     cipher.decrypt_blocks(Array::slice_as_chunks_mut(data).0);
 }
 
+// AES one block at a time: the crate's multi-block path first widens the whole schedule to 32-bit
+// words on the stack (352 bytes; an 880-byte frame on the chip), the one-block path runs on the
+// stored 16-bit schedule (a frame of a few dozen bytes). The card's AES operations are a block or
+// a few (session keys, cryptograms, MACs, short line-encrypted data).
+
 #[inline(never)]
 fn aes_encrypt(cipher: &Aes128, data: &mut [u8]) {
-    cipher.encrypt_blocks(Array::slice_as_chunks_mut(data).0);
+    for block in Array::slice_as_chunks_mut(data).0 {
+        cipher.encrypt_block(block);
+    }
 }
 
 #[inline(never)]
 fn aes_decrypt(cipher: &Aes128, data: &mut [u8]) {
-    cipher.decrypt_blocks(Array::slice_as_chunks_mut(data).0);
+    for block in Array::slice_as_chunks_mut(data).0 {
+        cipher.decrypt_block(block);
+    }
 }
 
 #[cfg(test)]
