@@ -487,6 +487,7 @@ fn print_profile(command: &str, log: &std::path::Path) {
         "\nprofile of {command} (all its runs; the UART wait loops included): {total} instructions"
     );
     for (n, f) in rows.iter().take(25) {
+        let f = demangle(f);
         println!(
             "{:>9} {:>5.1}%  {}",
             n,
@@ -605,4 +606,34 @@ fn report(
         total as f64 / 30_000.0
     );
     println!("deepest stack of anything: {} B", max_stack.max(power_up));
+}
+
+/// A legacy-mangled Rust symbol (`_ZN…E`, as QEMU's log shows them) made readable, without its
+/// hash; other symbols as they are.
+fn demangle(symbol: &str) -> String {
+    let Some(mut rest) = symbol.strip_prefix("_ZN") else {
+        return symbol.to_string();
+    };
+    let mut parts = Vec::new();
+    while let Some(digits) = rest.find(|c: char| !c.is_ascii_digit()).filter(|&d| d > 0) {
+        let (len, tail) = rest.split_at(digits);
+        let len: usize = len.parse().unwrap_or(0);
+        let Some(part) = tail.get(..len) else { break };
+        parts.push(part);
+        rest = &tail[len..];
+    }
+    if parts
+        .last()
+        .is_some_and(|p| p.len() == 17 && p.starts_with('h'))
+    {
+        parts.pop();
+    }
+    parts
+        .join("::")
+        .replace("$LT$", "<")
+        .replace("$GT$", ">")
+        .replace("$u20$", " ")
+        .replace("$C$", ",")
+        .replace("$RF$", "&")
+        .replace("..", "::")
 }
