@@ -6,12 +6,12 @@
 //! (`link.rs`), and the NVM image lives in RAM (`ram_nvm.rs`), loaded and saved by the host
 //! bridge (`citizencard sim serve --mcu`).
 //!
-//! With the `test-hooks` feature (tests and `scripts/mcu-bench.py`, never the served card) the
+//! With the `test-hooks` feature (tests and `scripts/mcu-bench.sh`, never the served card) the
 //! link has two more controls: the cost of the last APDU in SysTick ticks, and random bytes to
 //! replay instead of the RNG's (so the public test vectors' challenges can be fixed).
 //!
 //! No heap, no `unsafe` here: cortex-m-rt starts the chip (and paints the stack, so that
-//! `scripts/mcu-bench.py` can find its high-water mark), nrf51-hal drives the UART and the RNG.
+//! `scripts/mcu-bench.sh` can find its high-water mark), nrf51-hal drives the UART and the RNG.
 #![no_std]
 #![no_main]
 #![forbid(unsafe_code)]
