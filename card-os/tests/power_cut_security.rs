@@ -13,7 +13,9 @@
 
 mod common;
 
-use card_os::crypto::{challenge_cryptogram, line_encrypt, Key, Mac, MacIv, Padding, Rng};
+use card_os::crypto::{
+    challenge_cryptogram, line_encrypt, BlockCipher, Key, Mac, MacIv, Padding, Rng,
+};
 use card_os::fs;
 use card_os::security::keys::{self, KeyType};
 use card_os::sim::inspect;
@@ -715,6 +717,7 @@ fn stk_protected_write() {
         let sk = session_key(&Key::Des(STK), &first_challenge()).unwrap();
         let mut head = hex(header);
         head.push((data.len() + 4) as u8);
+        let sk = BlockCipher::new(&sk);
         let mut mac = Mac::session(&sk).unwrap();
         mac.update(&head);
         mac.update(data);

@@ -7,7 +7,8 @@
 
 use super::command::WriteData;
 use super::context::Ctx;
-use super::secure_messaging::{self, LineKey, MAX_PROTECTED_DATA};
+use super::secure_messaging::{self, LineKey};
+use super::Response;
 use crate::apdu::Sw;
 use crate::crypto::{ct_eq, Key, Mac, MacIv};
 use crate::nvm::Nvm;
@@ -37,6 +38,9 @@ fn store_pin<N: Nvm>(ctx: &mut Ctx<'_, N>, entry: &KeyEntry, pin: &[u8]) -> Resu
 
 /// VERIFY `00 20 00 pinId`. Without data: the tries left (`63Cx`), `6983` when blocked, `9000`
 /// when the DF has no such PIN (LD/T 32 part 5: nothing to verify).
+// Never inlined into the dispatch: its buffers and key schedule would sit in the frame of every
+// command (the purse commands' deepest path included).
+#[inline(never)]
 pub(super) fn verify<N: Nvm>(ctx: &mut Ctx<'_, N>, pin_id: u8, pin: &[u8]) -> Result<(), Sw> {
     if pin.is_empty() {
         return match ctx.key(KeyType::Pin, pin_id) {
@@ -61,6 +65,9 @@ pub(super) fn verify<N: Nvm>(ctx: &mut Ctx<'_, N>, pin_id: u8, pin: &[u8]) -> Re
 
 /// CHANGE PIN `80 5E 01 pinId`: the old PIN is verified like VERIFY does (a try is spent first),
 /// then the new PIN replaces it and the tries come back.
+// Never inlined into the dispatch: its buffers and key schedule would sit in the frame of every
+// command (the purse commands' deepest path included).
+#[inline(never)]
 pub(super) fn change_pin<N: Nvm>(
     ctx: &mut Ctx<'_, N>,
     pin_id: u8,
@@ -86,6 +93,9 @@ fn reload_mac_key(key: Key) -> Key {
 /// RELOAD PIN `80 5E 00 pinId`: the new PIN with a MAC over it alone (zero IV) under the reload
 /// key `38`; a wrong MAC spends a try of the reload key and answers `9302` (FMCOS 2.0 §8.5.5),
 /// `6983` when that was its last try.
+// Never inlined into the dispatch: its buffers and key schedule would sit in the frame of every
+// command (the purse commands' deepest path included).
+#[inline(never)]
 pub(super) fn reload_pin<N: Nvm>(
     ctx: &mut Ctx<'_, N>,
     pin_id: u8,
@@ -121,10 +131,13 @@ fn reset_tries<N: Nvm>(ctx: &mut Ctx<'_, N>, entry: &KeyEntry) -> Result<(), Sw>
 /// PIN UNBLOCK `84 24 pinId P2`: line protection under the unblock key `37` (MAC, and the new PIN
 /// encrypted when there is data besides the MAC). A wrong MAC or cryptogram spends a try of the
 /// unblock key. Success gives the PIN its tries back and, with data, replaces it.
+// Never inlined into the dispatch: its frame would sit under every command.
+#[inline(never)]
 pub(super) fn pin_unblock<N: Nvm>(
     ctx: &mut Ctx<'_, N>,
     pin_id: u8,
     write: WriteData<'_>,
+    response: &mut Response<'_>,
 ) -> Result<(), Sw> {
     let mac = write.mac.ok_or(Sw::SM_MAC_MISSING)?;
     let pin_entry = ctx.key(KeyType::Pin, pin_id)?;
@@ -138,17 +151,17 @@ pub(super) fn pin_unblock<N: Nvm>(
         return Err(Ctx::<N>::failed_try(spent));
     }
     if !write.data.is_empty() {
-        // The decrypted PIN is wiped whatever the outcome.
-        let mut buf = [0u8; MAX_PROTECTED_DATA];
+        // The decrypted PIN goes to the (empty) response buffer, wiped whatever the outcome.
+        let buf = response.scratch()?;
         let result = key
-            .decrypt(write.data, &mut buf)
+            .decrypt(write.data, buf)
             .map_err(|_| Ctx::<N>::failed_try(spent))
             .and_then(|len| {
                 let pin = buf.get(..len).ok_or(Sw::WRONG_DATA)?;
                 check_new_pin(ctx, &pin_entry, pin)?;
                 store_pin(ctx, &pin_entry, pin)
             });
-        buf.fill(0);
+        response.wipe();
         result?;
     }
     ctx.restore_tries(&unblock, spent)?;

@@ -17,7 +17,7 @@ use super::context::Ctx;
 use super::Response;
 use crate::apdu::Sw;
 use crate::crypto::purse::{self as pboc, HostTime, Load, Purchase};
-use crate::crypto::{ct_eq, CryptoError, Key};
+use crate::crypto::{ct_eq, BlockCipher, CryptoError, Key};
 use crate::fs::header::{FileKind, PURSE_BODY_LEN};
 use crate::fs::{self, records, FileRef};
 use crate::nvm::Nvm;
@@ -309,13 +309,16 @@ pub(super) fn credit_for_unload<N: Nvm>(
     let state = purse.body.state;
     let fields = load_fields(&session);
     let entry = session_master(ctx, Operation::Unload, session.key_id)?;
-    // SESULK = E(unload key, random ‖ onlineCounter ‖ 8000) (§8.10.2.3).
-    let sesulk = pboc::load_session_key(
-        &ctx.load_key(&entry)?,
-        &session.random,
-        state.online_counter,
-    )
-    .map_err(internal)?;
+    // SESULK = E(unload key, random ‖ onlineCounter ‖ 8000) (§8.10.2.3); its schedule serves
+    // MAC2 and MAC3.
+    let sesulk = BlockCipher::new(
+        &pboc::load_session_key(
+            &ctx.load_key(&entry)?,
+            &session.random,
+            state.online_counter,
+        )
+        .map_err(internal)?,
+    );
     let expected = pboc::load_mac2(&sesulk, &fields, at).map_err(internal)?;
     if !ct_eq(&expected, mac2) {
         return Err(Sw::MAC_INVALID);
@@ -370,14 +373,17 @@ pub(super) fn debit_for_purchase<N: Nvm>(
     let purse = open(ctx, session.purse)?;
     let state = purse.body.state;
     let entry = session_master(ctx, session.operation, session.key_id)?;
-    // SESPK = E(DPK, random ‖ offlineCounter ‖ terminalSeq[2..4]) (FMCOS 2.0 §8.8.2.3).
-    let sespk = pboc::purchase_session_key(
-        &ctx.load_key(&entry)?,
-        &session.random,
-        state.offline_counter,
-        &terminal_seq,
-    )
-    .map_err(internal)?;
+    // SESPK = E(DPK, random ‖ offlineCounter ‖ terminalSeq[2..4]) (FMCOS 2.0 §8.8.2.3); its
+    // schedule serves MAC1 and MAC2.
+    let sespk = BlockCipher::new(
+        &pboc::purchase_session_key(
+            &ctx.load_key(&entry)?,
+            &session.random,
+            state.offline_counter,
+            &terminal_seq,
+        )
+        .map_err(internal)?,
+    );
     let txn_type = session.txn_type();
     let fields = Purchase {
         amount: session.amount,
