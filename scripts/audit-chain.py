@@ -15,6 +15,8 @@ import sqlite3
 import sys
 
 PREFIX = b"citizencard-audit-1\n"
+# Records that name their station (schema version 7 on) hash it as a tenth field.
+PREFIX_STATION = b"citizencard-audit-2\n"
 GENESIS = "0" * 64
 
 
@@ -26,12 +28,14 @@ def field(value):
     return str(len(data)).encode() + b":" + data + b","
 
 
-def record_hash(row):
+def record_hash(row, station):
     (rid, at, operator, action, card, id_number, details, effects, prev_hash) = row
-    encoded = PREFIX + b"".join(
+    encoded = (PREFIX if station is None else PREFIX_STATION) + b"".join(
         field(v)
         for v in (str(rid), at, operator, action, card, id_number, details, effects, prev_hash)
     )
+    if station is not None:
+        encoded += field(station)
     return hashlib.sha256(encoded).hexdigest()
 
 
@@ -40,9 +44,11 @@ def main(argv):
         print(__doc__.strip().splitlines()[2].strip(), file=sys.stderr)
         return 2
     db = sqlite3.connect("file:%s?mode=ro" % argv[1], uri=True)
+    columns = [c[1] for c in db.execute("PRAGMA table_info(audit_log)")]
+    station = "station" if "station" in columns else "NULL"
     rows = db.execute(
         "SELECT id, at, operator, action, card_number, id_number, details, effects, prev_hash, "
-        "hash FROM audit_log ORDER BY id"
+        "hash, %s FROM audit_log ORDER BY id" % station
     ).fetchall()
     problems = []
     prev = GENESIS
@@ -50,7 +56,7 @@ def main(argv):
         rid, stored = row[0], row[9]
         if row[8] != prev:
             problems.append("audit_log %d: does not follow the record before it" % rid)
-        if record_hash(row[:9]) != stored:
+        if record_hash(row[:9], row[10]) != stored:
             problems.append("audit_log %d: its contents do not match its hash" % rid)
         prev = stored
     last = (rows[-1][0], rows[-1][9]) if rows else (0, GENESIS)

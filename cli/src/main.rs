@@ -71,8 +71,14 @@ pub struct Global {
     /// one with `citizencard sim new`).
     #[arg(long, global = true, value_name = "IMAGE", conflicts_with_all = ["reader", "wait"])]
     pub sim: Option<std::path::PathBuf>,
-    /// The issuance registry (SQLite); default `$XDG_DATA_HOME/citizencard/registry.db`.
-    #[arg(long, global = true, value_name = "FILE", env = "CITIZENCARD_REGISTRY")]
+    /// The issuance registry: an SQLite file (default `$XDG_DATA_HOME/citizencard/registry.db`),
+    /// or a PostgreSQL database shared by several stations, `postgres://user@host[:port]/db`.
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILE|URL",
+        env = "CITIZENCARD_REGISTRY"
+    )]
     pub registry: Option<std::path::PathBuf>,
     /// The registry's configuration (fees, card series, city; TOML); built-in defaults otherwise.
     #[arg(
@@ -123,11 +129,17 @@ impl Global {
     /// The terminal's state directory (load host and purchase terminal): `CITIZENCARD_TERMINAL_STATE`,
     /// else `terminal/` beside the registry (`--registry`, or its default).
     pub fn terminal_state_dir(&self) -> Result<std::path::PathBuf, Failure> {
+        use host_lib::registry::Location;
         if let Some(s) = std::env::var_os(cmd::purse::STATE_ENV) {
             return Ok(s.into());
         }
-        let registry = match &self.registry {
-            Some(r) => r.clone(),
+        let beside = match self.registry_location() {
+            Some(Location::Sqlite(path)) => Some(path),
+            // A PostgreSQL registry has no directory: the default data directory then.
+            Some(Location::Postgres(_)) | None => None,
+        };
+        let registry = match beside {
+            Some(r) => r,
             None => host_lib::registry::default_path().map_err(|e| {
                 Failure::usage(anyhow::anyhow!(
                     "{e}; give the terminal's state directory with --state DIR or {}",
@@ -143,16 +155,25 @@ impl Global {
 
     /// Opens the registry these flags name (creating it, and its directory, if needed).
     pub fn open_registry(&self) -> Result<host_lib::registry::Registry, Failure> {
-        use host_lib::registry::{default_path, Registry, RegistryConfig};
+        use host_lib::registry::{default_path, Location, Registry, RegistryConfig, SystemClock};
+        use std::sync::Arc;
         let config = match &self.registry_config {
             Some(path) => RegistryConfig::load(path).map_err(Failure::usage)?,
             None => RegistryConfig::default(),
         };
-        let path = match &self.registry {
-            Some(path) => path.clone(),
-            None => default_path().map_err(Failure::card)?,
+        let location = match self.registry_location() {
+            Some(l) => l,
+            None => Location::Sqlite(default_path().map_err(Failure::card)?),
         };
-        Registry::open(&path, config).map_err(Failure::card)
+        Registry::open_location(&location, config, Arc::new(SystemClock)).map_err(Failure::card)
+    }
+
+    /// The registry `--registry` / `CITIZENCARD_REGISTRY` names: a `postgres://` address is
+    /// PostgreSQL, anything else an SQLite file; `None` for the default file.
+    pub fn registry_location(&self) -> Option<host_lib::registry::Location> {
+        self.registry
+            .as_ref()
+            .map(|r| host_lib::registry::Location::parse(&r.to_string_lossy()))
     }
 }
 

@@ -48,6 +48,8 @@ pub struct Desk {
     pub terminal_state: PathBuf,
     /// The load host's terminal id.
     pub terminal_id: [u8; 6],
+    /// This console's station: recorded with every change it makes in the registry.
+    pub station: host_lib::registry::Station,
     held: Mutex<HashMap<String, String>>,
 }
 
@@ -109,14 +111,32 @@ impl Desk {
             cards,
             terminal_state,
             terminal_id: [0, 0, 0, 0, 0x01, 0x01],
+            station: host_lib::registry::Station::this_process(),
             held: Mutex::new(HashMap::new()),
         }
     }
 
     /// A registry connection for one request.
     pub fn open(&self) -> anyhow::Result<Registry> {
-        Registry::open(&self.registry, self.config.clone())
-            .with_context(|| format!("registry {}", self.registry.display()))
+        let location = self.location();
+        let clock = std::sync::Arc::new(host_lib::registry::SystemClock);
+        let opened = match &location {
+            // One pool for all the console's requests.
+            host_lib::registry::Location::Postgres(url) => {
+                Registry::open_postgres_shared(url, self.config.clone(), clock)
+            }
+            host_lib::registry::Location::Sqlite(_) => {
+                Registry::open_location(&location, self.config.clone(), clock)
+            }
+        };
+        let mut reg = opened.with_context(|| format!("registry {location}"))?;
+        reg.set_station(self.station.clone());
+        Ok(reg)
+    }
+
+    /// The registry: an SQLite file, or a `postgres://` database.
+    pub fn location(&self) -> host_lib::registry::Location {
+        host_lib::registry::Location::parse(&self.registry.to_string_lossy())
     }
 
     /// Holds `what` (a card number, an ID number) for `operator`, or refuses at once when another
@@ -441,6 +461,14 @@ pub fn chain(e: &anyhow::Error) -> String {
 
 /// Where a registry's terminal state lives: `terminal/` beside it.
 pub fn terminal_state_beside(registry: &Path) -> PathBuf {
+    if let host_lib::registry::Location::Postgres(_) =
+        host_lib::registry::Location::parse(&registry.to_string_lossy())
+    {
+        // A database server has no directory: the station's default data directory.
+        if let Ok(default) = host_lib::registry::default_path() {
+            return terminal_state_beside(&default);
+        }
+    }
     registry
         .parent()
         .unwrap_or_else(|| Path::new("."))

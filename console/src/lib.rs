@@ -76,7 +76,8 @@ pub struct ConsoleArgs {
 /// `--registry-config`, `-r/--reader`).
 #[derive(Debug, Clone, Default)]
 pub struct StationOptions {
-    /// The registry file (default: `$XDG_DATA_HOME/citizencard/registry.db`).
+    /// The registry: an SQLite file (default: `$XDG_DATA_HOME/citizencard/registry.db`) or a
+    /// PostgreSQL database, `postgres://user@host[:port]/db`.
     pub registry: Option<PathBuf>,
     /// The registry's configuration.
     pub registry_config: Option<PathBuf>,
@@ -213,7 +214,7 @@ pub fn run(args: ConsoleArgs, station: StationOptions) -> anyhow::Result<()> {
             println!(
                 "operator {login} ({}) added to {}",
                 role.as_str(),
-                registry.display()
+                desk.location()
             );
             return Ok(());
         }

@@ -27,9 +27,10 @@ use clap::Parser;
     LOGIN:ROLE and the password in CITIZENCARD_CONSOLE_PASSWORD."
 )]
 struct Cli {
-    /// The issuance registry (SQLite); default `$XDG_DATA_HOME/citizencard/registry.db` (not
-    /// used with --demo).
-    #[arg(long, value_name = "FILE", env = "CITIZENCARD_REGISTRY")]
+    /// The issuance registry: an SQLite file, default `$XDG_DATA_HOME/citizencard/registry.db`,
+    /// or a PostgreSQL database shared by several stations, `postgres://user@host[:port]/db`
+    /// (not used with --demo).
+    #[arg(long, value_name = "FILE|URL", env = "CITIZENCARD_REGISTRY")]
     registry: Option<PathBuf>,
     /// The registry's configuration (fees, card series, city; TOML).
     #[arg(long, value_name = "FILE", env = "CITIZENCARD_REGISTRY_CONFIG")]

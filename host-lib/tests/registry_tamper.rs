@@ -416,8 +416,9 @@ fn registries_from_before_the_chain_are_anchored_on_migration() {
     let path = dir.path().join("v3.db");
     // A version-3 registry with history and audit records, written by hand as the old code did.
     {
-        let mut c = Connection::open(&path).unwrap();
-        schema::migrate_to(&mut c, 3).unwrap();
+        let db = host_lib::registry::db::Db::Sqlite(Connection::open(&path).unwrap());
+        schema::migrate_to(&db, 3).unwrap();
+        let c = db.sqlite().unwrap();
         let r = samples()[2].to_record();
         c.execute_batch("BEGIN").unwrap();
         c.execute(

@@ -17,6 +17,7 @@ use host_lib::holder::items::CardNumber;
 use host_lib::holder::{input, Applicant, Validator};
 use host_lib::keys::KeySet;
 use host_lib::profile::Profile;
+use host_lib::registry::testing::{pg_enabled, PgTestDb};
 use host_lib::registry::{
     CancelReason, CardStatus, ManualClock, Registry, RegistryConfig, RegistryError, ReplaceReason,
     Station,
@@ -50,8 +51,46 @@ fn applicants() -> Vec<Applicant> {
         .collect()
 }
 
+/// Which registry the tests of this thread use (the harness gives each test a thread).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+thread_local! {
+    static BACKEND: std::cell::Cell<Backend> = const { std::cell::Cell::new(Backend::Sqlite) };
+}
+
+/// Runs `test` on `backend` (PostgreSQL only with `CITIZENCARD_PG=1`).
+fn run_on(backend: Backend, name: &str, test: fn()) {
+    if backend == Backend::Postgres && !pg_enabled(name) {
+        return;
+    }
+    BACKEND.with(|b| b.set(backend));
+    test();
+}
+
+/// The same test on SQLite (`name::sqlite`) and on PostgreSQL (`name::postgres`).
+macro_rules! on_both {
+    ($name:ident) => {
+        mod $name {
+            #[test]
+            fn sqlite() {
+                super::run_on(super::Backend::Sqlite, stringify!($name), super::$name);
+            }
+            #[test]
+            fn postgres() {
+                super::run_on(super::Backend::Postgres, stringify!($name), super::$name);
+            }
+        }
+    };
+}
+
 /// A registry, its cards and its terminal state, in a temporary directory.
 struct World {
+    /// The PostgreSQL database of this world, when the test runs on PostgreSQL.
+    pg: Option<PgTestDb>,
     _dir: tempfile::TempDir,
     reg: Registry,
     cards: PathBuf,
@@ -67,15 +106,22 @@ impl World {
         let clock = Arc::new(ManualClock::new(
             time::macros::datetime!(2026-01-10 02:00 UTC),
         ));
-        let reg = Registry::open_with_clock(
-            &dir.path().join("registry.db"),
-            RegistryConfig::default(),
-            clock,
-        )
+        let pg = (BACKEND.with(|b| b.get()) == Backend::Postgres).then(PgTestDb::create);
+        let reg = match &pg {
+            None => Registry::open_with_clock(
+                &dir.path().join("registry.db"),
+                RegistryConfig::default(),
+                clock,
+            ),
+            Some(db) => {
+                Registry::open_postgres_with_clock(db.url(), RegistryConfig::default(), clock)
+            }
+        }
         .unwrap();
         let cards = dir.path().join("cards");
         std::fs::create_dir_all(&cards).unwrap();
         World {
+            pg,
             cards,
             state: dir.path().join("terminal"),
             _dir: dir,
@@ -83,6 +129,20 @@ impl World {
             keys: dev_keys(),
             profile: Profile::wenzhou(),
             station: Station::this_process(),
+        }
+    }
+
+    /// Another handle on the same registry (another process, another clock).
+    fn reopen(&self, clock: Arc<ManualClock>) -> Registry {
+        match &self.pg {
+            None => {
+                let path = self.reg.path().unwrap().to_owned();
+                Registry::open_with_clock(&path, RegistryConfig::default(), clock).unwrap()
+            }
+            Some(db) => {
+                Registry::open_postgres_with_clock(db.url(), RegistryConfig::default(), clock)
+                    .unwrap()
+            }
         }
     }
 
@@ -256,7 +316,6 @@ fn assert_holds(w: &World, context: &str) -> invariants::InvariantReport {
 /// The registry fails while recording a load the card made: the load stays in the terminal's
 /// journal (it used to be removed first: card 19.50, ledger 17.50), and the next command with
 /// the card records it. Card balance == ledger balance.
-#[test]
 fn a_load_the_registry_failed_to_record_is_recorded_by_the_next_command() {
     let mut w = World::new();
     let a = applicants().remove(0);
@@ -297,7 +356,6 @@ fn a_load_the_registry_failed_to_record_is_recorded_by_the_next_command() {
 /// A load the registry failed to record, and the next command with the card is the
 /// cancellation: the load is settled and recorded first, so the refund is what the card holds
 /// (it used to be the ledger's shorter amount).
-#[test]
 fn a_cancellation_refunds_what_the_card_holds() {
     let mut w = World::new();
     let a = applicants().remove(4);
@@ -324,7 +382,6 @@ fn a_cancellation_refunds_what_the_card_holds() {
 
 /// The registry fails between CREDIT FOR LOAD of the carried-over balance and its recording:
 /// the re-run learns from the card that the credit happened and does not load it again.
-#[test]
 fn a_carry_over_is_loaded_once_when_its_recording_failed() {
     let mut w = World::new();
     let a = applicants().remove(1);
@@ -389,7 +446,6 @@ fn invariants_balance(w: &World, card: &CardNumber) -> Option<u32> {
 
 /// A station meets an applicant whose card another live station is personalizing: refused,
 /// nothing touched. A station whose lease was taken over (it expired) finds its card void.
-#[test]
 fn one_station_per_issuance_and_a_card_without_its_lease_is_void() {
     let mut w = World::new();
     let a = applicants().remove(2);
@@ -428,8 +484,7 @@ fn one_station_per_issuance_and_a_card_without_its_lease_is_void() {
     let clock_later = Arc::new(ManualClock::new(
         time::macros::datetime!(2026-01-10 03:00 UTC),
     ));
-    let path = w.reg.path().unwrap().to_owned();
-    w.reg = Registry::open_with_clock(&path, RegistryConfig::default(), clock_later).unwrap();
+    w.reg = w.reopen(clock_later);
     let cards_b = w.cards.join("b");
     std::fs::create_dir_all(&cards_b).unwrap();
     let out = issue_one(
@@ -477,7 +532,6 @@ fn one_station_per_issuance_and_a_card_without_its_lease_is_void() {
 /// A registry write fails at every write of every workflow (issue, load, purchase, report loss,
 /// replace with carry-over, cancel); after each the operator's re-run (or the next command with
 /// the card) brings everything back, and the invariants hold.
-#[test]
 #[allow(clippy::ptr_arg)] // every step has the signature of a Step
 fn chaos_registry_failure_at_every_write_of_every_workflow() {
     let all = applicants();
@@ -575,3 +629,9 @@ fn chaos_registry_failure_at_every_write_of_every_workflow() {
     );
     assert!(injected >= 10, "{injected}");
 }
+
+on_both!(a_load_the_registry_failed_to_record_is_recorded_by_the_next_command);
+on_both!(a_cancellation_refunds_what_the_card_holds);
+on_both!(a_carry_over_is_loaded_once_when_its_recording_failed);
+on_both!(one_station_per_issuance_and_a_card_without_its_lease_is_void);
+on_both!(chaos_registry_failure_at_every_write_of_every_workflow);

@@ -212,8 +212,7 @@ pub fn run(global: &Global, args: IssueArgs) -> Result<(), Failure> {
             entries.len() - valid,
             profile.id,
             keys.identity().id,
-            reg.path()
-                .map_or("(memory)".into(), |p| p.display().to_string())
+            reg.describe()
         );
     }
 

@@ -516,8 +516,10 @@ pub struct GuardArgs {
 pub(crate) fn existing_registry(
     global: &Global,
 ) -> Result<Option<host_lib::registry::Registry>, Failure> {
-    let path = match &global.registry {
-        Some(p) => p.clone(),
+    let path = match global.registry_location() {
+        // A database server: it exists (opening it says so clearly when it cannot be reached).
+        Some(host_lib::registry::Location::Postgres(_)) => return global.open_registry().map(Some),
+        Some(host_lib::registry::Location::Sqlite(p)) => p,
         None => match host_lib::registry::default_path() {
             Ok(p) => p,
             Err(_) => return Ok(None),

@@ -1,7 +1,9 @@
-//! `citizencard registry list|show|audit|blacklist|verify`: read and check the issuance registry.
+//! `citizencard registry list|show|audit|blacklist|verify|migrate`: read and check the issuance
+//! registry, and move it to a PostgreSQL server.
 //!
 //! Everything here only reads, except `blacklist --export`, which writes a file (never the
-//! registry). Tables by default, `--json` for one JSON object per line.
+//! registry), and `migrate`, which writes the copy (never the source). Tables by default,
+//! `--json` for one JSON object per line.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -57,6 +59,24 @@ pub enum RegistryCommand {
         before that record is then caught too."
     )]
     Verify(VerifyArgs),
+    /// Copy this (SQLite) registry into an empty PostgreSQL database, for several stations.
+    #[command(
+        long_about = "Copy this registry (the SQLite file --registry names) into an empty \
+        PostgreSQL database, for a bureau whose service points share one registry. The source's \
+        audit chain is verified first (a broken one is refused), every row is copied as it is in \
+        one transaction, and the copy must verify clean with the same head before it is \
+        committed. The source file is left as it is; point the stations at the new registry with \
+        --registry postgres://… or CITIZENCARD_REGISTRY."
+    )]
+    Migrate(MigrateArgs),
+}
+
+/// Arguments of `registry migrate`.
+#[derive(Args, Debug)]
+pub struct MigrateArgs {
+    /// The empty PostgreSQL database: `postgres://user@host[:port]/db`.
+    #[arg(long, value_name = "URL")]
+    pub to: String,
 }
 
 /// Arguments of `registry verify`.
@@ -175,7 +195,56 @@ pub fn run(global: &Global, command: RegistryCommand) -> Result<(), Failure> {
         RegistryCommand::Audit(args) => audit(global, &reg, args),
         RegistryCommand::Blacklist(args) => blacklist(global, &reg, args),
         RegistryCommand::Verify(args) => verify(global, &reg, args),
+        RegistryCommand::Migrate(args) => migrate(global, &reg, args),
     }
+}
+
+fn migrate(global: &Global, reg: &Registry, args: MigrateArgs) -> Result<(), Failure> {
+    use host_lib::registry::copy::{copy_to_postgres, CopyProgress};
+    use host_lib::registry::Location;
+    use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+    if !matches!(Location::parse(&args.to), Location::Postgres(_)) {
+        return Err(Failure::usage(anyhow!(
+            "--to takes a PostgreSQL address, postgres://user@host[:port]/db"
+        )));
+    }
+    let bar = if global.json {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr())
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{bar:30} {pos}/{len} {wide_msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let report = copy_to_postgres(reg, &args.to, &mut |p| match p {
+        CopyProgress::VerifyingSource => bar.set_message("verifying the source's audit chain"),
+        CopyProgress::Table { table, rows, total } => {
+            bar.set_length(total as u64);
+            bar.set_position(rows as u64);
+            bar.set_message(format!("copying {table}"));
+        }
+        CopyProgress::VerifyingCopy => bar.set_message("verifying the copy"),
+    })
+    .map_err(registry_failure)?;
+    bar.finish_and_clear();
+    if global.json {
+        return print_json(&report);
+    }
+    let target = Location::parse(&args.to);
+    for (table, n) in &report.rows {
+        println!("  {table:<20} {n:>8} rows");
+    }
+    println!(
+        "copied {} to {target}: {} audit records, verified before and after",
+        reg.describe(),
+        report.audit_records
+    );
+    match &report.head {
+        Some(h) => println!("head: {}:{}", h.id, h.hash),
+        None => println!("head: (empty chain)"),
+    }
+    Ok(())
 }
 
 fn print_json<T: serde::Serialize>(value: &T) -> Result<(), Failure> {

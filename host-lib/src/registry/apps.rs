@@ -10,7 +10,7 @@
 //!   new chip's purse: the load host puts it there, and [`Registry::record_chip_credit`] records
 //!   each such credit with the card's counter and TAC. [`Registry::owed_to_chip`] is what is left.
 
-use rusqlite::{params, OptionalExtension};
+use super::db::{params, OptionalExtension};
 use serde::Serialize;
 use serde_json::json;
 
@@ -62,24 +62,26 @@ impl Registry {
     /// The current state of every application recorded for a card, by name.
     pub fn applications(&self, card: &CardNumber) -> Result<Vec<ApplicationEntry>> {
         self.require_card(card)?;
-        let mut st = self.conn.prepare(
+        let conn = self.conn()?;
+        let mut st = conn.prepare(
             "SELECT name, state, at, operator, details FROM card_applications a \
              WHERE card_number = ?1 AND id = (SELECT MAX(id) FROM card_applications b \
              WHERE b.card_number = a.card_number AND b.name = a.name) ORDER BY name",
         )?;
         let rows = st.query_map([card.as_str()], entry)?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        Ok(rows.collect::<super::db::DbResult<_>>()?)
     }
 
     /// Every recorded change of a card's applications, oldest first.
     pub fn application_history(&self, card: &CardNumber) -> Result<Vec<ApplicationEntry>> {
         self.require_card(card)?;
-        let mut st = self.conn.prepare(
+        let conn = self.conn()?;
+        let mut st = conn.prepare(
             "SELECT name, state, at, operator, details FROM card_applications \
              WHERE card_number = ?1 ORDER BY id",
         )?;
         let rows = st.query_map([card.as_str()], entry)?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        Ok(rows.collect::<super::db::DbResult<_>>()?)
     }
 
     /// The recorded state of one application, if any.
@@ -220,7 +222,7 @@ impl Registry {
     /// the purse application serial), if the registry issued one.
     pub fn card_by_serial(&self, serial: u32) -> Result<Option<CardNumber>> {
         let n: Option<String> = self
-            .conn
+            .conn()?
             .query_row(
                 "SELECT card_number FROM cards WHERE serial = ?1",
                 [serial],
@@ -235,7 +237,7 @@ impl Registry {
     /// has not yet credited to the chip, in cents.
     pub fn owed_to_chip(&self, card: &CardNumber) -> Result<i64> {
         self.require_card(card)?;
-        owed(&self.conn, card.as_str())
+        owed(&self.conn()?, card.as_str())
     }
 
     /// Records that the load host credited `credit` of the carried-over balance to the card's
@@ -321,32 +323,29 @@ impl Registry {
     }
 }
 
-pub(crate) fn owed(conn: &rusqlite::Connection, card: &str) -> Result<i64> {
+pub(crate) fn owed(conn: &super::db::Conn<'_>, card: &str) -> Result<i64> {
     let moved_in: i64 = conn.query_row(
-        "SELECT COALESCE(SUM(amount_cents), 0) FROM purse_ledger \
+        "SELECT CAST(COALESCE(SUM(amount_cents), 0) AS BIGINT) FROM purse_ledger \
          WHERE card_number = ?1 AND kind = 'transfer_in'",
         [card],
         |r| r.get(0),
     )?;
     let credited: i64 = conn.query_row(
-        "SELECT COALESCE(SUM(amount_cents), 0) FROM chip_credits WHERE card_number = ?1",
+        "SELECT CAST(COALESCE(SUM(amount_cents), 0) AS BIGINT) FROM chip_credits WHERE card_number = ?1",
         [card],
         |r| r.get(0),
     )?;
     Ok(moved_in - credited)
 }
 
-fn entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<ApplicationEntry> {
+fn entry(r: &super::db::Row) -> super::db::DbResult<ApplicationEntry> {
     let state: String = r.get(1)?;
     let details: String = r.get(4)?;
     Ok(ApplicationEntry {
         name: r.get(0)?,
-        state: AppState::parse(&state).ok_or_else(|| {
-            rusqlite::Error::FromSqlConversionFailure(
-                1,
-                rusqlite::types::Type::Text,
-                format!("unknown application state {state:?}").into(),
-            )
+        state: AppState::parse(&state).ok_or_else(|| super::db::DbError::Column {
+            column: "state".into(),
+            message: format!("unknown application state {state:?}"),
         })?,
         since: r.get(2)?,
         operator: r.get(3)?,

@@ -72,7 +72,8 @@ impl Registry {
             "SELECT card_number, reason, from_at, lifted_at FROM blacklist \
              WHERE lifted_at IS NULL ORDER BY card_number"
         };
-        let mut st = self.conn.prepare(sql)?;
+        let conn = self.conn()?;
+        let mut st = conn.prepare(sql)?;
         let rows = st.query_map([], |r| {
             let reason: String = r.get(1)?;
             Ok(BlacklistEntry {
@@ -82,7 +83,7 @@ impl Registry {
                 lifted_at: r.get(3)?,
             })
         })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        Ok(rows.collect::<super::db::DbResult<_>>()?)
     }
 
     /// Writes the open blacklist for terminals. Returns the number of entries.

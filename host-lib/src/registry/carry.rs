@@ -8,7 +8,7 @@
 //! done ([`Registry::settle_carry_over_not_done`]) before loading again. A failure of the registry
 //! between CREDIT and recording it can therefore never load the balance twice.
 
-use rusqlite::{params, OptionalExtension};
+use super::db::{params, OptionalExtension};
 use serde::Serialize;
 use serde_json::json;
 
@@ -93,14 +93,14 @@ impl Registry {
 
     /// The open (unsettled) carry-over intent of a card, if any.
     pub fn open_carry_over_intent(&self, card: &CardNumber) -> Result<Option<CarryOverIntent>> {
-        open_intent(&self.conn, card.as_str())
+        open_intent(&self.conn()?, card.as_str())
     }
 
     /// Whether a carry-over intent (open or done) was written for this card and counter: a load
     /// with that counter is a carried-over credit, not a new load. (An intent settled as not done
     /// leaves its counter to the next load.)
     pub fn is_carry_over(&self, card: &CardNumber, txn_counter: u16) -> Result<bool> {
-        let n: i64 = self.conn.query_row(
+        let n: i64 = self.conn()?.query_row(
             "SELECT count(*) FROM carry_over_intents WHERE card_number = ?1 AND txn_counter = ?2 \
              AND (outcome IS NULL OR outcome = 'done')",
             params![card.as_str(), txn_counter],
@@ -144,7 +144,7 @@ impl Registry {
     }
 }
 
-fn open_intent(conn: &rusqlite::Connection, card: &str) -> Result<Option<CarryOverIntent>> {
+fn open_intent(conn: &super::db::Conn<'_>, card: &str) -> Result<Option<CarryOverIntent>> {
     Ok(conn
         .query_row(
             "SELECT card_number, amount_cents, txn_counter, pending, at FROM carry_over_intents \

@@ -18,13 +18,20 @@
 //! The connection also refuses to commit a change of an audited table that no audit record
 //! follows (`install`): a writer that forgets its audit record fails instead of leaving an
 //! unaudited change.
+//!
+//! On PostgreSQL the same is done by the database for every session (`pg_enforce`, created by
+//! the migrations): row triggers note the touched rows in the session's `cc_audit_touched` and
+//! mark the transaction unaudited, an audit record clears the mark, and a deferred constraint
+//! trigger refuses the commit while it is set. Appends serialize on the row lock of
+//! `audit_head`.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use rusqlite::types::ValueRef;
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::Connection;
+
+use super::db::{params, Conn, Dialect, OptionalExtension, Row, Val};
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
@@ -38,6 +45,13 @@ pub const GENESIS: &str = "00000000000000000000000000000000000000000000000000000
 
 /// The domain-separation prefix of [`record_hash`].
 pub const HASH_PREFIX: &str = "citizencard-audit-1\n";
+
+/// The prefix of [`record_hash`] for records that name their station (schema version
+/// [`STATION_VERSION`] on): the station is then hashed too.
+pub const HASH_PREFIX_STATION: &str = "citizencard-audit-2\n";
+
+/// The schema version that added the station to audit records.
+pub const STATION_VERSION: u32 = 7;
 
 /// Operator name of records written by schema migrations.
 pub const MIGRATION_OPERATOR: &str = "(schema migration)";
@@ -170,13 +184,24 @@ pub struct ChainRecord {
     pub prev_hash: Option<String>,
     /// `hash`.
     pub hash: Option<String>,
+    /// `station`: the station (service-point process) that made the change; NULL in records
+    /// made before schema version [`STATION_VERSION`] and in migration anchors.
+    pub station: Option<String>,
 }
 
 /// The record's hash: lower-case hex SHA-256 of [`HASH_PREFIX`] followed by the canonical
 /// encoding of id (decimal), at, operator, action, card_number, id_number, details, effects and
 /// prev_hash, each `~` when NULL, else `<UTF-8 byte length in decimal>:<UTF-8 bytes>,`.
+/// A record that names its station is hashed with [`HASH_PREFIX_STATION`] instead, and the
+/// station as a tenth field: records made before stations existed keep their hash, and a
+/// station removed from a newer record changes its hash.
 pub fn record_hash(r: &ChainRecord) -> String {
-    let mut buf = HASH_PREFIX.as_bytes().to_vec();
+    let prefix = if r.station.is_some() {
+        HASH_PREFIX_STATION
+    } else {
+        HASH_PREFIX
+    };
+    let mut buf = prefix.as_bytes().to_vec();
     let id = r.id.to_string();
     for v in [
         Some(id.as_str()),
@@ -191,15 +216,28 @@ pub fn record_hash(r: &ChainRecord) -> String {
     ] {
         field(&mut buf, v);
     }
+    if let Some(station) = &r.station {
+        field(&mut buf, Some(station));
+    }
     sha256_hex(&buf)
 }
 
-/// Reads the whole chain, oldest first.
-pub(crate) fn read_chain(conn: &Connection) -> Result<Vec<ChainRecord>> {
-    let mut st = conn.prepare(
+/// Reads the whole chain, oldest first (of a database at the latest schema version).
+pub(crate) fn read_chain(conn: &Conn<'_>) -> Result<Vec<ChainRecord>> {
+    read_chain_at(conn, u32::MAX)
+}
+
+/// Reads the whole chain of a database at schema `version`.
+pub(crate) fn read_chain_at(conn: &Conn<'_>, version: u32) -> Result<Vec<ChainRecord>> {
+    let station = if version >= STATION_VERSION {
+        "station"
+    } else {
+        "NULL"
+    };
+    let mut st = conn.prepare(&format!(
         "SELECT id, at, operator, action, card_number, id_number, details, effects, prev_hash, \
-         hash FROM audit_log ORDER BY id",
-    )?;
+         hash, {station} FROM audit_log ORDER BY id"
+    ))?;
     let rows = st.query_map([], |r| {
         Ok(ChainRecord {
             id: r.get(0)?,
@@ -212,13 +250,14 @@ pub(crate) fn read_chain(conn: &Connection) -> Result<Vec<ChainRecord>> {
             effects: r.get(7)?,
             prev_hash: r.get(8)?,
             hash: r.get(9)?,
+            station: r.get(10)?,
         })
     })?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    Ok(rows.collect::<super::db::DbResult<_>>()?)
 }
 
 /// The chain's head as `audit_head` records it: (id, hash) of the newest record.
-pub(crate) fn head(conn: &Connection) -> Result<Option<(i64, String)>> {
+pub(crate) fn head(conn: &Conn<'_>) -> Result<Option<(i64, String)>> {
     Ok(conn
         .query_row(
             "SELECT last_id, last_hash FROM audit_head WHERE one = 1",
@@ -229,27 +268,35 @@ pub(crate) fn head(conn: &Connection) -> Result<Option<(i64, String)>> {
 }
 
 /// A table's row as JSON: integers and text as they are, blobs as `sha256:<hex>`; person rows
-/// with every field but `id` and `id_number` hashed.
-fn image(table: &str, row: &rusqlite::Row<'_>) -> rusqlite::Result<Map<String, Value>> {
-    let stmt = row.as_ref();
+/// with every field but `id` and `id_number` hashed. The same on both backends (every integer
+/// column is 64-bit, BLOB and BYTEA read as bytes).
+fn image(table: &str, row: &Row) -> super::db::DbResult<Map<String, Value>> {
     let mut m = Map::new();
-    for i in 0..stmt.column_count() {
-        let name = stmt.column_name(i)?.to_owned();
+    for i in 0..row.column_count() {
+        let name = row.column_name(i).to_owned();
         let hashed = table == "people" && !PERSON_CLEAR.contains(&name.as_str());
-        let v = match row.get_ref(i)? {
-            ValueRef::Null => Value::Null,
-            ValueRef::Integer(n) if hashed => {
+        let v = match row.get_ref(i).unwrap_or(&Val::Null) {
+            Val::Null => Value::Null,
+            Val::Int(n) if hashed => {
                 json!(format!("sha256:{}", sha256_hex(n.to_string().as_bytes())))
             }
-            ValueRef::Integer(n) => json!(n),
-            ValueRef::Real(f) => json!(f),
-            ValueRef::Text(t) if hashed => json!(format!("sha256:{}", sha256_hex(t))),
-            ValueRef::Text(t) => json!(String::from_utf8_lossy(t)),
-            ValueRef::Blob(b) => json!(format!("sha256:{}", sha256_hex(b))),
+            Val::Int(n) => json!(n),
+            Val::Text(t) if hashed => json!(format!("sha256:{}", sha256_hex(t.as_bytes()))),
+            Val::Text(t) => json!(t),
+            Val::Bytes(b) => json!(format!("sha256:{}", sha256_hex(b))),
         };
         m.insert(name, v);
     }
     Ok(m)
+}
+
+/// An audited table as named in queries: SQLite's `main.` schema, so that no temporary table
+/// shadows it; PostgreSQL's `public.`.
+fn qualified(conn: &Conn<'_>, name: &str) -> String {
+    match conn.dialect() {
+        Dialect::Sqlite => format!("main.{name}"),
+        Dialect::Postgres => format!("public.{name}"),
+    }
 }
 
 /// The key of a row image, as text.
@@ -262,8 +309,12 @@ fn key_text(t: &AuditedTable, m: &Map<String, Value>) -> String {
 }
 
 /// The current image of one row, `None` when it does not exist.
-fn row_image(conn: &Connection, t: &AuditedTable, key: &str) -> Result<Option<Map<String, Value>>> {
-    let sql = format!("SELECT * FROM main.{} WHERE {} = ?1", t.name, t.key);
+fn row_image(conn: &Conn<'_>, t: &AuditedTable, key: &str) -> Result<Option<Map<String, Value>>> {
+    let sql = format!(
+        "SELECT * FROM {} WHERE {} = ?1",
+        qualified(conn, t.name),
+        t.key
+    );
     let found = if t.integer_key {
         let k: i64 = key
             .parse()
@@ -278,10 +329,10 @@ fn row_image(conn: &Connection, t: &AuditedTable, key: &str) -> Result<Option<Ma
 
 /// Every row of an audited table, by key.
 pub(crate) fn table_images(
-    conn: &Connection,
+    conn: &Conn<'_>,
     t: &AuditedTable,
 ) -> Result<BTreeMap<String, Map<String, Value>>> {
-    let mut st = conn.prepare(&format!("SELECT * FROM main.{}", t.name))?;
+    let mut st = conn.prepare(&format!("SELECT * FROM {}", qualified(conn, t.name)))?;
     let rows = st.query_map([], |r| image(t.name, r))?;
     let mut out = BTreeMap::new();
     for m in rows {
@@ -343,16 +394,62 @@ pub(crate) fn install(conn: &mut Connection) -> Result<()> {
     Ok(())
 }
 
+/// What every PostgreSQL connection of the registry runs first: its list of the rows touched
+/// since the last audit record (filled by the `cc_audit_touch` triggers, emptied at commit).
+/// It also bounds how long a station waits for the chain head (another station's write) and how
+/// long a transaction left open by a hung station may hold it.
+pub const PG_SESSION_SETUP: &str = "SET client_min_messages = warning; \
+    SET lock_timeout = '30s'; SET idle_in_transaction_session_timeout = '60s'; \
+    CREATE TEMP TABLE IF NOT EXISTS cc_audit_touched (tbl TEXT NOT NULL, key TEXT NOT NULL) \
+    ON COMMIT DELETE ROWS";
+
+/// PostgreSQL: the triggers that enforce the chain on the audited tables a migration step
+/// brings in (at [`CHAIN_VERSION`], every table audited by then; later, those whose `since` is
+/// the step): `cc_audit_touch` notes each row touched and marks the transaction unaudited until
+/// its next audit record; a deferred constraint trigger refuses the commit while the mark is
+/// set; TRUNCATE, which fires no row trigger, is refused.
+pub(crate) fn pg_enforce(conn: &Conn<'_>, version: u32) -> Result<()> {
+    if version < CHAIN_VERSION {
+        return Ok(());
+    }
+    let mut sql = String::new();
+    for t in AUDITED
+        .iter()
+        .filter(|t| t.since == version || (version == CHAIN_VERSION && t.since <= version))
+    {
+        let (n, k) = (t.name, t.key);
+        sql.push_str(&format!(
+            "CREATE TRIGGER audit_touch_{n} AFTER INSERT OR UPDATE OR DELETE ON {n} \
+             FOR EACH ROW EXECUTE FUNCTION cc_audit_touch('{k}');\n\
+             CREATE CONSTRAINT TRIGGER audit_check_{n} AFTER INSERT OR UPDATE OR DELETE ON {n} \
+             DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION cc_audit_check();\n\
+             CREATE TRIGGER audit_no_truncate_{n} BEFORE TRUNCATE ON {n} \
+             EXECUTE FUNCTION cc_refuse('{n} is audited: its rows cannot be truncated');\n"
+        ));
+    }
+    conn.execute_batch(&sql)?;
+    Ok(())
+}
+
 /// The row images of everything touched since the last audit record of this transaction, and
 /// the list emptied.
-fn take_touched(conn: &Connection) -> Result<Vec<Value>> {
-    let touched: Vec<(String, String)> = {
-        let mut st =
-            conn.prepare("SELECT DISTINCT tbl, key FROM temp.audit_touched ORDER BY tbl, key")?;
-        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        rows.collect::<rusqlite::Result<_>>()?
+fn take_touched(conn: &Conn<'_>) -> Result<Vec<Value>> {
+    let (list, columns) = match conn.dialect() {
+        Dialect::Sqlite => ("temp.audit_touched", "tbl, key"),
+        // The C collation: the order SQLite's binary comparison gives.
+        Dialect::Postgres => (
+            "pg_temp.cc_audit_touched",
+            "tbl COLLATE \"C\", key COLLATE \"C\"",
+        ),
     };
-    conn.execute("DELETE FROM temp.audit_touched", [])?;
+    let touched: Vec<(String, String)> = {
+        let mut st = conn.prepare(&format!(
+            "SELECT DISTINCT {columns} FROM {list} ORDER BY 1, 2"
+        ))?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect::<super::db::DbResult<_>>()?
+    };
+    conn.execute(&format!("DELETE FROM {list}"), [])?;
     let mut effects = Vec::with_capacity(touched.len());
     for (tbl, key) in touched {
         let t = table(&tbl).ok_or_else(|| RegistryError::Corrupt(format!("table {tbl}")))?;
@@ -366,7 +463,7 @@ fn take_touched(conn: &Connection) -> Result<Vec<Value>> {
 /// record, and moves the head. The one place that writes `audit_log`.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn append(
-    conn: &Connection,
+    conn: &Conn<'_>,
     at: &str,
     operator: &str,
     action: &str,
@@ -374,22 +471,43 @@ pub(crate) fn append(
     id_number: Option<&str>,
     details: &str,
     effects: Vec<Value>,
+    station: Option<&str>,
 ) -> Result<()> {
-    let (head_id, head_hash) = head(conn)?.ok_or_else(|| {
+    // PostgreSQL: the head row stays locked until commit, so that concurrent stations append
+    // one after the other (the registry's write transactions lock it when they begin).
+    let locked = match conn.dialect() {
+        Dialect::Sqlite => None,
+        Dialect::Postgres => conn
+            .query_row(
+                "SELECT last_id, last_hash FROM audit_head WHERE one = 1 FOR UPDATE",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?,
+    };
+    let found = match locked {
+        Some(h) => Some(h),
+        None => head(conn)?,
+    };
+    let (head_id, head_hash): (i64, String) = found.ok_or_else(|| {
         RegistryError::Corrupt(
             "the audit chain has no head record (audit_head): run `citizencard registry verify`"
                 .into(),
         )
     })?;
-    // The next id of an AUTOINCREMENT table: never one used before, even by a deleted row.
-    let seq: i64 = conn
-        .query_row(
-            "SELECT seq FROM sqlite_sequence WHERE name = 'audit_log'",
-            [],
-            |r| r.get(0),
-        )
-        .optional()?
-        .unwrap_or(0);
+    // The next id of an AUTOINCREMENT table: never one used before, even by a deleted row
+    // (PostgreSQL refuses deletions outright; the head remembers the newest id there).
+    let seq: i64 = match conn.dialect() {
+        Dialect::Sqlite => conn
+            .query_row(
+                "SELECT seq FROM sqlite_sequence WHERE name = 'audit_log'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?
+            .unwrap_or(0),
+        Dialect::Postgres => 0,
+    };
     let max: i64 = conn.query_row("SELECT COALESCE(MAX(id), 0) FROM audit_log", [], |r| {
         r.get(0)
     })?;
@@ -405,13 +523,22 @@ pub(crate) fn append(
         effects: Some(Value::Array(effects).to_string()),
         prev_hash: Some(head_hash),
         hash: None,
+        station: station.map(str::to_owned),
     };
     let hash = record_hash(&record);
     record.hash = Some(hash.clone());
+    // The station column exists from STATION_VERSION on; anchors of earlier steps name none.
+    let (station_col, station_val) = match &record.station {
+        Some(_) => (", station", ", ?11"),
+        None => ("", ""),
+    };
     conn.execute(
-        "INSERT INTO audit_log (id, at, operator, action, card_number, id_number, details, \
-         effects, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-        params![
+        &format!(
+            "INSERT INTO audit_log (id, at, operator, action, card_number, id_number, details, \
+             effects, prev_hash, hash{station_col}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, \
+             ?10{station_val})"
+        ),
+        &params![
             record.id,
             record.at,
             record.operator,
@@ -421,8 +548,9 @@ pub(crate) fn append(
             record.details,
             record.effects,
             record.prev_hash,
-            record.hash
-        ],
+            record.hash,
+            record.station
+        ][..if record.station.is_some() { 11 } else { 10 }],
     )?;
     let n = conn.execute(
         "UPDATE audit_head SET last_id = ?1, last_hash = ?2 WHERE one = 1",
@@ -437,23 +565,35 @@ pub(crate) fn append(
 }
 
 /// Appends an audit record for the operation whose changes were made in this transaction.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn append_audit(
-    conn: &Connection,
+    conn: &Conn<'_>,
     at: &str,
     operator: &str,
     action: &str,
     card: Option<&str>,
     id_number: Option<&str>,
     details: &str,
+    station: Option<&str>,
 ) -> Result<()> {
     let effects = take_touched(conn)?;
     append(
-        conn, at, operator, action, card, id_number, details, effects,
+        conn, at, operator, action, card, id_number, details, effects, station,
     )
 }
 
-const AUDIT_NO_UPDATE: &str = "CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit_log
-BEGIN SELECT RAISE(ABORT, 'audit_log is append-only: rows cannot be changed'); END;";
+fn audit_no_update(dialect: Dialect) -> &'static str {
+    match dialect {
+        Dialect::Sqlite => {
+            "CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit_log
+BEGIN SELECT RAISE(ABORT, 'audit_log is append-only: rows cannot be changed'); END;"
+        }
+        Dialect::Postgres => {
+            "CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit_log FOR EACH ROW
+EXECUTE FUNCTION cc_refuse('audit_log is append-only: rows cannot be changed');"
+        }
+    }
+}
 
 /// Runs inside the transaction of every migration from [`CHAIN_VERSION`] on, after its SQL.
 ///
@@ -463,11 +603,11 @@ BEGIN SELECT RAISE(ABORT, 'audit_log is append-only: rows cannot be changed'); E
 ///   row that the chain does not already describe as it is (at [`CHAIN_VERSION`], every row: the
 ///   state found is taken as the starting point; later, rows a migration changed or added). Its
 ///   details list the rows it attested, so that what a migration accepted stays visible.
-pub(crate) fn after_migration(conn: &Connection, version: u32, at: &str) -> Result<()> {
+pub(crate) fn after_migration(conn: &Conn<'_>, version: u32, at: &str) -> Result<()> {
     if version == CHAIN_VERSION {
         let mut prev = GENESIS.to_owned();
         let mut last_id = 0;
-        for mut r in read_chain(conn)? {
+        for mut r in read_chain_at(conn, version)? {
             r.prev_hash = Some(prev.clone());
             r.effects = None;
             let h = record_hash(&r);
@@ -482,9 +622,9 @@ pub(crate) fn after_migration(conn: &Connection, version: u32, at: &str) -> Resu
             "INSERT INTO audit_head (one, last_id, last_hash) VALUES (1, ?1, ?2)",
             params![last_id, prev],
         )?;
-        conn.execute_batch(AUDIT_NO_UPDATE)?;
+        conn.execute_batch(audit_no_update(conn.dialect()))?;
     }
-    let replay = super::verify::replay(&read_chain(conn)?);
+    let replay = super::verify::replay(&read_chain_at(conn, version)?);
     let mut effects = Vec::new();
     let mut attested = Vec::new();
     for t in AUDITED.iter().filter(|t| t.since <= version) {
@@ -519,5 +659,6 @@ pub(crate) fn after_migration(conn: &Connection, version: u32, at: &str) -> Resu
         None,
         &details.to_string(),
         effects,
+        None,
     )
 }

@@ -6,12 +6,19 @@ use crate::holder::FieldError;
 
 use super::CardStatus;
 
+impl From<rusqlite::Error> for RegistryError {
+    fn from(e: rusqlite::Error) -> RegistryError {
+        RegistryError::Database(e.into())
+    }
+}
+
 /// A registry operation that failed or was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
-    /// SQLite failed.
+    /// The database (SQLite or PostgreSQL) failed or cannot be reached; the message names the
+    /// backend.
     #[error("registry database error: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Database(#[from] super::db::DbError),
     /// A file could not be read or a directory created.
     #[error("{path}: {source}")]
     Io {
@@ -170,6 +177,9 @@ pub enum RegistryError {
     /// An application name that is empty.
     #[error("an application needs a name")]
     ApplicationName,
+    /// A copy of the registry into another database was refused or did not verify.
+    #[error("registry copy refused: {0}")]
+    CopyRefused(String),
     /// Stored data that no longer validates (edited by hand?).
     #[error("the registry holds invalid data: {0}")]
     Corrupt(String),

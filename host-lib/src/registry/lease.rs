@@ -13,7 +13,7 @@
 
 use std::time::Duration;
 
-use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use super::db::{params, Conn, OptionalExtension, Tx};
 use serde::Serialize;
 
 use super::clock::{format_instant, parse_instant};
@@ -105,7 +105,7 @@ impl Lease {
     }
 }
 
-pub(crate) fn lease_of(conn: &Connection, card: &str) -> Result<Option<Lease>> {
+pub(crate) fn lease_of(conn: &Conn<'_>, card: &str) -> Result<Option<Lease>> {
     Ok(conn
         .query_row(
             "SELECT card_number, station, host, pid, taken_at, expires_at FROM issue_leases \
@@ -129,7 +129,7 @@ pub(crate) fn lease_of(conn: &Connection, card: &str) -> Result<Option<Lease>> {
 /// transaction; refused while another station's lease is live. Returns the lease it replaced
 /// (a dead or expired station's), for the audit record.
 pub(crate) fn take(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     card: &str,
     req: &LeaseRequest<'_>,
     now: time::OffsetDateTime,
@@ -165,7 +165,7 @@ pub(crate) fn take(
 
 /// Checks that `station` holds the lease of `card` (a card without a lease row belongs to
 /// nobody in particular: issued before leases, or by a caller that takes none).
-pub(crate) fn check_held(tx: &Connection, card: &str, station: &Station) -> Result<()> {
+pub(crate) fn check_held(tx: &Conn<'_>, card: &str, station: &Station) -> Result<()> {
     match lease_of(tx, card)? {
         Some(l) if l.station != station.id => Err(RegistryError::LeaseLost {
             card_number: card.to_owned(),
@@ -176,7 +176,7 @@ pub(crate) fn check_held(tx: &Connection, card: &str, station: &Station) -> Resu
 }
 
 /// Ends the lease of `card` (completed or aborted).
-pub(crate) fn release(tx: &Transaction<'_>, card: &str) -> Result<()> {
+pub(crate) fn release(tx: &Tx<'_>, card: &str) -> Result<()> {
     tx.execute("DELETE FROM issue_leases WHERE card_number = ?1", [card])?;
     Ok(())
 }
@@ -184,7 +184,7 @@ pub(crate) fn release(tx: &Transaction<'_>, card: &str) -> Result<()> {
 impl Registry {
     /// The lease of a card being personalized, if a station holds one.
     pub fn lease(&self, card: &CardNumber) -> Result<Option<Lease>> {
-        lease_of(&self.conn, card.as_str())
+        lease_of(&self.conn()?, card.as_str())
     }
 
     /// Renews this station's lease of `card` for `req.ttl` from now, just before it writes the

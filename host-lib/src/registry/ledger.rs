@@ -8,7 +8,7 @@
 //! the old card's ledger balance below zero, and [`Registry::loss_statement`] tells whose loss
 //! it is.
 
-use rusqlite::{params, OptionalExtension};
+use super::db::{params, OptionalExtension};
 use serde::Serialize;
 use serde_json::json;
 use time::{OffsetDateTime, PrimitiveDateTime};
@@ -170,20 +170,6 @@ fn check_terminal(id: &str) -> Result<String> {
 }
 
 impl Registry {
-    fn loss_windows(&self, card: &str) -> Result<Vec<LossWindow>> {
-        let mut st = self.conn.prepare(
-            "SELECT from_at, lifted_at FROM blacklist WHERE card_number = ?1 AND reason = 'lost' \
-             ORDER BY from_at",
-        )?;
-        let rows = st.query_map([card], |r| {
-            Ok(LossWindow {
-                reported_at: r.get(0)?,
-                revoked_at: r.get(1)?,
-            })
-        })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
-    }
-
     /// Records a load at a service point on an active card; returns the new ledger balance.
     pub fn record_load(
         &mut self,
@@ -279,7 +265,7 @@ impl Registry {
             });
         }
         let at = format_instant(p.at);
-        let liab = liability(&self.loss_windows(card.as_str())?, &at);
+        let liab = liability(&loss_windows(&tx, card.as_str())?, &at);
         let dup: Option<i64> = tx
             .query_row(
                 "SELECT id FROM purse_ledger WHERE card_number = ?1 AND kind = 'purchase' \
@@ -329,13 +315,14 @@ impl Registry {
     /// The ledger balance of a card, in cents.
     pub fn balance(&self, card: &CardNumber) -> Result<i64> {
         self.require_card(card)?;
-        balance_of(&self.conn, card.as_str())
+        balance_of(&self.conn()?, card.as_str())
     }
 
     /// A card's ledger entries, oldest first.
     pub fn ledger(&self, card: &CardNumber) -> Result<Vec<LedgerEntry>> {
         self.require_card(card)?;
-        let mut st = self.conn.prepare(
+        let conn = self.conn()?;
+        let mut st = conn.prepare(
             "SELECT id, card_number, kind, amount_cents, at, recorded_at, counterpart, \
              terminal_id, txn_counter, tac, operator FROM purse_ledger WHERE card_number = ?1 \
              ORDER BY id",
@@ -356,7 +343,7 @@ impl Registry {
                 operator: r.get(10)?,
             })
         })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        Ok(rows.collect::<super::db::DbResult<_>>()?)
     }
 
     /// The purchases of a card reported lost (now or before), split into the holder's (made
@@ -364,11 +351,12 @@ impl Registry {
     /// by their transaction time; one at the very second of the report counts as after it.
     pub fn loss_statement(&self, card: &CardNumber) -> Result<LossStatement> {
         self.require_card(card)?;
-        let windows = self.loss_windows(card.as_str())?;
+        let windows = loss_windows(&self.conn()?, card.as_str())?;
         if windows.is_empty() {
             return Err(RegistryError::NeverReportedLost(card.to_string()));
         }
-        let mut st = self.conn.prepare(
+        let conn = self.conn()?;
+        let mut st = conn.prepare(
             "SELECT at, amount_cents, terminal_id, txn_counter FROM purse_ledger \
              WHERE card_number = ?1 AND kind = 'purchase' ORDER BY at, id",
         )?;
@@ -384,7 +372,7 @@ impl Registry {
             })
         })?;
         let (issuer, holder): (Vec<_>, Vec<_>) = rows
-            .collect::<rusqlite::Result<Vec<_>>>()?
+            .collect::<super::db::DbResult<Vec<_>>>()?
             .into_iter()
             .partition(|p| p.liability == Liability::Issuer);
         Ok(LossStatement {
@@ -396,4 +384,18 @@ impl Registry {
             issuer,
         })
     }
+}
+
+fn loss_windows(conn: &super::db::Conn<'_>, card: &str) -> Result<Vec<LossWindow>> {
+    let mut st = conn.prepare(
+        "SELECT from_at, lifted_at FROM blacklist WHERE card_number = ?1 AND reason = 'lost' \
+         ORDER BY from_at",
+    )?;
+    let rows = st.query_map([card], |r| {
+        Ok(LossWindow {
+            reported_at: r.get(0)?,
+            revoked_at: r.get(1)?,
+        })
+    })?;
+    Ok(rows.collect::<super::db::DbResult<_>>()?)
 }

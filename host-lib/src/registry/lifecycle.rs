@@ -1,6 +1,6 @@
 //! The life-cycle operations: issue, replace, report loss, revoke a loss report, cancel.
 
-use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
+use super::db::{params, Begin, Conn, Dialect, OptionalExtension, Tx};
 use serde::Serialize;
 use serde_json::json;
 use time::{Date, Month};
@@ -134,18 +134,15 @@ const CARD_COLUMNS: &str = "card_number, serial, person_id, status, card_class, 
     chip_id, key_set, issue_date, expiry_date, replaces, replace_reason";
 
 impl CardRow {
-    pub(crate) fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CardRow> {
+    pub(crate) fn from_row(r: &super::db::Row) -> super::db::DbResult<CardRow> {
         let status: String = r.get(3)?;
         Ok(CardRow {
             card_number: r.get(0)?,
             serial: r.get(1)?,
             person_id: r.get(2)?,
-            status: CardStatus::parse(&status).ok_or_else(|| {
-                rusqlite::Error::FromSqlConversionFailure(
-                    3,
-                    rusqlite::types::Type::Text,
-                    format!("unknown card status {status:?}").into(),
-                )
+            status: CardStatus::parse(&status).ok_or_else(|| super::db::DbError::Column {
+                column: "status".into(),
+                message: format!("unknown card status {status:?}"),
             })?,
             card_class: r.get(4)?,
             chip_id: r.get(5)?,
@@ -159,7 +156,7 @@ impl CardRow {
 }
 
 /// Loads a card; an unknown number that fails the check digit is reported as mistyped.
-pub(crate) fn load_card(conn: &Connection, card: &CardNumber) -> Result<CardRow> {
+pub(crate) fn load_card(conn: &Conn<'_>, card: &CardNumber) -> Result<CardRow> {
     let row = conn
         .query_row(
             &format!("SELECT {CARD_COLUMNS} FROM cards WHERE card_number = ?1"),
@@ -177,7 +174,7 @@ pub(crate) fn load_card(conn: &Connection, card: &CardNumber) -> Result<CardRow>
 }
 
 /// The person's data as an applicant (validated again, so hand-edited rows are caught).
-pub(crate) fn load_person(conn: &Connection, person_id: i64) -> Result<Applicant> {
+pub(crate) fn load_person(conn: &Conn<'_>, person_id: i64) -> Result<Applicant> {
     let (record, photo): (ApplicantRecord, Option<Vec<u8>>) = conn.query_row(
         "SELECT id_number, name, sex, ethnicity, birthplace, birth_date, card_class, eligibility, \
          phone, address, photo FROM people WHERE id = ?1",
@@ -223,7 +220,7 @@ pub(crate) fn check_operator(op: &str) -> Result<&str> {
 /// transaction that changes an audited table and commits without an audit record after the
 /// change is refused by the connection.
 pub(crate) fn audit(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     at: &str,
     operator: &str,
     action: &str,
@@ -239,12 +236,13 @@ pub(crate) fn audit(
         card,
         id_number,
         &details.to_string(),
+        tx.station(),
     )
 }
 
 /// Changes a card's status and appends the history row.
 fn set_status(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     card: &str,
     from: CardStatus,
     to: CardStatus,
@@ -265,7 +263,7 @@ fn set_status(
 }
 
 fn history(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     card: &str,
     from: Option<CardStatus>,
     to: CardStatus,
@@ -284,7 +282,7 @@ fn history(
 /// Blacklists a card from `at`, unless it already has an open entry (a lost card keeps the
 /// earlier instant of its loss report). Returns whether an entry was added.
 pub(crate) fn blacklist_add(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     card: &str,
     reason: BlacklistReason,
     at: &str,
@@ -308,16 +306,16 @@ pub(crate) fn blacklist_add(
 }
 
 /// The ledger balance of a card, in cents.
-pub(crate) fn balance_of(conn: &Connection, card: &str) -> Result<i64> {
+pub(crate) fn balance_of(conn: &Conn<'_>, card: &str) -> Result<i64> {
     Ok(conn.query_row(
-        "SELECT COALESCE(SUM(amount_cents), 0) FROM purse_ledger WHERE card_number = ?1",
+        "SELECT CAST(COALESCE(SUM(amount_cents), 0) AS BIGINT) FROM purse_ledger WHERE card_number = ?1",
         [card],
         |r| r.get(0),
     )?)
 }
 
 /// The replacement of `card` being personalized, if any.
-fn pending_replacement(conn: &Connection, card: &str) -> Result<Option<String>> {
+fn pending_replacement(conn: &Conn<'_>, card: &str) -> Result<Option<String>> {
     Ok(conn
         .query_row(
             "SELECT card_number FROM cards WHERE replaces = ?1 AND status = 'personalizing'",
@@ -352,7 +350,7 @@ fn hint_for(status: CardStatus) -> &'static str {
 }
 
 impl Registry {
-    fn pending(&self, conn: &Connection, row: &CardRow) -> Result<PendingCard> {
+    fn pending(&self, conn: &Conn<'_>, row: &CardRow) -> Result<PendingCard> {
         let holder = load_person(conn, row.person_id)?;
         let card_class = row
             .card_class
@@ -395,7 +393,7 @@ impl Registry {
     /// Reserves the next card number and inserts the card as `personalizing`.
     fn insert_card(
         &self,
-        tx: &Transaction<'_>,
+        tx: &Tx<'_>,
         new: NewCard<'_>,
         operator: &str,
         at: &str,
@@ -407,11 +405,19 @@ impl Registry {
             replaces,
         } = new;
         let series = self.config.card.series;
-        let next: i64 = tx.query_row(
-            "SELECT COALESCE(MAX(serial), 0) + 1 FROM cards WHERE substr(card_number, 1, 1) = ?1",
-            [series.to_string()],
-            |r| r.get(0),
-        )?;
+        // SQLite: the write transaction holds the database's write lock, so the next serial
+        // read here is still free at commit. PostgreSQL: a sequence, never handed out twice
+        // whatever the concurrent transactions do (a serial drawn by a transaction that rolls
+        // back is not reused: the number stays unissued, like an aborted card's).
+        let next: i64 = match tx.dialect() {
+            Dialect::Sqlite => tx.query_row(
+                "SELECT COALESCE(MAX(serial), 0) + 1 FROM cards \
+                 WHERE substr(card_number, 1, 1) = ?1",
+                [series.to_string()],
+                |r| r.get(0),
+            )?,
+            Dialect::Postgres => tx.query_row("SELECT nextval('card_serial')", [], |r| r.get(0))?,
+        };
         let serial = u32::try_from(next).map_err(|_| RegistryError::SeriesExhausted(series))?;
         let number =
             card_number::make(series, serial).ok_or(RegistryError::SeriesExhausted(series))?;
@@ -448,7 +454,7 @@ impl Registry {
     }
 
     /// Refuses when the person holds a card in use or has an issuance in progress.
-    fn check_no_card(&self, tx: &Transaction<'_>, person_id: i64, id_number: &str) -> Result<()> {
+    fn check_no_card(&self, tx: &Tx<'_>, person_id: i64, id_number: &str) -> Result<()> {
         let found: Option<(String, String)> = tx
             .query_row(
                 "SELECT card_number, status FROM cards WHERE person_id = ?1 \
@@ -478,7 +484,7 @@ impl Registry {
     /// Inserts or updates a person; returns (id, created, changed fields).
     fn upsert_person(
         &self,
-        tx: &Transaction<'_>,
+        tx: &Tx<'_>,
         a: &Applicant,
         at: &str,
     ) -> Result<(i64, bool, Vec<&'static str>)> {
@@ -494,10 +500,10 @@ impl Registry {
         let birth = iso_date(a.birth_date());
         match existing {
             None => {
-                tx.execute(
+                let id: i64 = tx.query_row(
                     "INSERT INTO people (id_number, name, sex, ethnicity, birthplace, birth_date, \
                      card_class, eligibility, phone, address, photo, created_at, updated_at) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12)",
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12) RETURNING id",
                     params![
                         r.id_number,
                         r.name,
@@ -512,8 +518,9 @@ impl Registry {
                         photo,
                         at
                     ],
+                    |r| r.get(0),
                 )?;
-                Ok((tx.last_insert_rowid(), true, vec![]))
+                Ok((id, true, vec![]))
             }
             Some(id) => {
                 let old = load_person(tx, id)?;
@@ -564,7 +571,7 @@ impl Registry {
     /// Starts an IMMEDIATE transaction (the write lock is taken at once, so two processes
     /// cannot both read "next serial" and collide) and stamps it with the clock. Public operations
     /// take `&mut self`, so transactions never nest.
-    pub(crate) fn begin(&self) -> Result<(Transaction<'_>, String)> {
+    pub(crate) fn begin(&self) -> Result<(Tx<'_>, String)> {
         if let Some(why) = &self.read_only {
             return Err(RegistryError::ReadOnly {
                 path: self.path.clone().unwrap_or_default(),
@@ -577,7 +584,18 @@ impl Registry {
             return Err(RegistryError::InjectedFault(n));
         }
         let at = format_instant(self.clock.now());
-        let tx = Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
+        let mut tx = Tx::begin(self.conn()?, Begin::Write, Some(&self.in_tx))?;
+        if tx.dialect() == Dialect::Postgres {
+            // Every write appends to the audit chain: writers take the chain head first and
+            // so run one after the other, as SQLite's BEGIN IMMEDIATE makes them (each later
+            // statement of this READ COMMITTED transaction sees every earlier writer's commit).
+            tx.query_row(
+                "SELECT last_id FROM audit_head WHERE one = 1 FOR UPDATE",
+                [],
+                |_| Ok(()),
+            )?;
+        }
+        tx.set_station(&self.station.id);
         Ok((tx, at))
     }
 
@@ -622,7 +640,11 @@ impl Registry {
                 id_number: id_number.clone(),
                 error,
             })?;
-        let (tx, at) = self.begin()?;
+        let (mut tx, at) = self.begin()?;
+        // The station that holds the lease is the one making the change.
+        if let Some(l) = lease {
+            tx.set_station(&l.station.id);
+        }
         let existing: Option<i64> = tx
             .query_row(
                 "SELECT id FROM people WHERE id_number = ?1",
@@ -717,7 +739,11 @@ impl Registry {
         lease: Option<&LeaseRequest<'_>>,
     ) -> Result<PendingCard> {
         let op = check_operator(operator)?.to_owned();
-        let (tx, at) = self.begin()?;
+        let (mut tx, at) = self.begin()?;
+        // The station that holds the lease is the one making the change.
+        if let Some(l) = lease {
+            tx.set_station(&l.station.id);
+        }
         let row = load_card(&tx, old)?;
         let refuse = |hint: &str| RegistryError::Transition {
             card_number: old.to_string(),
@@ -858,7 +884,11 @@ impl Registry {
         lease: Option<&LeaseRequest<'_>>,
     ) -> Result<PendingCard> {
         let op = check_operator(operator)?.to_owned();
-        let (tx, at) = self.begin()?;
+        let (mut tx, at) = self.begin()?;
+        // The station that holds the lease is the one making the change.
+        if let Some(l) = lease {
+            tx.set_station(&l.station.id);
+        }
         let row = load_card(&tx, card)?;
         if row.status != CardStatus::Personalizing {
             return Err(RegistryError::Transition {
@@ -941,7 +971,10 @@ impl Registry {
         station: Option<&Station>,
     ) -> Result<IssuedCard> {
         let op = check_operator(operator)?.to_owned();
-        let (tx, at) = self.begin()?;
+        let (mut tx, at) = self.begin()?;
+        if let Some(s) = station {
+            tx.set_station(&s.id);
+        }
         let row = load_card(&tx, card)?;
         if let Some(st) = station {
             if row.status != CardStatus::Personalizing {
@@ -1396,13 +1429,13 @@ impl Registry {
     /// now: for checking an issued card by reading it back (a person whose data changed since
     /// no longer matches their old card).
     pub fn card_as_recorded(&self, card: &CardNumber) -> Result<PendingCard> {
-        let row = load_card(&self.conn, card)?;
-        self.pending(&self.conn, &row)
+        let row = load_card(&self.conn()?, card)?;
+        self.pending(&self.conn()?, &row)
     }
 
     /// The status after checking that `card` exists (used by queries).
     pub(crate) fn require_card(&self, card: &CardNumber) -> Result<CardStatus> {
-        card_status(&self.conn, card).or_else(|e| match e {
+        card_status(&self.conn()?, card).or_else(|e| match e {
             RegistryError::NoSuchCard(_) => {
                 card_number::verify(card)?;
                 Err(e)

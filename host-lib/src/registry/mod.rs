@@ -1,11 +1,14 @@
 //! # The issuance registry
 //!
-//! A SQLite database (bundled SQLite, one file) of the people who applied, the cards issued to
-//! them and everything that happened to those cards: status history, fees, the purse ledger, the
-//! blacklist for terminals and an append-only audit log, chained by hashes. Its operations
-//! follow the card life cycle of the Wenzhou citizen-card regulation; each one runs in a single
-//! SQLite transaction together with its audit record, so a change is never made without its
-//! audit line, nor audited without being made.
+//! A database of the people who applied, the cards issued to them and everything that happened
+//! to those cards: status history, fees, the purse ledger, the blacklist for terminals and an
+//! append-only audit log, chained by hashes. It lives in one SQLite file (bundled SQLite, the
+//! zero-install default: [`Registry::open`]) or in a PostgreSQL database shared by several
+//! stations ([`Registry::open_postgres`]; [`Location`] tells the two apart); the same code, SQL
+//! and migrations serve both through [`db`]. Its operations follow the card life cycle of the
+//! Wenzhou citizen-card regulation; each one runs in a single transaction together with its
+//! audit record, so a change is never made without its audit line, nor audited without being
+//! made. Every audit record names the operator and the station ([`Station`]) that made it.
 //!
 //! ## Life cycle
 //!
@@ -88,6 +91,8 @@ mod carry;
 pub mod chain;
 pub mod clock;
 pub mod config;
+pub mod copy;
+pub mod db;
 pub mod error;
 pub mod lease;
 mod ledger;
@@ -95,6 +100,8 @@ mod lifecycle;
 pub mod operators;
 mod queries;
 pub mod schema;
+#[cfg(any(test, feature = "test-support"))]
+pub mod testing;
 #[cfg(test)]
 mod tests;
 mod verify;
@@ -103,7 +110,9 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rusqlite::{Connection, OptionalExtension};
+use rusqlite::Connection;
+
+use db::{Conn, Db, DbError, OptionalExtension};
 use serde::{Serialize, Serializer};
 use time::{Date, OffsetDateTime};
 
@@ -243,7 +252,11 @@ keyword_enum! {
 
 /// The issuance registry.
 pub struct Registry {
-    conn: Connection,
+    db: Db,
+    /// Set while a write transaction is open: every read then goes through it.
+    in_tx: std::cell::Cell<bool>,
+    /// The station recorded with every change (audit records).
+    station: Station,
     clock: Arc<dyn Clock>,
     config: RegistryConfig,
     path: Option<PathBuf>,
@@ -258,6 +271,7 @@ pub struct Registry {
 impl fmt::Debug for Registry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Registry")
+            .field("backend", &self.db.dialect())
             .field("path", &self.path)
             .field("config", &self.config)
             .finish_non_exhaustive()
@@ -316,11 +330,12 @@ impl Registry {
             conn.busy_timeout(std::time::Duration::from_secs(5))?;
             conn.pragma_update(None, "journal_mode", "WAL")?;
             let mut reg = Registry::setup(conn, config, clock, Some(path.to_owned()))?;
-            if reg.conn.is_readonly(rusqlite::MAIN_DB)? {
+            let read_only = reg.db.sqlite().map(|c| c.is_readonly(rusqlite::MAIN_DB));
+            if read_only.transpose()?.unwrap_or(false) {
                 reg.read_only = Some(
                     read_only_cause(
                         path,
-                        &RegistryError::Sqlite(rusqlite::Error::SqliteFailure(
+                        &RegistryError::from(rusqlite::Error::SqliteFailure(
                             rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_READONLY),
                             None,
                         )),
@@ -345,7 +360,7 @@ impl Registry {
         let read = Connection::open_with_flags(&uri, flags)
             .map_err(RegistryError::from)
             .and_then(|conn| {
-                let current = schema::version(&conn)? == schema::latest_version();
+                let current = schema::version(&Conn::Sqlite(&conn))? == schema::latest_version();
                 if !current {
                     return Err(RegistryError::ReadOnly {
                         path: path.to_owned(),
@@ -372,28 +387,129 @@ impl Registry {
         Registry::setup(Connection::open_in_memory()?, config, clock, None)
     }
 
+    /// Opens the registry on the PostgreSQL server at `url` (`postgres://user@host:port/db`),
+    /// with the system clock, and brings its schema up to date (an empty database gets every
+    /// migration). The station's connections come from a small pool.
+    pub fn open_postgres(url: &str, config: RegistryConfig) -> Result<Registry> {
+        Registry::open_postgres_with_clock(url, config, Arc::new(SystemClock))
+    }
+
+    /// Like [`open_postgres`](Self::open_postgres) with a given clock.
+    pub fn open_postgres_with_clock(
+        url: &str,
+        config: RegistryConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Registry> {
+        check_config(&config)?;
+        let db = Db::connect_postgres(url, 4)?;
+        schema::migrate(&db)?;
+        Ok(Registry::new(db, config, clock, None))
+    }
+
+    /// Like [`open_postgres_with_clock`](Self::open_postgres_with_clock) on a pool shared by
+    /// every handle this process opens on the same address (a server that opens a handle per
+    /// request: the console). The schema is still checked at each open (one query).
+    pub fn open_postgres_shared(
+        url: &str,
+        config: RegistryConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Registry> {
+        check_config(&config)?;
+        let db = Db::connect_postgres_shared(url)?;
+        schema::migrate(&db)?;
+        Ok(Registry::new(db, config, clock, None))
+    }
+
+    /// Opens the registry a [`Location`] names (a file: SQLite; a `postgres://` address:
+    /// PostgreSQL).
+    pub fn open_location(
+        location: &Location,
+        config: RegistryConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Registry> {
+        match location {
+            Location::Sqlite(path) => Registry::open_with_clock(path, config, clock),
+            Location::Postgres(url) => Registry::open_postgres_with_clock(url, config, clock),
+        }
+    }
+
     fn setup(
-        mut conn: Connection,
+        conn: Connection,
         config: RegistryConfig,
         clock: Arc<dyn Clock>,
         path: Option<PathBuf>,
     ) -> Result<Registry> {
-        config.check().map_err(|message| RegistryError::Config {
-            path: PathBuf::from("(configuration)"),
-            message,
-        })?;
+        check_config(&config)?;
         conn.pragma_update(None, "foreign_keys", true)?;
-        schema::migrate(&mut conn)?;
-        chain::install(&mut conn)?;
-        Ok(Registry {
-            conn,
+        let db = Db::Sqlite(conn);
+        schema::migrate(&db)?;
+        let mut db = db;
+        if let Some(conn) = db.sqlite_mut() {
+            chain::install(conn)?;
+        }
+        Ok(Registry::new(db, config, clock, path))
+    }
+
+    fn new(
+        db: Db,
+        config: RegistryConfig,
+        clock: Arc<dyn Clock>,
+        path: Option<PathBuf>,
+    ) -> Registry {
+        Registry {
+            db,
+            in_tx: std::cell::Cell::new(false),
+            station: Station::this_process(),
             clock,
             config,
             path,
             writes: std::cell::Cell::new(0),
             fail_write: std::cell::Cell::new(None),
             read_only: None,
-        })
+        }
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> db::Dialect {
+        self.db.dialect()
+    }
+
+    /// Where the registry is, for messages: the SQLite file, `(memory)`, or the PostgreSQL
+    /// server and database (never a password).
+    pub fn describe(&self) -> String {
+        match (&self.db, &self.path) {
+            (Db::Postgres { server, .. }, _) => format!("PostgreSQL {server}"),
+            (Db::Sqlite(_), Some(p)) => p.display().to_string(),
+            (Db::Sqlite(_), None) => "(memory)".into(),
+        }
+    }
+
+    /// A connection for a read (SQLite: the registry's own; PostgreSQL: one from the pool).
+    /// Refused while a write transaction is open: reads then go through the transaction, which
+    /// alone sees its own changes on PostgreSQL.
+    pub(crate) fn conn(&self) -> Result<Conn<'_>> {
+        if self.in_tx.get() {
+            return Err(RegistryError::Corrupt(
+                "internal error: a registry read outside the open transaction".into(),
+            ));
+        }
+        Ok(self.db.conn()?)
+    }
+
+    /// The SQLite connection (tests that edit the file behind the registry's back).
+    #[cfg(test)]
+    pub(crate) fn sqlite(&self) -> &Connection {
+        self.db.sqlite().expect("an SQLite registry")
+    }
+
+    /// The station this registry handle records with every change.
+    pub fn station(&self) -> &Station {
+        &self.station
+    }
+
+    /// Records changes as made by `station` from now on (a service point names itself).
+    pub fn set_station(&mut self, station: Station) {
+        self.station = station;
     }
 
     /// Write transactions begun through this handle so far (each registry operation that
@@ -428,7 +544,7 @@ impl Registry {
 
     /// The schema version of the open database.
     pub fn schema_version(&self) -> Result<u32> {
-        schema::version(&self.conn)
+        schema::version(&self.conn()?)
     }
 
     /// Now, from the registry's clock.
@@ -443,7 +559,44 @@ impl Registry {
 
     /// The status of a card.
     pub fn status(&self, card: &CardNumber) -> Result<CardStatus> {
-        card_status(&self.conn, card)
+        card_status(&self.conn()?, card)
+    }
+}
+
+fn check_config(config: &RegistryConfig) -> Result<()> {
+    config.check().map_err(|message| RegistryError::Config {
+        path: PathBuf::from("(configuration)"),
+        message,
+    })
+}
+
+/// Where a registry lives: an SQLite file, or a PostgreSQL database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    /// An SQLite file (the zero-install default).
+    Sqlite(PathBuf),
+    /// A PostgreSQL address, `postgres://user@host:port/database`.
+    Postgres(String),
+}
+
+impl Location {
+    /// `postgres://…` or `postgresql://…` is PostgreSQL; anything else is an SQLite file.
+    pub fn parse(s: &str) -> Location {
+        let t = s.trim();
+        if t.starts_with("postgres://") || t.starts_with("postgresql://") {
+            Location::Postgres(t.to_owned())
+        } else {
+            Location::Sqlite(PathBuf::from(s))
+        }
+    }
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Location::Sqlite(p) => write!(f, "{}", p.display()),
+            Location::Postgres(u) => f.write_str(&db::redact_url(u)),
+        }
     }
 }
 
@@ -452,7 +605,7 @@ impl Registry {
 fn read_only_cause(path: &Path, e: &RegistryError) -> Option<String> {
     use rusqlite::ErrorCode;
     let code = match e {
-        RegistryError::Sqlite(rusqlite::Error::SqliteFailure(f, _)) => f.code,
+        RegistryError::Database(DbError::Sqlite(rusqlite::Error::SqliteFailure(f, _))) => f.code,
         RegistryError::Migration { message, .. } if message.contains("readonly") => {
             ErrorCode::ReadOnly
         }
@@ -511,7 +664,7 @@ fn read_only_or(path: &Path, source: std::io::Error) -> RegistryError {
     }
 }
 
-fn card_status(conn: &Connection, card: &CardNumber) -> Result<CardStatus> {
+fn card_status(conn: &Conn<'_>, card: &CardNumber) -> Result<CardStatus> {
     let s: Option<String> = conn
         .query_row(
             "SELECT status FROM cards WHERE card_number = ?1",

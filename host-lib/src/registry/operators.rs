@@ -4,7 +4,7 @@
 //! hash in PHC form (`$argon2id$…`); hashing and checking passwords is the console's business.
 //! Adding an operator and every console sign-in are audited like any other change.
 
-use rusqlite::{params, OptionalExtension};
+use super::db::{params, OptionalExtension};
 use serde::Serialize;
 
 use super::lifecycle::{audit, check_operator};
@@ -114,19 +114,19 @@ impl Registry {
     /// The operator with this login, if any.
     pub fn operator(&self, login: &str) -> Result<Option<OperatorRecord>> {
         let row = self
-            .conn
+            .conn()?
             .query_row(
                 "SELECT login, display_name, role, password_hash, created_at, disabled_at \
                  FROM operators WHERE login = ?1",
                 [login.trim()],
                 |r| {
                     Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, String>(2)?,
-                        r.get::<_, String>(3)?,
-                        r.get::<_, String>(4)?,
-                        r.get::<_, Option<String>>(5)?,
+                        r.get::<String>(0)?,
+                        r.get::<String>(1)?,
+                        r.get::<String>(2)?,
+                        r.get::<String>(3)?,
+                        r.get::<String>(4)?,
+                        r.get::<Option<String>>(5)?,
                     ))
                 },
             )
@@ -215,7 +215,7 @@ mod tests {
         assert_eq!(reg.operator("wang").unwrap(), None);
         // The table itself refuses a plain password, whoever writes it.
         assert!(reg
-            .conn
+            .sqlite()
             .execute(
                 "INSERT INTO operators VALUES ('x', 'x', 'operator', 'plain', 't', NULL)",
                 [],

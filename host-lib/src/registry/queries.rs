@@ -1,6 +1,6 @@
 //! Read-only queries for the CLI: cards, people, history, audit log.
 
-use rusqlite::{params_from_iter, OptionalExtension};
+use super::db::{params_from_iter, OptionalExtension};
 use serde::Serialize;
 
 use super::blacklist::BlacklistEntry;
@@ -148,13 +148,16 @@ pub struct AuditEntry {
     pub id_number: Option<String>,
     /// Details (JSON).
     pub details: serde_json::Value,
+    /// The station that made the change (`None` for records made before stations were
+    /// recorded, and for schema migrations).
+    pub station: Option<String>,
 }
 
 const SUMMARY_SQL: &str = "SELECT c.card_number, c.status, p.id_number, p.name, c.card_class, \
     c.issue_date, c.expiry_date, c.replaces, c.replaced_by, c.closed_reason, c.chip_id, \
     c.key_set, c.serial, c.created_at FROM cards c JOIN people p ON p.id = c.person_id";
 
-fn summary(r: &rusqlite::Row<'_>) -> rusqlite::Result<CardSummary> {
+fn summary(r: &super::db::Row) -> super::db::DbResult<CardSummary> {
     let status: String = r.get(1)?;
     Ok(CardSummary {
         card_number: r.get(0)?,
@@ -193,20 +196,22 @@ impl Registry {
             sql.push_str(&conds.join(" AND "));
         }
         sql.push_str(" ORDER BY c.card_number");
-        let mut st = self.conn.prepare(&sql)?;
+        let conn = self.conn()?;
+        let mut st = conn.prepare(&sql)?;
         let rows = st.query_map(params_from_iter(args.iter()), summary)?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        Ok(rows.collect::<super::db::DbResult<_>>()?)
     }
 
     /// One card with its history, fees, ledger and blacklist entries.
     pub fn card_details(&self, card: &CardNumber) -> Result<CardDetails> {
-        load_card(&self.conn, card)?;
-        let summary = self.conn.query_row(
+        load_card(&self.conn()?, card)?;
+        let summary = self.conn()?.query_row(
             &format!("{SUMMARY_SQL} WHERE c.card_number = ?1"),
             [card.as_str()],
             summary,
         )?;
-        let mut st = self.conn.prepare(
+        let conn = self.conn()?;
+        let mut st = conn.prepare(
             "SELECT at, from_status, to_status, reason, operator FROM card_status_history \
              WHERE card_number = ?1 ORDER BY id",
         )?;
@@ -220,8 +225,9 @@ impl Registry {
                     operator: r.get(4)?,
                 })
             })?
-            .collect::<rusqlite::Result<_>>()?;
-        let mut st = self.conn.prepare(
+            .collect::<super::db::DbResult<_>>()?;
+        let conn = self.conn()?;
+        let mut st = conn.prepare(
             "SELECT kind, reason, amount_cents, at, operator FROM fees WHERE card_number = ?1 \
              ORDER BY id",
         )?;
@@ -235,7 +241,7 @@ impl Registry {
                     operator: r.get(4)?,
                 })
             })?
-            .collect::<rusqlite::Result<_>>()?;
+            .collect::<super::db::DbResult<_>>()?;
         let ledger = self.ledger(card)?;
         let blacklist = self
             .blacklist(true)?
@@ -255,7 +261,7 @@ impl Registry {
     /// A person and all their cards.
     pub fn person_details(&self, id_number: &CitizenId) -> Result<PersonDetails> {
         let found: Option<(i64, String, String)> = self
-            .conn
+            .conn()?
             .query_row(
                 "SELECT id, created_at, updated_at FROM people WHERE id_number = ?1",
                 [id_number.as_str()],
@@ -264,13 +270,14 @@ impl Registry {
             .optional()?;
         let (pid, created_at, updated_at) =
             found.ok_or_else(|| RegistryError::NoSuchPerson(id_number.to_string()))?;
-        let data = load_person(&self.conn, pid)?;
-        let mut st = self.conn.prepare(&format!(
+        let data = load_person(&self.conn()?, pid)?;
+        let conn = self.conn()?;
+        let mut st = conn.prepare(&format!(
             "{SUMMARY_SQL} WHERE c.person_id = ?1 ORDER BY c.serial"
         ))?;
         let cards = st
             .query_map([pid], summary)?
-            .collect::<rusqlite::Result<_>>()?;
+            .collect::<super::db::DbResult<_>>()?;
         Ok(PersonDetails {
             person: PersonSummary {
                 data,
@@ -283,8 +290,8 @@ impl Registry {
 
     /// The person holding a card.
     pub fn holder_of(&self, card: &CardNumber) -> Result<Applicant> {
-        let row: CardRow = load_card(&self.conn, card)?;
-        load_person(&self.conn, row.person_id)
+        let row: CardRow = load_card(&self.conn()?, card)?;
+        load_person(&self.conn()?, row.person_id)
     }
 
     /// Audit records matching the filter, oldest first.
@@ -304,7 +311,8 @@ impl Registry {
             ));
         }
         let mut sql = String::from(
-            "SELECT id, at, operator, action, card_number, id_number, details FROM audit_log",
+            "SELECT id, at, operator, action, card_number, id_number, details, station \
+             FROM audit_log",
         );
         if !conds.is_empty() {
             sql.push_str(" WHERE ");
@@ -314,7 +322,8 @@ impl Registry {
         if let Some(l) = filter.limit {
             sql.push_str(&format!(" LIMIT {l}"));
         }
-        let mut st = self.conn.prepare(&sql)?;
+        let conn = self.conn()?;
+        let mut st = conn.prepare(&sql)?;
         let rows = st.query_map(params_from_iter(args.iter()), |r| {
             let details: String = r.get(6)?;
             Ok(AuditEntry {
@@ -326,9 +335,10 @@ impl Registry {
                 id_number: r.get(5)?,
                 details: serde_json::from_str(&details)
                     .unwrap_or(serde_json::Value::String(details)),
+                station: r.get(7)?,
             })
         })?;
-        let mut out: Vec<AuditEntry> = rows.collect::<rusqlite::Result<_>>()?;
+        let mut out: Vec<AuditEntry> = rows.collect::<super::db::DbResult<_>>()?;
         out.reverse();
         Ok(out)
     }

@@ -16,6 +16,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::chain::{self, ChainRecord, AUDITED, GENESIS};
+use super::db::{Begin, Tx};
 use super::{Registry, Result};
 
 /// What kind of disagreement a [`Finding`] is.
@@ -271,8 +272,17 @@ impl Registry {
     pub fn verify_from(&self, known: Option<&ChainHead>) -> Result<VerifyReport> {
         // One read transaction: the chain and the tables from the same snapshot, while other
         // processes go on writing (WAL).
-        let tx = self.conn.unchecked_transaction()?;
-        let conn: &rusqlite::Connection = &tx;
+        let tx = Tx::begin(self.conn()?, Begin::Read, None)?;
+        self.verify_on(&tx, known)
+    }
+
+    /// [`verify_from`](Self::verify_from) on a given connection (inside a transaction: what it
+    /// sees, uncommitted changes included).
+    pub(crate) fn verify_on(
+        &self,
+        conn: &super::db::Conn<'_>,
+        known: Option<&ChainHead>,
+    ) -> Result<VerifyReport> {
         let records = chain::read_chain(conn)?;
         let Replay {
             images,
