@@ -26,10 +26,10 @@ cargo run --quiet --release -p host-lib --example mcu_bench -- \
 
 flash=$(( $(section "$served" .vector_table) + $(section "$served" .text) + $(section "$served" .rodata) + $(section "$served" .data) ))
 statics=$(( $(section "$served" .data) + $(section "$served" .bss) - nvm ))
-stack=$(awk '/^deepest stack/ { print $6 }' target/mcu-bench.txt)
+stack=$(awk '/^deepest stack of anything/ { print $5 }' target/mcu-bench.txt)
 printf '\nserved firmware (%s):\n' "$served"
 printf '  flash        %6d bytes (vector table, code, constants)\n' "$flash"
 printf '  NVM image    %6d bytes of RAM (stands in for the chip'"'"'s EEPROM/flash, loaded by the host)\n' "$nvm"
 printf '  statics      %6d bytes of RAM (besides the NVM image)\n' "$statics"
-printf '  deepest stack %5d bytes (main'"'"'s frame with the card state and APDU buffers, and the command)\n' "$stack"
+printf '  deepest stack %5d bytes (main'"'"'s frame with the card state and APDU buffer, and the deepest command or power-up)\n' "$stack"
 printf '  RAM          %6d bytes = statics + deepest stack   goal 4096\n' "$((statics + stack))"

@@ -22,7 +22,8 @@
 #    purchases at once, kill -9 at random points) on its own, one test at a time, printing its
 #    counts;
 # 4. builds the card OS for a Cortex-M0 (`cargo build -p card-os --release --target
-#    thumbv6m-none-eabi`) and checks its footprint budget (`card-os/size-report.sh`);
+#    thumbv6m-none-eabi`) and checks its footprint budget (`card-os/size-report.sh`) and the
+#    chip firmware's RAM with its deepest stack, statically (`scripts/mcu-stack.py --budget 4096`);
 # 5. stops the pcscd it started (SIGTERM, then waits for it to exit) and the PostgreSQL cluster
 #    (and removes its directory), also when a step failed.
 #
@@ -34,7 +35,7 @@ log() { printf 'test.sh: %s\n' "$*" >&2; }
 
 # --- 1. packages and the embedded target ------------------------------------------------------
 packages=(pcscd vsmartcard-vpcd pcsc-tools opensc python3-pyscard libpcsclite-dev pkgconf
-    chromium chromium-driver fonts-noto-cjk qemu-system-arm postgresql)
+    chromium chromium-driver fonts-noto-cjk qemu-system-arm binutils-arm-none-eabi postgresql)
 missing=()
 for p in "${packages[@]}"; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
@@ -141,6 +142,8 @@ else
 fi
 cargo build -p card-os --release --target thumbv6m-none-eabi || status=$?
 card-os/size-report.sh || status=$?
+# The chip's RAM goal, statically: the deepest call path of the served firmware plus its statics.
+scripts/mcu-stack.py --top 0 --budget 4096 || status=$?
 
 if [ "$status" -ne 0 ] && [ -n "$PCSCD_PID" ]; then
     log "failed (status $status); the last lines of the pcscd log:"

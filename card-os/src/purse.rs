@@ -1,5 +1,5 @@
 //! The PBOC electronic deposit / electronic purse (ED/EP) as this card keeps it (FMCOS 2.0 ch. 8,
-//! apdu-specs/purse.md): the 22-byte purse body, the 23-byte transaction record, and the
+//! apdu-specs/purse.md): the 24-byte purse body, the 23-byte transaction record, and the
 //! transaction a terminal has opened with INITIALIZE (volatile).
 //!
 //! The commands are executed in `card::purse`; the MACs and session keys are `crypto::purse`.
@@ -11,8 +11,8 @@
 //! when the transaction does.
 
 use crate::crypto::purse::{
-    HostTime, TYPE_CAPP_PURCHASE, TYPE_ED_CASH_WITHDRAW, TYPE_ED_LOAD, TYPE_ED_PURCHASE,
-    TYPE_ED_UNLOAD, TYPE_EP_LOAD, TYPE_EP_PURCHASE,
+    HostTime, TYPE_CAPP_PURCHASE, TYPE_ED_CASH_WITHDRAW, TYPE_ED_LOAD, TYPE_ED_OVERDRAFT,
+    TYPE_ED_PURCHASE, TYPE_ED_UNLOAD, TYPE_EP_LOAD, TYPE_EP_PURCHASE,
 };
 use crate::fs::header::PURSE_BODY_LEN;
 
@@ -26,10 +26,19 @@ pub mod offset {
     /// Start of the state a transaction rewrites: balance (4), online counter (2), offline
     /// counter (2), last transaction type (1), its MAC (4), its TAC (4).
     pub const STATE: usize = 4;
+    /// The overdraft limit (3), right after the state: only UPDATE OVERDRAW LIMIT rewrites it,
+    /// together with the state (one journal entry of [`super::STATE_LEN`] + 3 bytes).
+    pub const OVERDRAFT_LIMIT: usize = 21;
 }
 
 /// Length of the state a transaction rewrites (one journal entry).
 pub const STATE_LEN: usize = 17;
+
+/// Length of the overdraft limit (FMCOS 2.0 tables 8.8, 8.27: 3 bytes).
+pub const OVERDRAFT_LIMIT_LEN: usize = 3;
+
+/// The largest overdraft limit: 3 bytes of cents (167,772.15 yuan).
+pub const MAX_OVERDRAFT_LIMIT: u32 = 0x00FF_FFFF;
 
 /// Which purse a command names (P2 `01`/`02`). FMCOS 2.0 §8.7 note 2: the ED is EF `0001`, the EP
 /// EF `0002`.
@@ -78,9 +87,11 @@ impl PurseKind {
     /// The purse a transaction type belongs to, for the types this card performs.
     pub const fn of_transaction_type(txn_type: u8) -> Option<PurseKind> {
         match txn_type {
-            TYPE_ED_LOAD | TYPE_ED_PURCHASE | TYPE_ED_UNLOAD | TYPE_ED_CASH_WITHDRAW => {
-                Some(PurseKind::Ed)
-            }
+            TYPE_ED_LOAD
+            | TYPE_ED_PURCHASE
+            | TYPE_ED_UNLOAD
+            | TYPE_ED_CASH_WITHDRAW
+            | TYPE_ED_OVERDRAFT => Some(PurseKind::Ed),
             TYPE_EP_LOAD | TYPE_EP_PURCHASE | TYPE_CAPP_PURCHASE => Some(PurseKind::Ep),
             _ => None,
         }
@@ -89,8 +100,12 @@ impl PurseKind {
 
 /// Whether a transaction type uses the online counter (loads and unloads, FMCOS 2.0 §8.7, §8.10)
 /// rather than the offline counter (purchases and cash withdrawals, §8.8, §8.11).
+/// and overdraft-limit updates (§8.12.2: "电子存折联机交易序号加 1").
 pub const fn uses_online_counter(txn_type: u8) -> bool {
-    matches!(txn_type, TYPE_ED_LOAD | TYPE_EP_LOAD | TYPE_ED_UNLOAD)
+    matches!(
+        txn_type,
+        TYPE_ED_LOAD | TYPE_EP_LOAD | TYPE_ED_UNLOAD | TYPE_ED_OVERDRAFT
+    )
 }
 
 /// The last completed transaction of a purse, as GET TRANSACTION PROOF returns it.
@@ -167,18 +182,29 @@ impl PurseState {
 /// The whole purse body.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Body {
-    /// Loads above this balance are refused (`9401`).
+    /// Loads that would take the holder's own money (balance − overdraft limit) above this are
+    /// refused (`9401`).
     pub max_balance: u32,
     /// What transactions change.
     pub state: PurseState,
+    /// The overdraft limit in cents (FMCOS 2.0 §8.12; ED only, `0` until UPDATE OVERDRAW LIMIT).
+    /// The balance includes it: the balance is what may be spent, the holder's own money is
+    /// `balance − overdraft_limit`, negative while overdrawn (apdu-specs/purse.md, "Overdraft").
+    pub overdraft_limit: u32,
 }
 
 impl Body {
+    /// The holder's own money: the balance less the overdraft limit (negative when overdrawn).
+    pub fn funds(&self) -> i64 {
+        i64::from(self.state.balance) - i64::from(self.overdraft_limit)
+    }
+
     /// Decodes a stored body.
     pub fn decode(raw: &[u8; PURSE_BODY_LEN]) -> Body {
-        let [x0, x1, x2, x3, b0, b1, b2, b3, n0, n1, f0, f1, ty, m0, m1, m2, m3, t0, t1, t2, t3, _] =
+        let [x0, x1, x2, x3, b0, b1, b2, b3, n0, n1, f0, f1, ty, m0, m1, m2, m3, t0, t1, t2, t3, o0, o1, o2] =
             *raw;
         Body {
+            overdraft_limit: u32::from_be_bytes([0, o0, o1, o2]),
             max_balance: u32::from_be_bytes([x0, x1, x2, x3]),
             state: PurseState {
                 balance: u32::from_be_bytes([b0, b1, b2, b3]),
@@ -199,7 +225,7 @@ impl Body {
 pub struct LogRecord {
     /// The transaction's counter, before it advanced.
     pub counter: u16,
-    /// Overdraft limit (3 bytes; always 0 on this card).
+    /// Overdraft limit (3 bytes): the ED's limit after the transaction (FMCOS 2.0 tables 8.6, 8.30).
     pub overdraft_limit: u32,
     /// Amount in cents.
     pub amount: u32,
@@ -278,13 +304,19 @@ pub enum Operation {
     CashWithdraw,
     /// `05`: an unload (§8.10), ED only: the reverse of a load, under the unload key.
     Unload,
+    /// `04`: an overdraft-limit update (§8.12), ED only: INITIALIZE FOR UPDATE, then UPDATE
+    /// OVERDRAW LIMIT with the host's MAC2, under the overdraft key (`3C`).
+    UpdateOverdraft,
 }
 
 impl Operation {
     /// Whether the operation uses the online counter and is completed by a CREDIT-style command
     /// with the host's MAC2 (load, unload), rather than a DEBIT with the terminal's MAC1.
     pub const fn is_online(self) -> bool {
-        matches!(self, Operation::Load | Operation::Unload)
+        matches!(
+            self,
+            Operation::Load | Operation::Unload | Operation::UpdateOverdraft
+        )
     }
 }
 
@@ -301,7 +333,7 @@ pub struct Session {
     pub key_id: u8,
     /// The card's random of INITIALIZE.
     pub random: [u8; 4],
-    /// The amount INITIALIZE named.
+    /// The amount INITIALIZE named (`0` for an overdraft update, which names none).
     pub amount: u32,
     /// The terminal INITIALIZE named.
     pub terminal_id: [u8; 6],
@@ -316,6 +348,7 @@ impl Session {
             Operation::CappPurchase => TYPE_CAPP_PURCHASE,
             Operation::CashWithdraw => TYPE_ED_CASH_WITHDRAW,
             Operation::Unload => TYPE_ED_UNLOAD,
+            Operation::UpdateOverdraft => TYPE_ED_OVERDRAFT,
         }
     }
 }
@@ -339,10 +372,17 @@ mod tests {
             },
         };
         raw[offset::STATE..offset::STATE + STATE_LEN].copy_from_slice(&state.encode());
+        raw[offset::OVERDRAFT_LIMIT..].copy_from_slice(&[0x00, 0x27, 0x10]);
         let body = Body::decode(&raw);
         assert_eq!(body.max_balance, 100_000);
         assert_eq!(body.state, state);
-        assert_eq!(raw[21], 0, "reserved byte untouched");
+        assert_eq!(body.overdraft_limit, 10_000);
+        assert_eq!(body.funds(), 0x1C37 - 10_000);
+        assert_eq!(
+            offset::OVERDRAFT_LIMIT + OVERDRAFT_LIMIT_LEN,
+            PURSE_BODY_LEN
+        );
+        assert_eq!(offset::STATE + STATE_LEN, offset::OVERDRAFT_LIMIT);
         assert_eq!(state.last_counter(), Some(0));
         assert_eq!(state.proof_of(2, 0), Some(state.last));
         assert_eq!(state.proof_of(2, 1), None);
@@ -402,8 +442,9 @@ mod tests {
         assert_eq!(PurseKind::of_transaction_type(5), Some(PurseKind::Ed));
         assert_eq!(PurseKind::of_transaction_type(3), Some(PurseKind::Ed));
         assert_eq!(PurseKind::of_transaction_type(4), Some(PurseKind::Ed));
-        assert_eq!(PurseKind::of_transaction_type(7), None);
-        assert!(uses_online_counter(3) && !uses_online_counter(4));
+        assert_eq!(PurseKind::of_transaction_type(7), Some(PurseKind::Ed));
+        assert_eq!(PurseKind::of_transaction_type(8), None);
+        assert!(uses_online_counter(3) && !uses_online_counter(4) && uses_online_counter(7));
         let session = Session {
             operation: Operation::CappPurchase,
             purse: PurseKind::Ep,

@@ -13,7 +13,9 @@
 
 mod common;
 
-use card_os::crypto::{challenge_cryptogram, line_encrypt, Key, Mac, MacIv, Padding, Rng};
+use card_os::crypto::{
+    challenge_cryptogram, line_encrypt, BlockCipher, Key, Mac, MacIv, Padding, Rng,
+};
 use card_os::fs;
 use card_os::security::keys::{self, KeyType};
 use card_os::sim::inspect;
@@ -38,6 +40,12 @@ fn hex(s: &str) -> Vec<u8> {
 /// (3 tries), unblock and reload keys, an encrypt key whose updates must be encrypted (type 70),
 /// and a MAC-protected binary EF0015.
 fn base_image() -> MemoryNvm {
+    image_with_pin("3A F0 EF 01 33 123456FFFFFFFFFF")
+}
+
+/// The base image with this PIN record (WRITE KEY data after its Lc).
+fn image_with_pin(pin_record: &str) -> MemoryNvm {
+    let pin_lc = hex(pin_record).len();
     let setup = format!(
         "80E0000007 3F 0040 01 F0 FF FF => 9000
          80D401000D 36 F0 F0 FF 33 {mf_line} => 9000
@@ -45,7 +53,7 @@ fn base_image() -> MemoryNvm {
          80E0000007 3F 0080 95 F0 FF FF => 9000
          80D401000D 39 F0 F0 0A 33 {master} => 9000
          80D401000D 36 F0 F0 FF 33 {line} => 9000
-         80D401000D 3A F0 EF 01 33 123456FFFFFFFFFF => 9000
+         80D40100{pin_lc:02X} {pin_record} => 9000
          80D401000D 37 F0 F0 FF 33 {unblock} => 9000
          80D401000D 38 F0 F0 FF 33 {reload} => 9000
          80D401010D 70 F0 F0 01 01 6061626364656667 => 9000
@@ -342,6 +350,40 @@ fn change_pin() {
 }
 
 #[test]
+fn change_pin_to_a_longer_pin() {
+    // A 2-byte PIN followed by the unblock, reload and an encryption key: a CHANGE PIN to 8 bytes
+    // grows its record and moves those keys (FMCOS 2.0 §8.6.1), all in one transaction.
+    let image = image_with_pin("3A F0 EF 01 33 1234");
+    run(
+        &image,
+        Case {
+            name: "CHANGE PIN to a longer PIN (keys after it move)",
+            setup: in_df(&[]),
+            command: "805E01000B 1234 FF 1122334455667788".into(),
+            sw: "9000",
+            correct: true,
+            two_steps: true,
+        },
+    );
+    // The moved keys are intact: the reload key's MAC still verifies.
+    let mut card = SimCard::from_nvm(image.snapshot()).ok().unwrap();
+    let pin = hex("112233");
+    let mac = Mac::compute(&Key::Des(RELOAD), MacIv::Zero, &[&pin]).unwrap();
+    common::run(
+        &mut card,
+        &format!(
+            "00A4000C02 1001 => 9000
+             805E01000B 1234 FF 1122334455667788 => 9000
+             0020000008 1122334455667788 => 9000
+             805E000007 112233 {} => 9000
+             0020000003 112233 => 9000
+             0020000002 1234 => 63C2",
+            h(&mac)
+        ),
+    );
+}
+
+#[test]
 fn reload_pin() {
     let image = base_image();
     let pin = hex("112233");
@@ -363,7 +405,7 @@ fn reload_pin() {
             name: "RELOAD PIN wrong MAC",
             setup: in_df(&["0020000001 00"]),
             command: "805E000007 112233 00000000".into(),
-            sw: "63C2",
+            sw: "9302",
             correct: false,
             two_steps: false,
         },
@@ -675,6 +717,7 @@ fn stk_protected_write() {
         let sk = session_key(&Key::Des(STK), &first_challenge()).unwrap();
         let mut head = hex(header);
         head.push((data.len() + 4) as u8);
+        let sk = BlockCipher::new(&sk);
         let mut mac = Mac::session(&sk).unwrap();
         mac.update(&head);
         mac.update(data);
@@ -691,4 +734,56 @@ fn stk_protected_write() {
             two_steps: false,
         },
     );
+}
+
+/// A key file with a 2-byte PIN first and `keys` 3DES keys `30` after it (ids 01..), in the MF.
+fn pin_then_keys(keys: u8) -> SimCard {
+    let mut card = common::factory_card();
+    let mut script = String::from(
+        "80E0000007 3F 0200 01 F0 FF FF => 9000
+         80D4010007 3A F0 EF 01 33 1234 => 9000\n",
+    );
+    for id in 1..=keys {
+        script.push_str(&format!(
+            "80D401{id:02X}15 30 F0 F0 01 00 {} => 9000\n",
+            h(&[id; 16])
+        ));
+    }
+    common::run(&mut card, &script);
+    card
+}
+
+#[test]
+fn a_longer_pin_moves_at_most_448_bytes_of_keys() {
+    // 19 keys after the PIN (456 bytes): more than one transaction may move; refused before a
+    // try is spent.
+    let mut card = pin_then_keys(19);
+    common::run(
+        &mut card,
+        "805E01000B 1234 FF 1122334455667788 => 6A84
+         00200000 => 63C3
+         0020000002 1234 => 9000",
+    );
+    // 18 keys (432 bytes): the PIN grows, every key moves intact.
+    let mut card = pin_then_keys(18);
+    common::run(
+        &mut card,
+        "805E01000B 1234 FF 1122334455667788 => 9000
+         0020000008 1122334455667788 => 9000",
+    );
+    let sim = card.card().unwrap();
+    let storage = sim.storage();
+    let mf = fs::file_at(storage, fs::mf_addr(storage)).unwrap();
+    let key_file = fs::find_key_file(storage, &mf).unwrap().unwrap();
+    for id in 1..=18u8 {
+        let entry = keys::find(storage, &key_file, KeyType::DesEncrypt, id)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            keys::load_key(storage, &entry).unwrap(),
+            Key::TripleDes([id; 16]),
+            "key {id}"
+        );
+    }
+    assert_eq!(key_file.header.used(), 10 + 6 + 18 * 24);
 }

@@ -234,7 +234,11 @@ fn with_counters(mut card: SimCard, online: u16, offline: u16) -> SimCard {
         let storage = card.card().unwrap().storage();
         let mf = fs::file_at(storage, fs::mf_addr(storage)).unwrap();
         let ep = fs::find_child(storage, &mf, 0x0002).unwrap().unwrap();
-        let body = Body::decode(&storage.read_array::<22>(ep.body()).unwrap());
+        let body = Body::decode(
+            &storage
+                .read_array::<{ card_os::fs::header::PURSE_BODY_LEN }>(ep.body())
+                .unwrap(),
+        );
         (ep.body() + offset::STATE, body.state)
     };
     let mut state = state;

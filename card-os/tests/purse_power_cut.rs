@@ -458,7 +458,7 @@ fn observe(
         .ok_or("no purse")?;
     let body = Body::decode(
         &storage
-            .read_array::<22>(purse.body())
+            .read_array::<{ card_os::fs::header::PURSE_BODY_LEN }>(purse.body())
             .map_err(|e| format!("{e:?}"))?,
     );
     out.extend(body.state.balance.to_be_bytes());
@@ -894,7 +894,12 @@ fn random_run(
         let purse = fs::find_child(storage, &mf, purse_fid(p2))
             .unwrap()
             .unwrap();
-        Body::decode(&storage.read_array::<22>(purse.body()).unwrap()).state
+        Body::decode(
+            &storage
+                .read_array::<{ card_os::fs::header::PURSE_BODY_LEN }>(purse.body())
+                .unwrap(),
+        )
+        .state
     };
     let before = body_of(&mut card);
     let start = u32::from_be_bytes(card.transmit(&balance_apdu)[..4].try_into().unwrap());

@@ -17,8 +17,9 @@
 //!
 //! The commands come from real work on a card with the default profile: personalization
 //! (`issue_pending`), reading it back (RKSSSE's EXTERNAL AUTHENTICATE), a PIN VERIFY, a load, a
-//! purchase. (A 200-byte UPDATE BINARY is not measured yet: see the README.) `MCU_BENCH_TRACE=1`
-//! prints every APDU with its figures and the GDB packets to stderr.
+//! purchase; before all that, a 200-byte UPDATE BINARY on the factory card; after it, a power-up
+//! (stack only: the meter times APDUs). `MCU_BENCH_TRACE=1` prints every APDU with its figures
+//! and the GDB packets to stderr.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -120,6 +121,18 @@ impl Gdb {
         }
     }
 
+    /// A QEMU monitor command through the stub (`qRcmd`); the chip must be halted.
+    fn monitor(&mut self, command: &str) {
+        self.send(&format!("qRcmd,{}", hex::encode(command)));
+        loop {
+            let p = self.reply();
+            if p == "OK" {
+                return;
+            }
+            assert!(!p.starts_with('E'), "monitor {command}: {p}");
+        }
+    }
+
     fn halt(&mut self) {
         self.stream.write_all(&[0x03]).unwrap();
         self.wait_stop();
@@ -179,21 +192,28 @@ struct Measure {
 struct Bench {
     chip: McuCard,
     gdb: Gdb,
+    /// `MCU_BENCH_PROFILE=NAME`: the command (as [`name`] calls it) whose executed code QEMU logs
+    /// (to `profile_log`), for [`print_profile`].
+    profile: Option<(String, PathBuf)>,
     floor: u32,
     top: u32,
     log: Vec<(Vec<u8>, Vec<u8>, Measure)>,
 }
 
 impl Bench {
-    fn measured(&mut self, command: &[u8]) -> Result<(Vec<u8>, Measure), host_lib::mcu::McuError> {
+    /// Paints the free stack below the idle frame; returns where the paint ends.
+    fn paint(&mut self) -> u32 {
         self.gdb.halt();
         let idle_sp = self.gdb.sp();
         // Leave the idle frame (and a margin for the halt itself) alone.
         let paint_end = idle_sp - 64;
         self.gdb.fill(self.floor, paint_end - self.floor, PAINT);
         self.gdb.resume();
-        let response = self.chip.exchange(command)?;
-        let ticks = self.chip.last_ticks()?;
+        paint_end
+    }
+
+    /// The deepest stack since [`Bench::paint`], counted from the top of RAM.
+    fn high_water(&mut self, paint_end: u32) -> u32 {
         self.gdb.halt();
         let painted = self.gdb.read(self.floor, paint_end - self.floor);
         self.gdb.resume();
@@ -202,6 +222,36 @@ impl Bench {
             .position(|&b| b != PAINT)
             .map(|i| self.floor + i as u32)
             .unwrap_or(paint_end);
+        self.top - deepest
+    }
+
+    /// The deepest stack of a power-up (journal recovery, system area, reset) and its ATR.
+    fn power_up_stack(&mut self) -> u32 {
+        let paint_end = self.paint();
+        let atr = self.chip.power_on_atr().unwrap();
+        assert!(!atr.is_empty(), "the chip did not power up");
+        self.high_water(paint_end)
+    }
+
+    fn measured(&mut self, command: &[u8]) -> Result<(Vec<u8>, Measure), host_lib::mcu::McuError> {
+        let profiled = self
+            .profile
+            .as_ref()
+            .is_some_and(|(n, _)| n == name(command));
+        if profiled {
+            self.gdb.halt();
+            self.gdb.monitor("log in_asm,exec,nochain");
+            self.gdb.resume();
+        }
+        let paint_end = self.paint();
+        let response = self.chip.exchange(command)?;
+        if profiled {
+            self.gdb.halt();
+            self.gdb.monitor("log in_asm");
+            self.gdb.resume();
+        }
+        let ticks = self.chip.last_ticks()?;
+        let stack = self.high_water(paint_end);
         let ns_per_tick = 1e9 / CORE_HZ;
         let ns_per_insn = f64::from(1u32 << ICOUNT_SHIFT);
         let work = f64::from(ticks.total - ticks.rng);
@@ -211,7 +261,7 @@ impl Bench {
                 label: String::new(),
                 instructions: (work * ns_per_tick / ns_per_insn).round() as u64,
                 rng_ms: f64::from(ticks.rng) / CORE_HZ * 1e3,
-                stack: self.top - deepest,
+                stack,
             },
         ))
     }
@@ -280,12 +330,26 @@ fn main() {
 
     let mut config = McuConfig::new(&firmware);
     config.test_hooks = true;
+    let profile = std::env::var("MCU_BENCH_PROFILE").ok().map(|n| {
+        let log = std::env::temp_dir().join(format!("mcu-bench-{}.log", std::process::id()));
+        (n, log)
+    });
     config.extra_args = vec![
         "-icount".into(),
         format!("shift={ICOUNT_SHIFT}"),
         "-gdb".into(),
         format!("tcp:127.0.0.1:{port}"),
     ];
+    if let Some((_, log)) = &profile {
+        // Translated blocks are logged from the start (each once), executions only around the
+        // profiled command.
+        config.extra_args.extend([
+            "-d".into(),
+            "in_asm".into(),
+            "-D".into(),
+            log.display().to_string(),
+        ]);
+    }
     let geometry = Geometry {
         capacity: CHIP_NVM_MAX,
         page_size: CHIP_PAGE_SIZE,
@@ -297,10 +361,24 @@ fn main() {
     let mut bench = Bench {
         chip,
         gdb,
+        profile,
         floor,
         top,
         log: Vec::new(),
     };
+
+    // A 200-byte UPDATE BINARY, on the factory card (its MF has no key file yet, so anything
+    // goes): a 256-byte binary EF 0010, written once, then the MF erased again for the issuance.
+    let mut update200 = hex::decode("00D69000C8").unwrap();
+    update200.extend((0..200u32).map(|i| (i * 7 + 1) as u8));
+    for apdu in [
+        hex::decode("80E000100728 0100 F0F0 FFFF".replace(' ', "")).unwrap(),
+        update200,
+        hex::decode("800E000000").unwrap(),
+    ] {
+        let response = bench.transmit(&apdu).unwrap();
+        assert_eq!(response, [0x90, 0x00], "{}", hex::encode_upper(&apdu));
+    }
 
     let before_personalization = bench.log.len();
 
@@ -351,7 +429,73 @@ fn main() {
     bench
         .transmit(&hex::decode("0020000003123456").unwrap())
         .unwrap();
-    report(&bench.log, before_personalization, personalization);
+    // Power-up after all that: journal recovery replays the newest record.
+    let power_up = bench.power_up_stack();
+    report(
+        &bench.log,
+        before_personalization,
+        personalization,
+        power_up,
+    );
+    if let Some((command, log)) = &bench.profile {
+        print_profile(command, log);
+    }
+}
+
+/// Where the instructions of the profiled command went, per function: QEMU's `in_asm` log gives
+/// each translated block's instruction count, its `exec` log (with `nochain`) every block run.
+/// Every run of the command is summed, with the UART loops that receive it and send its answer.
+fn print_profile(command: &str, log: &std::path::Path) {
+    let text = std::fs::read_to_string(log).unwrap();
+    let mut block_len: std::collections::HashMap<u64, u64> = Default::default();
+    let mut current: Option<u64> = None;
+    let mut by_function: std::collections::HashMap<String, u64> = Default::default();
+    let mut total = 0u64;
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("0x") {
+            // An instruction of a block being listed: "0x000049e0:  b580  push ...".
+            let pc = u64::from_str_radix(rest.split(':').next().unwrap_or(""), 16).ok();
+            match (current, pc) {
+                (None, Some(pc)) => {
+                    current = Some(pc);
+                    *block_len.entry(pc).or_default() = 1;
+                }
+                (Some(start), Some(_)) => *block_len.entry(start).or_default() += 1,
+                _ => {}
+            }
+            continue;
+        }
+        current = None;
+        // "Trace 0: 0x7f.. [00000000/000049e0/00000000/ff200000] symbol"
+        if let Some(rest) = line.strip_prefix("Trace ") {
+            let fields: Vec<&str> = rest.split(['[', ']']).collect();
+            let pc = fields
+                .get(1)
+                .and_then(|f| f.split('/').nth(1))
+                .and_then(|h| u64::from_str_radix(h, 16).ok());
+            let symbol = fields.get(2).map_or("?", |f| f.trim());
+            if let Some(pc) = pc {
+                let n = block_len.get(&pc).copied().unwrap_or(0);
+                *by_function.entry(symbol.to_string()).or_default() += n;
+                total += n;
+            }
+        }
+    }
+    let mut rows: Vec<(u64, String)> = by_function.into_iter().map(|(f, n)| (n, f)).collect();
+    rows.sort_by(|a, b| b.cmp(a));
+    println!(
+        "\nprofile of {command} (all its runs; the UART wait loops included): {total} instructions"
+    );
+    for (n, f) in rows.iter().take(25) {
+        let f = demangle(f);
+        println!(
+            "{:>9} {:>5.1}%  {}",
+            n,
+            *n as f64 * 100.0 / total.max(1) as f64,
+            &f[..f.len().min(100)]
+        );
+    }
+    let _ = std::fs::remove_file(log);
 }
 
 fn name(command: &[u8]) -> &'static str {
@@ -367,8 +511,8 @@ fn name(command: &[u8]) -> &'static str {
         (_, 0x50) if command.get(2) == Some(&0x00) => "INITIALIZE FOR LOAD",
         (_, 0x54) => "DEBIT FOR PURCHASE",
         (_, 0x52) => "CREDIT FOR LOAD",
-        (0x00, 0xD6) => "UPDATE BINARY",
-        (_, 0xD6) => "UPDATE BINARY (MAC)",
+        (_, 0xD6) if command.first().is_some_and(|cla| cla & 0x04 != 0) => "UPDATE BINARY (MAC)",
+        (_, 0xD6) => "UPDATE BINARY",
         (_, 0xDC) => "UPDATE RECORD",
         (_, 0xB0) => "READ BINARY",
         (_, 0xB2) => "READ RECORD",
@@ -381,7 +525,12 @@ fn name(command: &[u8]) -> &'static str {
     }
 }
 
-fn report(log: &[(Vec<u8>, Vec<u8>, Measure)], first: usize, personalization: usize) {
+fn report(
+    log: &[(Vec<u8>, Vec<u8>, Measure)],
+    first: usize,
+    personalization: usize,
+    power_up: u32,
+) {
     let mut rows: Vec<Measure> = Vec::new();
     let pick = |label: &str, filter: &dyn Fn(&[u8], &[u8]) -> bool| -> Option<Measure> {
         log.iter()
@@ -415,6 +564,9 @@ fn report(log: &[(Vec<u8>, Vec<u8>, Measure)], first: usize, personalization: us
     rows.extend(debit);
     rows.extend(pick("INITIALIZE FOR LOAD", &is("INITIALIZE FOR LOAD")));
     rows.extend(pick("CREDIT FOR LOAD", &is("CREDIT FOR LOAD")));
+    rows.extend(pick("UPDATE BINARY, 200 bytes", &|c, _| {
+        name(c) == "UPDATE BINARY" && c.get(4) == Some(&200)
+    }));
     rows.extend(pick(
         "UPDATE BINARY with MAC (personalization)",
         &is("UPDATE BINARY (MAC)"),
@@ -435,6 +587,10 @@ fn report(log: &[(Vec<u8>, Vec<u8>, Measure)], first: usize, personalization: us
             r.stack
         );
     }
+    println!(
+        "{:<42} {:>13} {:>10} {:>9} {:>8}",
+        "power-up (journal recovery, reset)", "-", "-", "-", power_up
+    );
     let (max_stack, max_at) = log
         .iter()
         .map(|(c, _, m)| (m.stack, name(c)))
@@ -449,4 +605,35 @@ fn report(log: &[(Vec<u8>, Vec<u8>, Measure)], first: usize, personalization: us
          APDUs, {total} instructions ({:.0} ms at 30 MHz)",
         total as f64 / 30_000.0
     );
+    println!("deepest stack of anything: {} B", max_stack.max(power_up));
+}
+
+/// A legacy-mangled Rust symbol (`_ZN…E`, as QEMU's log shows them) made readable, without its
+/// hash; other symbols as they are.
+fn demangle(symbol: &str) -> String {
+    let Some(mut rest) = symbol.strip_prefix("_ZN") else {
+        return symbol.to_string();
+    };
+    let mut parts = Vec::new();
+    while let Some(digits) = rest.find(|c: char| !c.is_ascii_digit()).filter(|&d| d > 0) {
+        let (len, tail) = rest.split_at(digits);
+        let len: usize = len.parse().unwrap_or(0);
+        let Some(part) = tail.get(..len) else { break };
+        parts.push(part);
+        rest = &tail[len..];
+    }
+    if parts
+        .last()
+        .is_some_and(|p| p.len() == 17 && p.starts_with('h'))
+    {
+        parts.pop();
+    }
+    parts
+        .join("::")
+        .replace("$LT$", "<")
+        .replace("$GT$", ">")
+        .replace("$u20$", " ")
+        .replace("$C$", ",")
+        .replace("$RF$", "&")
+        .replace("..", "::")
 }

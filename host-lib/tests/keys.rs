@@ -13,7 +13,7 @@ use std::path::PathBuf;
 
 use card_os::crypto::{
     authentication_data, challenge_cryptogram, diversify_path, line_decrypt, purse, session_key,
-    Key, Mac, Padding,
+    BlockCipher, Key, Mac, Padding,
 };
 use host_lib::keys::catalogue::STANDARD_KEYS;
 use host_lib::keys::{
@@ -361,7 +361,8 @@ fn write_key_matches_the_card_security_transcript() {
         "F9F0AA0A336A6B6C6D6E6F6061626364656667686A"
     );
     let current = Key::TripleDes(arr("606162636465666768696A6B6C6D6E6F"));
-    let mut mac = Mac::line_protection(&current, &[0xD0, 0xD1, 0xD2, 0xD3]).unwrap();
+    let cipher = BlockCipher::new(&current);
+    let mut mac = Mac::line_protection(&cipher, &[0xD0, 0xD1, 0xD2, 0xD3]).unwrap();
     mac.update(&[0x84, 0xD4, 0x39, 0x00, 25]);
     mac.update(&data[..21]);
     assert!(mac.verify(&data[21..]));
@@ -693,7 +694,8 @@ fn write_key_data_opens_on_the_card() {
         // The card: the MAC under the key it holds, IV = challenge || 0, over header || Lc || data.
         let card_key = card_side_key(file, protector, &card);
         let (ciphertext, tag) = data.split_at(data.len() - 4);
-        let mut mac = Mac::line_protection(&card_key, challenge).unwrap();
+        let cipher = BlockCipher::new(&card_key);
+        let mut mac = Mac::line_protection(&cipher, challenge).unwrap();
         mac.update(&header);
         mac.update(&[data.len() as u8]);
         mac.update(ciphertext);
@@ -710,7 +712,8 @@ fn write_key_data_opens_on_the_card() {
         );
         // Under any other key the MAC fails.
         let other = card_side_key(file, "UKSSSE", &card);
-        let mut mac = Mac::line_protection(&other, challenge).unwrap();
+        let cipher = BlockCipher::new(&other);
+        let mut mac = Mac::line_protection(&cipher, challenge).unwrap();
         mac.update(&header);
         mac.update(&[data.len() as u8]);
         mac.update(ciphertext);
@@ -823,7 +826,8 @@ fn line_protection_round_trips() {
     let damk = card_side_key("dev-sm4.toml", "DAMK", &card);
     let (ciphertext, tag) = out.split_at(out.len() - 4);
     assert_eq!(ciphertext.len(), 16);
-    let mut mac = Mac::line_protection(&damk, &challenge).unwrap();
+    let cipher = BlockCipher::new(&damk);
+    let mut mac = Mac::line_protection(&cipher, &challenge).unwrap();
     mac.update(&[0x04, 0xD6, 0x95, 0x00, out.len() as u8]);
     mac.update(ciphertext);
     assert!(mac.verify(tag));
@@ -846,6 +850,7 @@ fn line_protection_round_trips() {
     let puk = session_key(&card_side_key("dev-sm4.toml", "PUK", &card), &challenge).unwrap();
     let (ciphertext, tag) = out.split_at(out.len() - 4);
     assert_eq!(ciphertext.len(), 32);
+    let stk = BlockCipher::new(&stk);
     let mut mac = Mac::session(&stk).unwrap();
     mac.update(&[0x84, 0x24, 0x00, 0x01, out.len() as u8]);
     mac.update(ciphertext);

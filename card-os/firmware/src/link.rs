@@ -64,10 +64,22 @@ impl<U: Read<Error = Infallible> + Write<Error = Infallible>> Link<U> {
 
     /// Sends one message (at most 65,535 bytes; longer payloads are cut).
     pub fn send(&mut self, payload: &[u8]) {
-        let len = u16::try_from(payload.len()).unwrap_or(u16::MAX);
-        let payload = payload.get(..usize::from(len)).unwrap_or(&[]);
+        self.send_parts(payload, &[]);
+    }
+
+    /// Sends `head ‖ tail` as one message (a response APDU straight from the card's reply buffer
+    /// and its status word, with no copy into a buffer of the chip's own). At most 65,535 bytes;
+    /// a longer message is cut.
+    pub fn send_parts(&mut self, head: &[u8], tail: &[u8]) {
+        let total = head.len().saturating_add(tail.len());
+        let len = u16::try_from(total).unwrap_or(u16::MAX);
+        let head = head.get(..usize::from(len).min(head.len())).unwrap_or(&[]);
+        let tail = tail
+            .get(..usize::from(len).saturating_sub(head.len()))
+            .unwrap_or(&[]);
         let _ = self.uart.write_all(&len.to_be_bytes());
-        let _ = self.uart.write_all(payload);
+        let _ = self.uart.write_all(head);
+        let _ = self.uart.write_all(tail);
         let _ = self.uart.flush();
     }
 }

@@ -6,12 +6,12 @@
 //! (`link.rs`), and the NVM image lives in RAM (`ram_nvm.rs`), loaded and saved by the host
 //! bridge (`citizencard sim serve --mcu`).
 //!
-//! With the `test-hooks` feature (tests and `scripts/mcu-bench.py`, never the served card) the
+//! With the `test-hooks` feature (tests and `scripts/mcu-bench.sh`, never the served card) the
 //! link has two more controls: the cost of the last APDU in SysTick ticks, and random bytes to
 //! replay instead of the RNG's (so the public test vectors' challenges can be fixed).
 //!
 //! No heap, no `unsafe` here: cortex-m-rt starts the chip (and paints the stack, so that
-//! `scripts/mcu-bench.py` can find its high-water mark), nrf51-hal drives the UART and the RNG.
+//! `scripts/mcu-bench.sh` can find its high-water mark), nrf51-hal drives the UART and the RNG.
 #![no_std]
 #![no_main]
 #![forbid(unsafe_code)]
@@ -25,7 +25,7 @@
 mod link;
 mod ram_nvm;
 
-use card_os::apdu::{COMMAND_BUFFER_SIZE, RESPONSE_BUFFER_SIZE};
+use card_os::apdu::{COMMAND_BUFFER_SIZE, MAX_RESPONSE_DATA};
 use card_os::card::Card;
 use core::cell::RefCell;
 use cortex_m::interrupt::{self, Mutex};
@@ -63,35 +63,36 @@ impl card_os::crypto::Rng for ChipRng {
 
 type ChipCard = Card<RamNvm, ChipRng>;
 
-/// The card as the reader sees it: powered (`card`) or not (its NVM at rest in `nvm`). Both
-/// stay in place in `main`'s frame; only power changes move the card.
+/// The card as the reader sees it: one card kept in place in `main`'s frame for the chip's whole
+/// life, powered or not. Power changes happen in place ([`Card::power_cycle`]): a card moved by
+/// value would put one or two more copies of it (976 bytes each) on the stack.
 struct Slot {
-    card: Option<ChipCard>,
-    nvm: Option<RamNvm>,
+    card: ChipCard,
+    powered: bool,
 }
 
 impl Slot {
     fn power_off(&mut self) {
-        if let Some(card) = self.card.take() {
-            self.nvm = Some(card.into_nvm());
+        if self.powered {
+            self.card.power_off();
+            self.powered = false;
         }
     }
 
     /// Power-up with journal recovery; an image that cannot power up leaves the card off (mute).
     fn power_on(&mut self) {
-        self.power_off();
-        if let Some(nvm) = self.nvm.take() {
-            match Card::power_up(nvm, ChipRng) {
-                Ok(card) => self.card = Some(card),
-                Err((nvm, _)) => self.nvm = Some(nvm),
-            }
-        }
+        self.powered = self.card.power_cycle().is_ok();
+    }
+
+    /// The card, when it is powered.
+    fn card(&mut self) -> Option<&mut ChipCard> {
+        self.powered.then_some(&mut self.card)
     }
 
     /// The NVM, the card powered off first.
-    fn nvm(&mut self) -> Option<&mut RamNvm> {
+    fn nvm(&mut self) -> &mut RamNvm {
         self.power_off();
-        self.nvm.as_mut()
+        self.card.nvm_mut()
     }
 }
 
@@ -129,11 +130,11 @@ fn main() -> ! {
     let mut meter = hooks::Meter::new(core.SYST);
     let mut link = Link::new(uart);
     let mut slot = Slot {
-        card: None,
-        nvm: Some(RamNvm::new(NVM.take())),
+        card: Card::off(RamNvm::new(NVM.take()), ChipRng),
+        powered: false,
     };
+    // The one APDU buffer: the response goes out straight from the card's reply buffer.
     let mut command = [0u8; COMMAND_BUFFER_SIZE];
-    let mut response = [0u8; RESPONSE_BUFFER_SIZE];
 
     loop {
         let len = link.read_len();
@@ -147,10 +148,11 @@ fn main() -> ! {
             _ if len <= command.len() => {
                 let apdu = command.get_mut(..len).unwrap_or_default();
                 link.read_exact(apdu);
-                match slot.card.as_mut() {
+                match slot.card() {
                     Some(card) => {
-                        let n = meter.measure(|| card.process(apdu, &mut response));
-                        link.send(response.get(..n).unwrap_or_default());
+                        let (data, sw) =
+                            meter.measure(move || card.respond(apdu, MAX_RESPONSE_DATA));
+                        link.send_parts(data, &sw.to_bytes());
                     }
                     None => link.send(&[]),
                 }
@@ -173,21 +175,18 @@ where
     match code {
         link::CTRL_POWER_OFF => slot.power_off(),
         link::CTRL_POWER_ON => slot.power_on(),
-        link::CTRL_RESET => match slot.card.as_mut() {
+        link::CTRL_RESET => match slot.card() {
             Some(card) => card.reset(),
             None => slot.power_on(),
         },
-        link::CTRL_GET_ATR => match slot.card.as_ref() {
+        link::CTRL_GET_ATR => match slot.card() {
             Some(card) => link.send(&card.atr()),
             None => link.send(&[]),
         },
-        link::CTRL_NVM_READ => match slot.nvm() {
-            Some(nvm) => link.send(nvm.image()),
-            None => link.send(&[]),
-        },
+        link::CTRL_NVM_READ => link.send(slot.nvm().image()),
         link::CTRL_NVM_WRITE => {
             let len = link.read_len();
-            match slot.nvm().and_then(|nvm| nvm.load_area(len)) {
+            match slot.nvm().load_area(len) {
                 Some(area) => {
                     link.read_exact(area);
                     link.send(&[0x00]);

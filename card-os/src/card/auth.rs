@@ -13,6 +13,9 @@ use crate::security::keys::{self, KeyType};
 use crate::security::Challenge;
 
 /// GET CHALLENGE: `len` random bytes, which the next command (only) may use.
+// Never inlined into the dispatch: its buffers and key schedule would sit in the frame of every
+// command (the purse commands' deepest path included).
+#[inline(never)]
 pub(super) fn get_challenge<N: Nvm>(
     ctx: &mut Ctx<'_, N>,
     len: usize,
@@ -26,6 +29,9 @@ pub(super) fn get_challenge<N: Nvm>(
 
 /// EXTERNAL AUTHENTICATE with the `39` key `key_id`: the try is spent (and committed) before the
 /// proof is compared; success sets the key's follow-on state and gives the tries back.
+// Never inlined into the dispatch: its buffers and key schedule would sit in the frame of every
+// command (the purse commands' deepest path included).
+#[inline(never)]
 pub(super) fn external_authenticate<N: Nvm>(
     ctx: &mut Ctx<'_, N>,
     key_id: u8,
@@ -74,6 +80,9 @@ pub(super) fn external_authenticate<N: Nvm>(
 /// INTERNAL AUTHENTICATE: FMCOS 2.0 §7.3 (encrypt with a `30` key, decrypt with `31`, MAC with
 /// `32`), or, for `P1 00` with 16 bytes of data and a `34` key of that id, LD/T 32 part 7 §5.4
 /// authentication data (`sessionInput8 ‖ original8`, optionally followed by the key version).
+// Never inlined into the dispatch: its buffers and key schedule would sit in the frame of every
+// command (the purse commands' deepest path included).
+#[inline(never)]
 pub(super) fn internal_authenticate<N: Nvm>(
     ctx: &mut Ctx<'_, N>,
     operation: KeyOperation,

@@ -102,9 +102,10 @@ pub const COMMANDS: &[CommandInfo] = &[
         cla: &[0x00],
         ins: 0x20,
     },
+    // FMCOS 2.0 §8.6 example: CHANGE PIN sent with class 84 and no line protection.
     CommandInfo {
         name: "CHANGE PIN / RELOAD PIN",
-        cla: &[0x80],
+        cla: &[0x80, 0x84],
         ins: 0x5E,
     },
     CommandInfo {
@@ -128,7 +129,7 @@ pub const COMMANDS: &[CommandInfo] = &[
         ins: 0x16,
     },
     CommandInfo {
-        name: "INITIALIZE FOR LOAD / PURCHASE / CASH WITHDRAW / CAPP PURCHASE / UNLOAD",
+        name: "INITIALIZE FOR LOAD / PURCHASE / CASH WITHDRAW / CAPP PURCHASE / UNLOAD / UPDATE",
         cla: &[0x80],
         ins: 0x50,
     },
@@ -146,6 +147,11 @@ pub const COMMANDS: &[CommandInfo] = &[
         name: "UPDATE CAPP DATA CACHE",
         cla: &[0x80],
         ins: 0xDC,
+    },
+    CommandInfo {
+        name: "UPDATE OVERDRAW LIMIT",
+        cla: &[0x80],
+        ins: 0x58,
     },
     CommandInfo {
         name: "GET BALANCE",
@@ -179,8 +185,6 @@ pub enum Reject {
     WrongOffset,
     /// A field of the data is invalid.
     WrongData,
-    /// A mode the card does not support (e.g. SELECT next occurrence).
-    FunctionNotSupported,
     /// A command-specific status word found while parsing the data (e.g. CREATE FILE's 6A80).
     Status(Sw),
 }
@@ -195,7 +199,6 @@ impl Reject {
             Reject::WrongParameters => Sw::WRONG_P1_P2,
             Reject::WrongOffset => Sw::WRONG_OFFSET,
             Reject::WrongData => Sw::WRONG_DATA,
-            Reject::FunctionNotSupported => Sw::FUNCTION_NOT_SUPPORTED,
             Reject::Status(sw) => sw,
         }
     }
@@ -380,7 +383,8 @@ pub enum Instruction<'a> {
     ApplicationUnblock { mac: [u8; 4] },
     /// CARD BLOCK `84 16`.
     CardBlock { mac: [u8; 4] },
-    /// INITIALIZE FOR LOAD / PURCHASE / CASH WITHDRAW / CAPP PURCHASE / UNLOAD `80 50`.
+    /// INITIALIZE FOR LOAD / PURCHASE / CASH WITHDRAW / CAPP PURCHASE / UNLOAD / UPDATE `80 50`
+    /// (an overdraft update names no amount: `0`).
     InitializePurse {
         operation: Operation,
         purse: PurseKind,
@@ -397,6 +401,12 @@ pub enum Instruction<'a> {
         terminal_seq: [u8; 4],
         at: HostTime,
         mac1: [u8; 4],
+    },
+    /// UPDATE OVERDRAW LIMIT `80 58` (FMCOS 2.0 §8.12.2).
+    UpdateOverdrawLimit {
+        new_limit: u32,
+        at: HostTime,
+        mac2: [u8; 4],
     },
     /// UPDATE CAPP DATA CACHE `80 DC`: the record to write with the DEBIT that follows.
     UpdateCappDataCache {
@@ -427,7 +437,7 @@ pub fn parse<'a>(cmd: &Command<'a>) -> Result<Instruction<'a>, Reject> {
     }
     let (p1, p2, data) = (cmd.p1, cmd.p2, cmd.data);
     match cmd.ins {
-        0x50 | 0x52 | 0x54 | 0x5A | 0x5C => parse_purse(cmd),
+        0x50 | 0x52 | 0x54 | 0x58 | 0x5A | 0x5C => parse_purse(cmd),
         0xDC if cmd.cla == 0x80 => parse_capp_data_cache(p1, p2, data),
         0xA4 => parse_select(p1, p2, data),
         0xB0 => {
@@ -567,7 +577,8 @@ pub fn parse<'a>(cmd: &Command<'a>) -> Result<Instruction<'a>, Reject> {
         }
         0x5E => match p1 {
             // FMCOS 2.0 §8.6: old ‖ FF ‖ new. A PIN's trailing FF bytes may be left out, so the
-            // first FF ends the old PIN.
+            // first FF ends the old PIN. Class 80 or 84 (the §8.6 example: "84 5E 01 00 05 00 00 FF
+            // 31 32", "不进行线路保护"): the same plain command, which the old PIN authorizes.
             0x01 => {
                 let split = data
                     .iter()
@@ -584,7 +595,8 @@ pub fn parse<'a>(cmd: &Command<'a>) -> Result<Instruction<'a>, Reject> {
                     new,
                 })
             }
-            // FMCOS 2.0 §8.5: new PIN ‖ MAC.
+            // FMCOS 2.0 §8.5: new PIN ‖ MAC, class 80 only.
+            0x00 if cmd.cla == 0x84 => Err(Reject::ClassNotSupported),
             0x00 => match data.len().checked_sub(4).map(|n| data.split_at(n)) {
                 Some((pin, [m0, m1, m2, m3])) if PIN_LEN.contains(&pin.len()) => {
                     Ok(Instruction::ReloadPin {
@@ -639,7 +651,7 @@ pub fn parse<'a>(cmd: &Command<'a>) -> Result<Instruction<'a>, Reject> {
     }
 }
 
-/// The purse commands `80 50`, `80 52`, `80 54`, `80 5A`, `80 5C` (FMCOS 2.0 ch. 8). An Le shorter
+/// The purse commands `80 50`, `80 52`, `80 54`, `80 58`, `80 5A`, `80 5C` (FMCOS 2.0 ch. 8). An Le shorter
 /// than the answer is refused here, before anything happens (apdu-specs/purse.md decision 9).
 /// (Out of line, like [`parse_capp_data_cache`]: inlined into [`parse`] it cost 500 bytes of flash.)
 #[inline(never)]
@@ -651,25 +663,39 @@ fn parse_purse<'a>(cmd: &Command<'a>) -> Result<Instruction<'a>, Reject> {
     };
     match cmd.ins {
         0x50 => {
-            // FMCOS 2.0 §8.7.1, §8.8.1, §8.9.1, §8.10.1, §8.11.1; P1 04 (overdraft update, §8.12)
-            // is not on this card.
+            // FMCOS 2.0 §8.7.1, §8.8.1, §8.9.1, §8.10.1, §8.11.1, §8.12.1.
             let (operation, answer) = match p1 {
                 0x00 => (Operation::Load, 16),
                 0x01 => (Operation::Purchase, 15),
                 0x02 => (Operation::CashWithdraw, 15),
                 0x03 => (Operation::CappPurchase, 15),
+                0x04 => (Operation::UpdateOverdraft, 19),
                 0x05 => (Operation::Unload, 16),
-                0x04 => return Err(Reject::FunctionNotSupported),
                 _ => return Err(Reject::WrongParameters),
             };
-            // Composite purchases are EP only (§8.9.1); unloads and cash withdrawals ED only
-            // (§8.10, §8.11: "只有电子存折应用支持").
+            // Composite purchases are EP only (§8.9.1); unloads, cash withdrawals and overdraft
+            // updates ED only (§8.10, §8.11: "只有电子存折应用支持"; §8.12.1.2: "仅用于电子存折").
             let purse = match (operation, PurseKind::from_p2(p2)) {
                 (Operation::CappPurchase, Some(PurseKind::Ed))
-                | (Operation::CashWithdraw | Operation::Unload, Some(PurseKind::Ep))
+                | (
+                    Operation::CashWithdraw | Operation::Unload | Operation::UpdateOverdraft,
+                    Some(PurseKind::Ep),
+                )
                 | (_, None) => return Err(Reject::WrongParameters),
                 (_, Some(purse)) => purse,
             };
+            if operation == Operation::UpdateOverdraft {
+                // §8.12.1.2: Lc 07, key id ‖ terminal id; no amount.
+                let [key_id, t0, t1, t2, t3, t4, t5] = fixed(data)?;
+                le_fits(answer)?;
+                return Ok(Instruction::InitializePurse {
+                    operation,
+                    purse,
+                    key_id,
+                    amount: 0,
+                    terminal_id: [t0, t1, t2, t3, t4, t5],
+                });
+            }
             let [key_id, a0, a1, a2, a3, t0, t1, t2, t3, t4, t5] = fixed(data)?;
             le_fits(answer)?;
             Ok(Instruction::InitializePurse {
@@ -722,6 +748,22 @@ fn parse_purse<'a>(cmd: &Command<'a>) -> Result<Instruction<'a>, Reject> {
                     time: [h0, h1, h2],
                 },
                 mac1: [m0, m1, m2, m3],
+            })
+        }
+        0x58 => {
+            // FMCOS 2.0 §8.12.2: new limit (3) ‖ host date (4) ‖ host time (3) ‖ MAC2 (4).
+            if (p1, p2) != (0, 0) {
+                return Err(Reject::WrongParameters);
+            }
+            let [l0, l1, l2, d0, d1, d2, d3, h0, h1, h2, m0, m1, m2, m3] = fixed(data)?;
+            le_fits(4)?;
+            Ok(Instruction::UpdateOverdrawLimit {
+                new_limit: u32::from_be_bytes([0, l0, l1, l2]),
+                at: HostTime {
+                    date: [d0, d1, d2, d3],
+                    time: [h0, h1, h2],
+                },
+                mac2: [m0, m1, m2, m3],
             })
         }
         0x5C => {
@@ -843,10 +885,11 @@ fn record_address(p1: u8, p2: u8) -> Result<(EfSelector, RecordAddress), Reject>
 }
 
 fn parse_select(p1: u8, p2: u8, data: &[u8]) -> Result<Instruction<'_>, Reject> {
+    // FMCOS 2.0 §7.4.2: P2 00; ISO 7816-4's 0C (no answer data) too. Any other P2, ISO's 02
+    // (next occurrence) included, is 6A86, as FMCOS answers it.
     let fci = match p2 {
         0x00 => true,
         0x0C => false,
-        0x02 => return Err(Reject::FunctionNotSupported),
         _ => return Err(Reject::WrongParameters),
     };
     let fid = || match data {
@@ -1112,7 +1155,7 @@ mod tests {
                 ..
             }
         ));
-        // unload and cash withdrawal are ED only; the overdraft update is not on this card
+        // unload, cash withdrawal and the overdraft update are ED only
         assert_eq!(
             p("805005020B 01 00000001 000001000050 10")
                 .unwrap_err()
@@ -1126,8 +1169,44 @@ mod tests {
             Sw::WRONG_P1_P2
         );
         assert_eq!(
-            p("8050040107 01 000001000050 13").unwrap_err().status(),
-            Sw::FUNCTION_NOT_SUPPORTED
+            p("8050040107 01 000001000050 13").unwrap(),
+            Instruction::InitializePurse {
+                operation: Operation::UpdateOverdraft,
+                purse: PurseKind::Ed,
+                key_id: 1,
+                amount: 0,
+                terminal_id: [0, 0, 1, 0, 0, 0x50],
+            }
+        );
+        for (apdu, sw) in [
+            ("8050040207 01 000001000050 13", Sw::WRONG_P1_P2),
+            ("8050040107 01 000001000050 10", Sw::WRONG_LENGTH),
+            ("805004010B 01 00000001 000001000050 13", Sw::WRONG_LENGTH),
+            (
+                "805800010E 002710 20261204 120000 01020304 04",
+                Sw::WRONG_P1_P2,
+            ),
+            (
+                "805800000D 002710 20261204 1200 01020304 04",
+                Sw::WRONG_LENGTH,
+            ),
+            (
+                "805800000E 002710 20261204 120000 01020304 02",
+                Sw::WRONG_LENGTH,
+            ),
+        ] {
+            assert_eq!(p(apdu).unwrap_err().status(), sw, "{apdu}");
+        }
+        assert_eq!(
+            p("805800000E 002710 20261204 120000 01020304 04").unwrap(),
+            Instruction::UpdateOverdrawLimit {
+                new_limit: 10_000,
+                at: HostTime {
+                    date: [0x20, 0x26, 0x12, 0x04],
+                    time: [0x12, 0, 0],
+                },
+                mac2: [1, 2, 3, 4],
+            }
         );
         assert_eq!(
             p("805005010B 01 00000001 000001000050 0F")

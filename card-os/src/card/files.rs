@@ -14,6 +14,9 @@ use crate::nvm::{Nvm, Storage};
 use crate::security::keys::KeyType;
 
 /// CREATE FILE (FMCOS 2.0 §7.13) under the current DF's create right.
+// Never inlined into the dispatch: its buffers and key schedule would sit in the frame of every
+// command (the purse commands' deepest path included).
+#[inline(never)]
 pub(super) fn create_file<N: Nvm>(ctx: &mut Ctx<'_, N>, spec: &FileSpec<'_>) -> Result<(), Sw> {
     let df = ctx.current_df()?;
     ctx.require(df.header.create_right())?;
@@ -30,6 +33,9 @@ pub(super) fn create_file<N: Nvm>(ctx: &mut Ctx<'_, N>, spec: &FileSpec<'_>) -> 
 }
 
 /// ERASE DF (FMCOS 2.0 §7.11) under the current DF's erase right.
+// Never inlined into the dispatch: its buffers and key schedule would sit in the frame of every
+// command (the purse commands' deepest path included).
+#[inline(never)]
 pub(super) fn erase_df<N: Nvm>(ctx: &mut Ctx<'_, N>) -> Result<(), Sw> {
     let df = ctx.current_df()?;
     ctx.require(df.header.erase_right())?;
@@ -70,6 +76,9 @@ fn selectable_child<N: Nvm>(
     Ok(fs::find_child(storage, df, fid)?.filter(|f| f.header.kind() != FileKind::KeyFile))
 }
 
+// Never inlined into the dispatch: its buffers and key schedule would sit in the frame of every
+// command (the purse commands' deepest path included).
+#[inline(never)]
 pub(super) fn select<N: Nvm>(
     ctx: &mut Ctx<'_, N>,
     target: SelectTarget<'_>,
@@ -210,6 +219,9 @@ fn write_fci<N: Nvm>(ctx: &mut Ctx<'_, N>, response: &mut Response<'_>) -> Resul
     response.push(fci_data)
 }
 
+// Never inlined into the dispatch: its buffers and key schedule would sit in the frame of every
+// command (the purse commands' deepest path included).
+#[inline(never)]
 pub(super) fn read_binary<N: Nvm>(
     ctx: &mut Ctx<'_, N>,
     selector: EfSelector,
@@ -321,20 +333,25 @@ fn write_key_id(key_byte: u8) -> u8 {
     3 - (key_byte & 0x03)
 }
 
+// Never inlined into the dispatch: its frame would sit under every command.
+#[inline(never)]
 pub(super) fn update_binary<N: Nvm>(
     ctx: &mut Ctx<'_, N>,
     selector: EfSelector,
     offset: usize,
     write: WriteData<'_>,
+    response: &mut Response<'_>,
 ) -> Result<(), Sw> {
     let ef = ctx.ef(selector)?;
     if ef.header.kind() != FileKind::Binary {
         return Err(Sw::INCOMPATIBLE_FILE_STRUCTURE);
     }
     ctx.require(ef.header.write_right())?;
-    let mut buf = [0u8; MAX_PROTECTED_DATA];
-    let data = writable_data(ctx, &ef, write, &mut buf)?;
-    fs::update_binary(ctx.storage, &ef, offset, data)
+    // Decrypted data goes to the (empty) response buffer, wiped whatever the outcome.
+    let result = writable_data(ctx, &ef, write, response.scratch()?)
+        .and_then(|data| fs::update_binary(ctx.storage, &ef, offset, data));
+    response.wipe();
+    result
 }
 
 fn record_ef<N: Nvm>(ctx: &mut Ctx<'_, N>, selector: EfSelector) -> Result<FileRef, Sw> {
@@ -361,6 +378,9 @@ pub(super) fn locate<N: Nvm>(
     Ok(number)
 }
 
+// Never inlined into the dispatch: its buffers and key schedule would sit in the frame of every
+// command (the purse commands' deepest path included).
+#[inline(never)]
 pub(super) fn read_record<N: Nvm>(
     ctx: &mut Ctx<'_, N>,
     selector: EfSelector,
@@ -388,22 +408,37 @@ pub(super) fn read_record<N: Nvm>(
     seal(ctx, &ef, key.as_ref(), response)
 }
 
+// Never inlined into the dispatch: its frame would sit under every command.
+#[inline(never)]
 pub(super) fn update_record<N: Nvm>(
     ctx: &mut Ctx<'_, N>,
     selector: EfSelector,
     address: RecordAddress,
     write: WriteData<'_>,
+    response: &mut Response<'_>,
 ) -> Result<(), Sw> {
     let ef = record_ef(ctx, selector)?;
     ctx.require(ef.header.write_right())?;
-    let mut buf = [0u8; MAX_PROTECTED_DATA];
-    let data = writable_data(ctx, &ef, write, &mut buf)?;
+    // Decrypted data goes to the (empty) response buffer, wiped whatever the outcome.
+    let result = writable_data(ctx, &ef, write, response.scratch()?)
+        .and_then(|data| write_record(ctx, &ef, address, data));
+    response.wipe();
+    result
+}
+
+/// UPDATE RECORD's write once its data is plain.
+fn write_record<N: Nvm>(
+    ctx: &mut Ctx<'_, N>,
+    ef: &FileRef,
+    address: RecordAddress,
+    data: &[u8],
+) -> Result<(), Sw> {
     if ef.header.kind() == FileKind::CyclicRecord {
         // FMCOS 2.0 §7.8: a cyclic file is only appended to: its note writes P1 00 with "previous"
         // (P2 xxxxx011), its example 5 P1 01 with "next" (P2 xxxxx010); P1 plays no part.
         return match address {
             RecordAddress::Identifier(_, Occurrence::Previous | Occurrence::Next) => {
-                records::append_record(ctx.storage, &ef, data)?;
+                records::append_record(ctx.storage, ef, data)?;
                 ctx.ram.record_pointer = Some(1);
                 Ok(())
             }
@@ -418,23 +453,27 @@ pub(super) fn update_record<N: Nvm>(
         RecordAddress::Identifier(0, Occurrence::Next) => {
             ctx.ram.record_pointer.map_or(1, |current| current + 1)
         }
-        _ => locate(ctx, &ef, address)?,
+        _ => locate(ctx, ef, address)?,
     };
-    records::update_record(ctx.storage, &ef, number, data)?;
+    records::update_record(ctx.storage, ef, number, data)?;
     ctx.ram.record_pointer = Some(number);
     Ok(())
 }
 
+// Never inlined into the dispatch: its frame would sit under every command.
+#[inline(never)]
 pub(super) fn append_record<N: Nvm>(
     ctx: &mut Ctx<'_, N>,
     selector: EfSelector,
     write: WriteData<'_>,
+    response: &mut Response<'_>,
 ) -> Result<(), Sw> {
     let ef = record_ef(ctx, selector)?;
     ctx.require(ef.header.write_right())?;
-    let mut buf = [0u8; MAX_PROTECTED_DATA];
-    let data = writable_data(ctx, &ef, write, &mut buf)?;
-    let number = records::append_record(ctx.storage, &ef, data)?;
-    ctx.ram.record_pointer = Some(number);
+    // Decrypted data goes to the (empty) response buffer, wiped whatever the outcome.
+    let result = writable_data(ctx, &ef, write, response.scratch()?)
+        .and_then(|data| records::append_record(ctx.storage, &ef, data));
+    response.wipe();
+    ctx.ram.record_pointer = Some(result?);
     Ok(())
 }

@@ -58,6 +58,9 @@ fn set_df_flags<N: Nvm>(ctx: &mut Ctx<'_, N>, set: u8, clear: u8) -> Result<(), 
 /// APPLICATION BLOCK `84 1E 00 P2`: P2 00 until APPLICATION UNBLOCK, 01 for good. Blocking a
 /// blocked application succeeds (FMCOS 2.0 §8.3.5) and changes nothing: a permanent block stays
 /// permanent, and a temporary one keeps its count of failed unblocks.
+// Never inlined into the dispatch: its buffers and key schedule would sit in the frame of every
+// command (the purse commands' deepest path included).
+#[inline(never)]
 pub(super) fn application_block<N: Nvm>(
     ctx: &mut Ctx<'_, N>,
     permanently: bool,
@@ -85,6 +88,9 @@ pub(super) fn application_block<N: Nvm>(
 /// blocked application the attempt is counted and committed first; the third failure since the
 /// block makes it permanent (FMCOS 2.0 §8.2). A wrong MAC answers `6988`; on an application that
 /// is not blocked nothing is counted (there is no block to lift) and a right MAC succeeds.
+// Never inlined into the dispatch: its buffers and key schedule would sit in the frame of every
+// command (the purse commands' deepest path included).
+#[inline(never)]
 pub(super) fn application_unblock<N: Nvm>(ctx: &mut Ctx<'_, N>, mac: &[u8; 4]) -> Result<(), Sw> {
     let flags = df_flags(ctx)?;
     if flags & DF_FLAG_BLOCKED_PERMANENTLY != 0 {
@@ -124,6 +130,9 @@ fn spend_unblock_attempt<N: Nvm>(ctx: &mut Ctx<'_, N>, flags: u8) -> Result<(), 
 }
 
 /// CARD BLOCK `84 16`: every later command answers `6A81`, for good.
+// Never inlined into the dispatch: its buffers and key schedule would sit in the frame of every
+// command (the purse commands' deepest path included).
+#[inline(never)]
 pub(super) fn card_block<N: Nvm>(ctx: &mut Ctx<'_, N>, mac: &[u8; 4]) -> Result<(), Sw> {
     let entry = life_cycle_key(ctx)?;
     check_mac(ctx, &entry, mac)?;

@@ -135,6 +135,25 @@ impl Response<'_> {
         self.buf.get_mut(start..end).ok_or(Sw::NO_PRECISE_DIAGNOSIS)
     }
 
+    /// The response buffer as scratch space for a command that answers no data: line-protected
+    /// data is decrypted there instead of into a buffer on the stack (the chip's RAM). The data
+    /// length stays 0, so none of it can go out; the handler wipes it with [`Response::wipe`]
+    /// whatever the outcome. `6F00` when the response already holds data.
+    pub(super) fn scratch(
+        &mut self,
+    ) -> Result<&mut [u8; secure_messaging::MAX_PROTECTED_DATA], Sw> {
+        if *self.len != 0 {
+            return Err(Sw::NO_PRECISE_DIAGNOSIS);
+        }
+        self.buf.first_chunk_mut().ok_or(Sw::NO_PRECISE_DIAGNOSIS)
+    }
+
+    /// Zeroes the whole buffer and empties the response (after [`Response::scratch`]).
+    pub(super) fn wipe(&mut self) {
+        self.buf.fill(0);
+        *self.len = 0;
+    }
+
     /// Drops bytes after `len` (a handler that read more than it returns).
     pub fn truncate(&mut self, len: usize) {
         *self.len = (*self.len).min(len);
@@ -159,8 +178,12 @@ impl Response<'_> {
 /// Why a card could not power up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PowerUpError {
-    /// The NVM is not a formatted card image of this layout.
+    /// The NVM is not a formatted card image.
     NotFormatted,
+    /// The NVM is a card of another layout version (the version found; this OS reads
+    /// [`system::LAYOUT_VERSION`]). Layout 1 cards predate the overdraft limit's bytes in the
+    /// purse body: personalize them again (apdu-specs/memory.md, "Layout versions").
+    LayoutVersion(u8),
     /// The NVM failed (or the power was cut again) during recovery.
     Memory(NvmError),
 }
@@ -172,6 +195,8 @@ pub struct Card<N: Nvm, R: Rng> {
     ram: Volatile,
     reply: Reply,
     rng: R,
+    /// Powered up (false after [`Card::off`], [`Card::power_off`] or a failed power cycle).
+    powered: bool,
 }
 
 impl<N: Nvm, R: Rng> Card<N, R> {
@@ -196,27 +221,57 @@ impl<N: Nvm, R: Rng> Card<N, R> {
     /// security state cleared). `rng` is the card's random source (a chip's TRNG; the simulator's
     /// seeded or fixed generator).
     pub fn power_up(nvm: N, rng: R) -> Result<Self, (N, PowerUpError)> {
-        let storage = match Storage::open(nvm) {
-            Ok(s) => s,
-            Err((nvm, NvmError::NotFormatted)) => return Err((nvm, PowerUpError::NotFormatted)),
-            Err((nvm, e)) => return Err((nvm, PowerUpError::Memory(e))),
-        };
-        let system = match system::read(&storage) {
-            Ok(s) => s,
-            Err(NvmError::NotFormatted) => {
-                return Err((storage.into_nvm(), PowerUpError::NotFormatted))
-            }
-            Err(e) => return Err((storage.into_nvm(), PowerUpError::Memory(e))),
-        };
-        let mut card = Card {
-            ram: Volatile::at_power_up(crate::fs::mf_addr(&storage)),
-            storage,
-            system,
+        let mut card = Card::off(nvm, rng);
+        match card.power_cycle() {
+            Ok(()) => Ok(card),
+            Err(e) => Err((card.into_nvm(), e)),
+        }
+    }
+
+    /// A card that is powered off: its NVM and random source, nothing read yet. It answers no
+    /// command (`6F00`) until [`Card::power_cycle`] powers it up.
+    pub fn off(nvm: N, rng: R) -> Self {
+        Card {
+            storage: Storage::closed(nvm),
+            system: system::SystemArea {
+                historical: HistoricalBytes::from_bytes([0; 13]),
+                life_cycle: system::LIFE_CYCLE_OPERATIONAL,
+            },
+            ram: Volatile::at_power_up(0),
             reply: Reply::EMPTY,
             rng,
+            powered: false,
+        }
+    }
+
+    /// Power-off and power-up in place: journal recovery, the system area read again, the volatile
+    /// state of a reset. A chip keeps its one card where it is this way; [`Card::power_up`]
+    /// returns a new card by value, which on a chip with a few KiB of RAM costs a card's worth or
+    /// two of stack. On failure the card stays off (it answers `6F00`) until a power cycle
+    /// succeeds.
+    pub fn power_cycle(&mut self) -> Result<(), PowerUpError> {
+        self.power_off();
+        let failed = |e| match e {
+            NvmError::NotFormatted => PowerUpError::NotFormatted,
+            e => PowerUpError::Memory(e),
         };
-        card.reset();
-        Ok(card)
+        self.storage.reopen().map_err(failed)?;
+        self.system = system::read(&self.storage).map_err(|e| match e {
+            system::SystemError::Nvm(e) => failed(e),
+            system::SystemError::LayoutVersion(found) => PowerUpError::LayoutVersion(found),
+        })?;
+        self.powered = true;
+        self.reset();
+        Ok(())
+    }
+
+    /// Powers the card off in place: what a command queued is dropped, the volatile state is gone,
+    /// and it answers no command until [`Card::power_cycle`].
+    pub fn power_off(&mut self) {
+        self.powered = false;
+        self.storage.abort();
+        self.ram = Volatile::at_power_up(0);
+        self.reply.clear();
     }
 
     /// Warm reset: volatile state back to power-up (MF selected, security state cleared).
@@ -284,6 +339,16 @@ impl<N: Nvm, R: Rng> Card<N, R> {
         write_response(response, data, sw)
     }
 
+    /// Processes one command APDU like [`Card::process`], but hands back the response data where
+    /// the card keeps it (its reply buffer) and the status word, instead of copying both into a
+    /// caller's buffer: a transport that sends the two itself (the chip's UART) then needs no
+    /// response buffer of its own. `room` is the most data bytes one response may carry (data
+    /// beyond it waits for GET RESPONSE, `61xx`).
+    pub fn respond(&mut self, command: &[u8], room: usize) -> (&[u8], Sw) {
+        let (sw, data) = self.run(command, room);
+        (self.reply.buf.get(data).unwrap_or(&[]), sw)
+    }
+
     /// Runs a command. Returns the status word and the part of the reply buffer to send with it.
     fn run(&mut self, raw: &[u8], room: usize) -> (Sw, Range<usize>) {
         // FMCOS 2.0 §7.2: a challenge is good for the one command after GET CHALLENGE, whatever
@@ -291,6 +356,9 @@ impl<N: Nvm, R: Rng> Card<N, R> {
         let challenge = self.ram.challenge.take();
         // PBOC ED/EP (FMCOS 2.0 §8.7–8.9): CREDIT and DEBIT must directly follow their INITIALIZE.
         let purse = self.ram.purse.take();
+        if !self.powered {
+            return self.fail(Sw::NO_PRECISE_DIAGNOSIS);
+        }
         let cmd = match Command::parse(raw) {
             Ok(cmd) => cmd,
             Err(e) => return self.fail(Reject::from(e).status()),
@@ -416,6 +484,9 @@ impl<N: Nvm, R: Rng> Card<N, R> {
 /// Runs a parsed command. In a blocked application only the commands that leave it, lift or
 /// tighten the block, or ask for a challenge run; the rest answer `6A81` (temporary block) or
 /// `9303` (permanent).
+// Never inlined: its frame (the dispatch) is on the stack only while a command runs, not under
+// everything the card does.
+#[inline(never)]
 fn execute<N: Nvm>(
     ctx: &mut Ctx<'_, N>,
     instruction: Instruction<'_>,
@@ -440,15 +511,15 @@ fn execute<N: Nvm>(
             files::read_binary(ctx, ef, offset, mac, response)
         }
         Instruction::UpdateBinary { ef, offset, write } => {
-            files::update_binary(ctx, ef, offset, write)
+            files::update_binary(ctx, ef, offset, write, response)
         }
         Instruction::ReadRecord { ef, address, mac } => {
             files::read_record(ctx, ef, address, mac, response)
         }
         Instruction::UpdateRecord { ef, address, write } => {
-            files::update_record(ctx, ef, address, write)
+            files::update_record(ctx, ef, address, write, response)
         }
-        Instruction::AppendRecord { ef, write } => files::append_record(ctx, ef, write),
+        Instruction::AppendRecord { ef, write } => files::append_record(ctx, ef, write, response),
         Instruction::CreateFile(spec) => files::create_file(ctx, &spec),
         Instruction::EraseDf => files::erase_df(ctx),
         Instruction::GetResponse => Err(Sw::CONDITIONS_NOT_SATISFIED),
@@ -456,7 +527,7 @@ fn execute<N: Nvm>(
             target,
             key_id,
             write,
-        } => write_key::write_key(ctx, target, key_id, write),
+        } => write_key::write_key(ctx, target, key_id, write, response),
         Instruction::GetChallenge { len } => auth::get_challenge(ctx, len, response),
         Instruction::ExternalAuthenticate { key_id, proof } => {
             auth::external_authenticate(ctx, key_id, proof)
@@ -469,7 +540,7 @@ fn execute<N: Nvm>(
         Instruction::Verify { pin_id, pin } => pin::verify(ctx, pin_id, pin),
         Instruction::ChangePin { pin_id, old, new } => pin::change_pin(ctx, pin_id, old, new),
         Instruction::ReloadPin { pin_id, pin, mac } => pin::reload_pin(ctx, pin_id, pin, &mac),
-        Instruction::PinUnblock { pin_id, write } => pin::pin_unblock(ctx, pin_id, write),
+        Instruction::PinUnblock { pin_id, write } => pin::pin_unblock(ctx, pin_id, write, response),
         Instruction::ApplicationBlock { permanently, mac } => {
             life_cycle::application_block(ctx, permanently, &mac)
         }
@@ -503,6 +574,11 @@ fn execute<N: Nvm>(
             at,
             mac1,
         } => purse::debit_for_purchase(ctx, terminal_seq, at, &mac1, response),
+        Instruction::UpdateOverdrawLimit {
+            new_limit,
+            at,
+            mac2,
+        } => purse::update_overdraw_limit(ctx, new_limit, &at, &mac2, response),
         Instruction::UpdateCappDataCache { ef, address, data } => {
             purse::update_capp_data_cache(ctx, ef, address, data)
         }

@@ -7,11 +7,12 @@
 
 use super::command::WriteData;
 use super::context::Ctx;
-use super::secure_messaging::{self, LineKey, MAX_PROTECTED_DATA};
+use super::secure_messaging::{self, LineKey};
+use super::Response;
 use crate::apdu::Sw;
 use crate::crypto::{ct_eq, Key, Mac, MacIv};
 use crate::nvm::Nvm;
-use crate::security::keys::{self, KeyEntry, KeyType, PIN_LEN};
+use crate::security::keys::{self, KeyEntry, KeyType};
 
 /// The application's PIN-unblock and PIN-reload keys have id 00 (FMCOS 2.0 §7.12: one of each
 /// per application).
@@ -23,17 +24,23 @@ fn pin_matches<N: Nvm>(ctx: &Ctx<'_, N>, entry: &KeyEntry, presented: &[u8]) -> 
     Ok(keys::pad_pin(presented).is_some_and(|p| ct_eq(&p, &stored)))
 }
 
-/// A new PIN must fit the room its record was given by WRITE KEY (checked before a try is spent).
-fn check_new_pin(entry: &KeyEntry, pin: &[u8]) -> Result<(), Sw> {
-    if PIN_LEN.contains(&pin.len()) && pin.len() <= entry.value_len() {
-        Ok(())
-    } else {
-        Err(Sw::WRONG_DATA)
-    }
+/// A new PIN: 2 to 8 bytes, of any length the old one had or not (FMCOS 2.0 §8.6.1); a longer
+/// one needs room in the key file (checked before a try is spent, [`keys::pin_fits`]).
+fn check_new_pin<N: Nvm>(ctx: &Ctx<'_, N>, entry: &KeyEntry, pin: &[u8]) -> Result<(), Sw> {
+    keys::pin_fits(&ctx.key_file()?, entry, pin.len())
+}
+
+/// Queues the new PIN (its record grows when it is longer, [`keys::set_pin`]).
+fn store_pin<N: Nvm>(ctx: &mut Ctx<'_, N>, entry: &KeyEntry, pin: &[u8]) -> Result<(), Sw> {
+    let key_file = ctx.key_file()?;
+    keys::set_pin(ctx.storage, &key_file, entry, pin)
 }
 
 /// VERIFY `00 20 00 pinId`. Without data: the tries left (`63Cx`), `6983` when blocked, `9000`
 /// when the DF has no such PIN (LD/T 32 part 5: nothing to verify).
+// Never inlined into the dispatch: its buffers and key schedule would sit in the frame of every
+// command (the purse commands' deepest path included).
+#[inline(never)]
 pub(super) fn verify<N: Nvm>(ctx: &mut Ctx<'_, N>, pin_id: u8, pin: &[u8]) -> Result<(), Sw> {
     if pin.is_empty() {
         return match ctx.key(KeyType::Pin, pin_id) {
@@ -58,6 +65,9 @@ pub(super) fn verify<N: Nvm>(ctx: &mut Ctx<'_, N>, pin_id: u8, pin: &[u8]) -> Re
 
 /// CHANGE PIN `80 5E 01 pinId`: the old PIN is verified like VERIFY does (a try is spent first),
 /// then the new PIN replaces it and the tries come back.
+// Never inlined into the dispatch: its buffers and key schedule would sit in the frame of every
+// command (the purse commands' deepest path included).
+#[inline(never)]
 pub(super) fn change_pin<N: Nvm>(
     ctx: &mut Ctx<'_, N>,
     pin_id: u8,
@@ -65,12 +75,12 @@ pub(super) fn change_pin<N: Nvm>(
     new: &[u8],
 ) -> Result<(), Sw> {
     let entry = ctx.usable_key(KeyType::Pin, pin_id)?;
-    check_new_pin(&entry, new)?;
+    check_new_pin(ctx, &entry, new)?;
     let spent = ctx.spend_try(&entry)?;
     if !pin_matches(ctx, &entry, old)? {
         return Err(Ctx::<N>::failed_try(spent));
     }
-    keys::set_pin(ctx.storage, &entry, new)?;
+    store_pin(ctx, &entry, new)?;
     ctx.restore_tries(&entry, spent)
 }
 
@@ -81,7 +91,11 @@ fn reload_mac_key(key: Key) -> Key {
 }
 
 /// RELOAD PIN `80 5E 00 pinId`: the new PIN with a MAC over it alone (zero IV) under the reload
-/// key `38`; a wrong MAC spends a try of the reload key.
+/// key `38`; a wrong MAC spends a try of the reload key and answers `9302` (FMCOS 2.0 §8.5.5),
+/// `6983` when that was its last try.
+// Never inlined into the dispatch: its buffers and key schedule would sit in the frame of every
+// command (the purse commands' deepest path included).
+#[inline(never)]
 pub(super) fn reload_pin<N: Nvm>(
     ctx: &mut Ctx<'_, N>,
     pin_id: u8,
@@ -89,16 +103,22 @@ pub(super) fn reload_pin<N: Nvm>(
     mac: &[u8; 4],
 ) -> Result<(), Sw> {
     let pin_entry = ctx.key(KeyType::Pin, pin_id)?;
-    check_new_pin(&pin_entry, pin)?;
+    check_new_pin(ctx, &pin_entry, pin)?;
     let reload = ctx.usable_key(KeyType::PinReload, APPLICATION_KEY_ID)?;
     let key = reload_mac_key(ctx.load_key(&reload)?);
     let expected = Mac::compute(&key, MacIv::Zero, &[pin]).map_err(|_| Sw::WRONG_DATA)?;
     let spent = ctx.spend_try(&reload)?;
     if !ct_eq(&expected, mac) {
-        return Err(Ctx::<N>::failed_try(spent));
+        // FMCOS 2.0 §8.5.5: "93 02 MAC 错误"; the try stays spent, so the MAC still cannot be
+        // searched for: the key blocks with its last try ("69 83 认证方式锁定").
+        return Err(if spent.left() == 0 {
+            Sw::AUTH_METHOD_BLOCKED
+        } else {
+            Sw::MAC_INVALID
+        });
     }
     ctx.restore_tries(&reload, spent)?;
-    keys::set_pin(ctx.storage, &pin_entry, pin)?;
+    store_pin(ctx, &pin_entry, pin)?;
     reset_tries(ctx, &pin_entry)
 }
 
@@ -111,10 +131,13 @@ fn reset_tries<N: Nvm>(ctx: &mut Ctx<'_, N>, entry: &KeyEntry) -> Result<(), Sw>
 /// PIN UNBLOCK `84 24 pinId P2`: line protection under the unblock key `37` (MAC, and the new PIN
 /// encrypted when there is data besides the MAC). A wrong MAC or cryptogram spends a try of the
 /// unblock key. Success gives the PIN its tries back and, with data, replaces it.
+// Never inlined into the dispatch: its frame would sit under every command.
+#[inline(never)]
 pub(super) fn pin_unblock<N: Nvm>(
     ctx: &mut Ctx<'_, N>,
     pin_id: u8,
     write: WriteData<'_>,
+    response: &mut Response<'_>,
 ) -> Result<(), Sw> {
     let mac = write.mac.ok_or(Sw::SM_MAC_MISSING)?;
     let pin_entry = ctx.key(KeyType::Pin, pin_id)?;
@@ -128,17 +151,17 @@ pub(super) fn pin_unblock<N: Nvm>(
         return Err(Ctx::<N>::failed_try(spent));
     }
     if !write.data.is_empty() {
-        // The decrypted PIN is wiped whatever the outcome.
-        let mut buf = [0u8; MAX_PROTECTED_DATA];
+        // The decrypted PIN goes to the (empty) response buffer, wiped whatever the outcome.
+        let buf = response.scratch()?;
         let result = key
-            .decrypt(write.data, &mut buf)
+            .decrypt(write.data, buf)
             .map_err(|_| Ctx::<N>::failed_try(spent))
             .and_then(|len| {
                 let pin = buf.get(..len).ok_or(Sw::WRONG_DATA)?;
-                check_new_pin(&pin_entry, pin)?;
-                keys::set_pin(ctx.storage, &pin_entry, pin)
+                check_new_pin(ctx, &pin_entry, pin)?;
+                store_pin(ctx, &pin_entry, pin)
             });
-        buf.fill(0);
+        response.wipe();
         result?;
     }
     ctx.restore_tries(&unblock, spent)?;

@@ -1,7 +1,7 @@
 //! Execution of the purse commands: INITIALIZE FOR LOAD / PURCHASE / CASH WITHDRAW / CAPP
-//! PURCHASE / UNLOAD, CREDIT FOR LOAD, CREDIT FOR UNLOAD, UPDATE CAPP DATA CACHE, DEBIT FOR
-//! PURCHASE / CASH WITHDRAW, GET BALANCE and GET TRANSACTION PROOF (FMCOS 2.0 ch. 8 as PBOC ED/EP;
-//! apdu-specs/purse.md). Layouts: `crate::purse`; MACs and
+//! PURCHASE / UNLOAD / UPDATE, CREDIT FOR LOAD, CREDIT FOR UNLOAD, UPDATE OVERDRAW LIMIT, UPDATE
+//! CAPP DATA CACHE, DEBIT FOR PURCHASE / CASH WITHDRAW, GET BALANCE and GET TRANSACTION PROOF
+//! (FMCOS 2.0 ch. 8 as PBOC ED/EP; apdu-specs/purse.md). Layouts: `crate::purse`; MACs and
 //! session keys: `crate::crypto::purse`.
 //!
 //! Every check that can refuse a load or purchase runs before its first write, and its writes
@@ -17,12 +17,13 @@ use super::context::Ctx;
 use super::Response;
 use crate::apdu::Sw;
 use crate::crypto::purse::{self as pboc, HostTime, Load, Purchase};
-use crate::crypto::{ct_eq, CryptoError, Key};
+use crate::crypto::{ct_eq, BlockCipher, CryptoError, Key};
 use crate::fs::header::{FileKind, PURSE_BODY_LEN};
 use crate::fs::{self, records, FileRef};
 use crate::nvm::Nvm;
 use crate::purse::{
     offset, Body, LogRecord, Operation, Proof, PurseKind, PurseState, Session, LOG_RECORD_LEN,
+    OVERDRAFT_LIMIT_LEN, STATE_LEN,
 };
 use crate::security::keys::{KeyEntry, KeyType};
 
@@ -81,11 +82,13 @@ fn purse_key<N: Nvm>(ctx: &Ctx<'_, N>, key_type: KeyType, id: u8) -> Result<KeyE
 }
 
 /// The key a terminal names by index: the DLK (`3F`) of a load, the unload key (`3D`) of an
-/// unload, the DPK (`3E`) of a purchase or cash withdrawal (FMCOS 2.0 §8.11.1: "消费密钥").
+/// unload, the overdraft key (`3C`) of an overdraft update (FMCOS 2.0 §8.12.1.4: "修改透支限额密钥"),
+/// the DPK (`3E`) of a purchase or cash withdrawal (§8.11.1: "消费密钥").
 fn session_master<N: Nvm>(ctx: &Ctx<'_, N>, operation: Operation, id: u8) -> Result<KeyEntry, Sw> {
     let key_type = match operation {
         Operation::Load => KeyType::Load,
         Operation::Unload => KeyType::Unload,
+        Operation::UpdateOverdraft => KeyType::Overdraft,
         Operation::Purchase | Operation::CappPurchase | Operation::CashWithdraw => {
             KeyType::Purchase
         }
@@ -102,16 +105,18 @@ fn tac_key<N: Nvm>(ctx: &Ctx<'_, N>, purse: &FileRef) -> Result<Key, Sw> {
     Ok(pboc::tac_key(&ctx.load_key(&entry)?))
 }
 
-/// The balance after crediting `amount`: at most the maximum balance (`9401` beyond, ours).
+/// The balance after crediting `amount`: the holder's own money (balance − overdraft limit) at
+/// most the maximum balance (`9401` beyond, ours).
 fn credited(body: &Body, amount: u32) -> Result<u32, Sw> {
     body.state
         .balance
         .checked_add(amount)
-        .filter(|&balance| balance <= body.max_balance)
+        .filter(|_| body.funds() + i64::from(amount) <= i64::from(body.max_balance))
         .ok_or(Sw::INSUFFICIENT_FUNDS)
 }
 
-/// The balance after debiting `amount` (`9401` when it is short: no overdraft on this card).
+/// The balance after debiting `amount` (`9401` when it is short). The balance includes the
+/// overdraft limit (FMCOS 2.0 §8.12), so an ED may spend down to `−limit` of its own money.
 fn debited(state: &PurseState, amount: u32) -> Result<u32, Sw> {
     state
         .balance
@@ -144,10 +149,15 @@ pub(super) fn initialize<N: Nvm>(
     if counter == u16::MAX {
         return Err(Sw::COUNTER_AT_MAX);
     }
-    if init.operation == Operation::Load {
-        credited(&purse.body, init.amount)?;
-    } else {
-        debited(&state, init.amount)?;
+    match init.operation {
+        Operation::Load => {
+            credited(&purse.body, init.amount)?;
+        }
+        // An overdraft update names no amount; its new balance is checked with the new limit.
+        Operation::UpdateOverdraft => {}
+        _ => {
+            debited(&state, init.amount)?;
+        }
     }
     let mut random = [0u8; 4];
     ctx.rng.fill(&mut random);
@@ -159,25 +169,38 @@ pub(super) fn initialize<N: Nvm>(
         amount: init.amount,
         terminal_id: init.terminal_id,
     };
+    let update = init.operation == Operation::UpdateOverdraft;
+    let limit = purse.body.overdraft_limit;
     response.push(&state.balance.to_be_bytes())?;
     response.push(&counter.to_be_bytes())?;
-    if !online {
-        // The overdraft limit (FMCOS 2.0 tables 8.8, 8.22): no overdraft on this card.
-        response.push(&[0, 0, 0])?;
+    if !online || update {
+        // The overdraft limit (FMCOS 2.0 tables 8.8, 8.22; the old limit, table 8.27).
+        response.push(&limit3(limit))?;
     }
     response.push(&[entry.version(), entry.algorithm_byte()])?;
     response.push(&random)?;
     if online {
         // PBOC ED/EP MAC1: SESLK = E(DLK, random ‖ onlineCounter ‖ 8000) (FMCOS 2.0 §8.7.1.4);
-        // an unload's the same with the unload key and type 03 (§8.10.1.4).
-        let seslk =
+        // an unload's the same with the unload key and type 03 (§8.10.1.4), an overdraft
+        // update's with the overdraft key over balance ‖ old limit ‖ 07 ‖ terminal (§8.12.1.4).
+        let sesk =
             pboc::load_session_key(&ctx.load_key(&entry)?, &random, counter).map_err(internal)?;
-        let mac1 =
-            pboc::load_mac1(&seslk, state.balance, &load_fields(&session)).map_err(internal)?;
+        let mac1 = if update {
+            pboc::overdraft_mac1(&sesk, state.balance, limit, &session.terminal_id)
+        } else {
+            pboc::load_mac1(&sesk, state.balance, &load_fields(&session))
+        }
+        .map_err(internal)?;
         response.push(&mac1)?;
     }
     ctx.ram.purse = Some(session);
     Ok(())
+}
+
+/// The 3 bytes of an overdraft limit (limits are at most `FFFFFF`).
+fn limit3(limit: u32) -> [u8; OVERDRAFT_LIMIT_LEN] {
+    let [_, l0, l1, l2] = limit.to_be_bytes();
+    [l0, l1, l2]
 }
 
 fn load_fields(session: &Session) -> Load {
@@ -188,16 +211,17 @@ fn load_fields(session: &Session) -> Load {
     }
 }
 
-/// Queues what a completed transaction changes: the purse state and a new newest log record.
+/// Queues what a completed transaction changes: the purse state (the bytes from
+/// [`offset::STATE`]: the state, and for an overdraft update the new limit after it) and a new
+/// newest log record.
 fn record_transaction<N: Nvm>(
     ctx: &mut Ctx<'_, N>,
     purse: &FileRef,
-    state: &PurseState,
+    state: &[u8],
     entry: &LogRecord,
 ) -> Result<(), Sw> {
     let log = log_file(ctx, purse)?;
-    ctx.storage
-        .write(purse.body() + offset::STATE, &state.encode())?;
+    ctx.storage.write(purse.body() + offset::STATE, state)?;
     records::append_record(ctx.storage, &log, &entry.encode())?;
     Ok(())
 }
@@ -257,13 +281,13 @@ pub(super) fn credit_for_load<N: Nvm>(
     };
     let entry = LogRecord {
         counter: state.online_counter,
-        overdraft_limit: 0,
+        overdraft_limit: purse.body.overdraft_limit,
         amount: session.amount,
         txn_type,
         terminal_id: session.terminal_id,
         at: *at,
     };
-    record_transaction(ctx, &purse.file, &new_state, &entry)?;
+    record_transaction(ctx, &purse.file, &new_state.encode(), &entry)?;
     response.push(&tac)
 }
 
@@ -285,13 +309,16 @@ pub(super) fn credit_for_unload<N: Nvm>(
     let state = purse.body.state;
     let fields = load_fields(&session);
     let entry = session_master(ctx, Operation::Unload, session.key_id)?;
-    // SESULK = E(unload key, random ‖ onlineCounter ‖ 8000) (§8.10.2.3).
-    let sesulk = pboc::load_session_key(
-        &ctx.load_key(&entry)?,
-        &session.random,
-        state.online_counter,
-    )
-    .map_err(internal)?;
+    // SESULK = E(unload key, random ‖ onlineCounter ‖ 8000) (§8.10.2.3); its schedule serves
+    // MAC2 and MAC3.
+    let sesulk = BlockCipher::new(
+        &pboc::load_session_key(
+            &ctx.load_key(&entry)?,
+            &session.random,
+            state.online_counter,
+        )
+        .map_err(internal)?,
+    );
     let expected = pboc::load_mac2(&sesulk, &fields, at).map_err(internal)?;
     if !ct_eq(&expected, mac2) {
         return Err(Sw::MAC_INVALID);
@@ -317,13 +344,13 @@ pub(super) fn credit_for_unload<N: Nvm>(
     };
     let entry = LogRecord {
         counter: state.online_counter,
-        overdraft_limit: 0,
+        overdraft_limit: purse.body.overdraft_limit,
         amount: session.amount,
         txn_type,
         terminal_id: session.terminal_id,
         at: *at,
     };
-    record_transaction(ctx, &purse.file, &new_state, &entry)?;
+    record_transaction(ctx, &purse.file, &new_state.encode(), &entry)?;
     response.push(&mac3)
 }
 
@@ -346,14 +373,17 @@ pub(super) fn debit_for_purchase<N: Nvm>(
     let purse = open(ctx, session.purse)?;
     let state = purse.body.state;
     let entry = session_master(ctx, session.operation, session.key_id)?;
-    // SESPK = E(DPK, random ‖ offlineCounter ‖ terminalSeq[2..4]) (FMCOS 2.0 §8.8.2.3).
-    let sespk = pboc::purchase_session_key(
-        &ctx.load_key(&entry)?,
-        &session.random,
-        state.offline_counter,
-        &terminal_seq,
-    )
-    .map_err(internal)?;
+    // SESPK = E(DPK, random ‖ offlineCounter ‖ terminalSeq[2..4]) (FMCOS 2.0 §8.8.2.3); its
+    // schedule serves MAC1 and MAC2.
+    let sespk = BlockCipher::new(
+        &pboc::purchase_session_key(
+            &ctx.load_key(&entry)?,
+            &session.random,
+            state.offline_counter,
+            &terminal_seq,
+        )
+        .map_err(internal)?,
+    );
     let txn_type = session.txn_type();
     let fields = Purchase {
         amount: session.amount,
@@ -387,15 +417,100 @@ pub(super) fn debit_for_purchase<N: Nvm>(
     };
     let entry = LogRecord {
         counter: state.offline_counter,
-        overdraft_limit: 0,
+        overdraft_limit: purse.body.overdraft_limit,
         amount: session.amount,
         txn_type,
         terminal_id: session.terminal_id,
         at,
     };
-    record_transaction(ctx, &purse.file, &new_state, &entry)?;
+    record_transaction(ctx, &purse.file, &new_state.encode(), &entry)?;
     response.push(&tac)?;
     response.push(&mac2)
+}
+
+/// UPDATE OVERDRAW LIMIT `80 58` (FMCOS 2.0 §8.12.2): MAC2 checked under the session key of
+/// INITIALIZE FOR UPDATE, then the new limit, the balance moved by the limit's change, the online
+/// counter, the log record and the proof in one transaction; answers the TAC (under DTK itself).
+#[inline(never)]
+pub(super) fn update_overdraw_limit<N: Nvm>(
+    ctx: &mut Ctx<'_, N>,
+    new_limit: u32,
+    at: &HostTime,
+    mac2: &[u8; 4],
+    response: &mut Response<'_>,
+) -> Result<(), Sw> {
+    let session = ctx
+        .purse
+        .filter(|s| s.operation == Operation::UpdateOverdraft)
+        .ok_or(Sw::INVALID_STATE)?;
+    let purse = open(ctx, session.purse)?;
+    let state = purse.body.state;
+    {
+        let entry = session_master(ctx, Operation::UpdateOverdraft, session.key_id)?;
+        // SESK = E(overdraft key, random ‖ onlineCounter ‖ 8000) (§8.12.2.3).
+        let sesk = pboc::load_session_key(
+            &ctx.load_key(&entry)?,
+            &session.random,
+            state.online_counter,
+        )
+        .map_err(internal)?;
+        let expected =
+            pboc::overdraft_mac2(&sesk, new_limit, &session.terminal_id, at).map_err(internal)?;
+        if !ct_eq(&expected, mac2) {
+            return Err(Sw::MAC_INVALID);
+        }
+    }
+    // The balance includes the limit: it moves by the limit's change (§8.12.2.5: "将当前电子存折
+    // 余额置为新的电子存折余额"); the holder's own money stays. Overdrawn by more than the new
+    // limit, the balance would be negative: 9401 (§8.12.2.5).
+    let balance = u32::try_from(purse.body.funds() + i64::from(new_limit))
+        .map_err(|_| Sw::INSUFFICIENT_FUNDS)?;
+    let next = state
+        .online_counter
+        .checked_add(1)
+        .ok_or(Sw::COUNTER_AT_MAX)?;
+    // The TAC with DTK itself, not DTK_L ⊕ DTK_R (§8.12.2.4).
+    let dtk_entry = purse_key(ctx, KeyType::Internal, purse.file.header.purse_tac_key_id())?;
+    let tac = pboc::overdraft_tac(
+        &ctx.load_key(&dtk_entry)?,
+        balance,
+        state.online_counter,
+        new_limit,
+        &session.terminal_id,
+        at,
+    )
+    .map_err(internal)?;
+    let txn_type = session.txn_type();
+    let new_state = PurseState {
+        balance,
+        online_counter: next,
+        offline_counter: state.offline_counter,
+        last: Proof {
+            txn_type,
+            mac: *mac2,
+            tac,
+        },
+    };
+    // State and limit are adjacent: one journal entry.
+    let mut bytes = [0u8; STATE_LEN + OVERDRAFT_LIMIT_LEN];
+    for (dst, src) in bytes
+        .iter_mut()
+        .zip(new_state.encode().iter().chain(&limit3(new_limit)))
+    {
+        *dst = *src;
+    }
+    // Table 8.30: the counter before its increment (the online one, which this transaction
+    // advances and its TAC covers), the new limit, no amount.
+    let entry = LogRecord {
+        counter: state.online_counter,
+        overdraft_limit: new_limit,
+        amount: 0,
+        txn_type,
+        terminal_id: session.terminal_id,
+        at: *at,
+    };
+    record_transaction(ctx, &purse.file, &bytes, &entry)?;
+    response.push(&tac)
 }
 
 /// UPDATE CAPP DATA CACHE `80 DC` (FMCOS 2.0 §8.9.2): the record is checked and queued, and the
@@ -455,7 +570,6 @@ pub(super) fn get_transaction_proof<N: Nvm>(
     counter: u16,
     response: &mut Response<'_>,
 ) -> Result<(), Sw> {
-    // Overdraft updates (07) never happen on this card.
     let kind = PurseKind::of_transaction_type(txn_type).ok_or(Sw::MAC_NOT_AVAILABLE)?;
     let purse = open(ctx, kind)?;
     let proof = purse

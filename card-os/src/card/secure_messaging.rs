@@ -18,7 +18,8 @@ use super::context::Ctx;
 use super::Response;
 use crate::apdu::Sw;
 use crate::crypto::{
-    ct_eq, line_decrypt, line_encrypt, line_encrypted_len, session_key, Key, Mac, Padding,
+    ct_eq, line_decrypt, line_encrypt, line_encrypted_len, session_key, BlockCipher, CipherKey,
+    Key, Mac, Padding,
 };
 use crate::nvm::Nvm;
 use crate::security::keys::KeyEntry;
@@ -31,6 +32,12 @@ pub(super) const MAX_PROTECTED_DATA: usize = 251;
 pub(super) const MAX_PROTECTED_READ: usize = 239;
 
 /// The key a protected command computes with, and its convention.
+///
+/// It holds the key, not its schedule: each step (MAC check and decryption together, or a read's
+/// encryption and MAC together) builds the schedule in its own short-lived frame and lends it to
+/// the MAC and the cipher. A schedule carried in this value (264 bytes) would be copied along
+/// every return of it and sit under everything the command does after (the chip's RAM goal);
+/// building one costs far less than one DES block does on the chip.
 pub(super) struct LineKey {
     key: Key,
     /// LD/T 32: `key` is the session key of this command's challenge.
@@ -59,13 +66,13 @@ impl LineKey {
         Ok(LineKey { key, session: true })
     }
 
-    /// A MAC of this convention for the command's challenge.
-    fn mac<N: Nvm>(&self, ctx: &Ctx<'_, N>) -> Result<Mac, Sw> {
+    /// A MAC of this convention for the command's challenge, under this key's schedule `cipher`.
+    fn mac<'c, N: Nvm>(&self, ctx: &Ctx<'_, N>, cipher: &'c BlockCipher) -> Result<Mac<'c>, Sw> {
         let challenge = ctx.challenge()?;
         let mac = if self.session {
-            Mac::session(&self.key)
+            Mac::session(cipher)
         } else {
-            Mac::line_protection(&self.key, challenge.as_slice())
+            Mac::line_protection(cipher, challenge.as_slice())
         };
         // A challenge longer than the key's block (16 bytes under a DES key) cannot be the IV.
         mac.map_err(|_| Sw::REFERENCE_DATA_INVALID)
@@ -88,7 +95,17 @@ impl LineKey {
 
     /// Decrypts `LD ‖ data ‖ padding` into `out`; the data's length.
     pub(super) fn decrypt(&self, ciphertext: &[u8], out: &mut [u8]) -> Result<usize, Sw> {
-        line_decrypt(&self.key, ciphertext, self.padding(), out).map_err(|_| Sw::WRONG_DATA)
+        self.key
+            .with_cipher(|cipher| self.decrypt_under(cipher, ciphertext, out))
+    }
+
+    fn decrypt_under(
+        &self,
+        cipher: &BlockCipher,
+        ciphertext: &[u8],
+        out: &mut [u8],
+    ) -> Result<usize, Sw> {
+        line_decrypt(cipher, ciphertext, self.padding(), out).map_err(|_| Sw::WRONG_DATA)
     }
 }
 
@@ -100,8 +117,18 @@ pub(super) fn expected_mac<N: Nvm>(
     key: &LineKey,
     data: &[u8],
 ) -> Result<[u8; 4], Sw> {
+    key.key
+        .with_cipher(|cipher| expected_mac_under(ctx, key, cipher, data))
+}
+
+fn expected_mac_under<N: Nvm>(
+    ctx: &Ctx<'_, N>,
+    key: &LineKey,
+    cipher: &BlockCipher,
+    data: &[u8],
+) -> Result<[u8; 4], Sw> {
     let header = ctx.mac_header()?;
-    let mut mac = key.mac(ctx)?;
+    let mut mac = key.mac(ctx, cipher)?;
     mac.update(&header);
     mac.update(data);
     Ok(mac.finalize())
@@ -134,11 +161,17 @@ pub(super) fn unwrap<'a, N: Nvm>(
     buf: &'a mut [u8; MAX_PROTECTED_DATA],
     wrong: Sw,
 ) -> Result<&'a [u8], Sw> {
-    check_mac(ctx, key, data, mac, wrong)?;
     if !encrypted {
+        check_mac(ctx, key, data, mac, wrong)?;
         return Ok(data);
     }
-    let len = key.decrypt(data, buf).map_err(|_| wrong)?;
+    // One schedule for the MAC check and the decryption.
+    let len = key.key.with_cipher(|cipher| {
+        if !ct_eq(&expected_mac_under(ctx, key, cipher, data)?, mac) {
+            return Err(wrong);
+        }
+        key.decrypt_under(cipher, data, buf).map_err(|_| wrong)
+    })?;
     buf.get(..len).ok_or(wrong)
 }
 
@@ -153,21 +186,33 @@ pub(super) fn seal_read<N: Nvm>(
     encrypted: bool,
     response: &mut Response<'_>,
 ) -> Result<(), Sw> {
+    // One schedule for the encryption and the MAC.
+    key.key
+        .with_cipher(|cipher| seal_read_under(ctx, key, cipher, encrypted, response))
+}
+
+fn seal_read_under<N: Nvm>(
+    ctx: &Ctx<'_, N>,
+    key: &LineKey,
+    cipher: &BlockCipher,
+    encrypted: bool,
+    response: &mut Response<'_>,
+) -> Result<(), Sw> {
     if encrypted {
         let mut plain = [0u8; MAX_PROTECTED_READ];
         let n = response.len();
         let plain_data = plain.get_mut(..n).ok_or(Sw::WRONG_LENGTH)?;
         plain_data.copy_from_slice(response.data());
         response.truncate(0);
-        let sealed_len = line_encrypted_len(n, key.key.block_size(), key.padding())
+        let sealed_len = line_encrypted_len(n, cipher.block_size(), key.padding())
             .ok_or(Sw::NO_PRECISE_DIAGNOSIS)?;
         let out = response.extend(sealed_len)?;
-        let done = line_encrypt(&key.key, plain_data, key.padding(), out);
+        let done = line_encrypt(cipher, plain_data, key.padding(), out);
         // The plain copy is wiped whatever the outcome.
         plain.fill(0);
         done.map_err(|_| Sw::NO_PRECISE_DIAGNOSIS)?;
     }
-    let mut mac = key.mac(ctx)?;
+    let mut mac = key.mac(ctx, cipher)?;
     mac.update(response.data());
     response.push(&mac.finalize())
 }

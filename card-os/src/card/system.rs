@@ -5,7 +5,7 @@
 //! | offset | length | content |
 //! |---|---|---|
 //! | 0 | 4 | `43 43 4F 53` ("CCOS") |
-//! | 4 | 1 | layout version (1) |
+//! | 4 | 1 | layout version (2) |
 //! | 5 | 1 | card life cycle: `00` operational, `01` blocked (CARD BLOCK) |
 //! | 6 | 2 | page size |
 //! | 8 | 4 | capacity |
@@ -24,8 +24,11 @@ use crate::apdu::Sw;
 use crate::nvm::{Nvm, NvmError, Storage};
 
 const MAGIC: [u8; 4] = *b"CCOS";
-/// Layout version of the NVM image this OS writes and reads.
-pub const LAYOUT_VERSION: u8 = 1;
+/// Layout version of the NVM image this OS writes and reads. Version 2 (this OS) grew the purse
+/// body from 22 to 24 bytes for the ED's overdraft limit (FMCOS 2.0 §8.12). A card of another
+/// version does not power up ([`SystemError::LayoutVersion`]): its files are packed, so a longer
+/// purse body would move every file after each purse (apdu-specs/memory.md, "Layout versions").
+pub const LAYOUT_VERSION: u8 = 2;
 const OFFSET_LIFE_CYCLE: usize = 5;
 
 /// Card life cycle byte: operational.
@@ -142,17 +145,34 @@ pub struct SystemArea {
     pub life_cycle: u8,
 }
 
+/// Why the system area was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SystemError {
+    /// Reading failed, or the memory is not a formatted card of this geometry.
+    Nvm(NvmError),
+    /// A formatted card of another layout version (the byte found).
+    LayoutVersion(u8),
+}
+
+impl From<NvmError> for SystemError {
+    fn from(e: NvmError) -> Self {
+        SystemError::Nvm(e)
+    }
+}
+
 /// Reads and checks the system area.
-pub fn read<N: Nvm>(storage: &Storage<N>) -> Result<SystemArea, NvmError> {
+pub fn read<N: Nvm>(storage: &Storage<N>) -> Result<SystemArea, SystemError> {
     let area = storage.read_array::<25>(0)?;
     let g = storage.geometry();
     let [m0, m1, m2, m3, version, life_cycle, p0, p1, c0, c1, c2, c3, hist @ ..] = area;
     if [m0, m1, m2, m3] != MAGIC
-        || version != LAYOUT_VERSION
         || usize::from(u16::from_be_bytes([p0, p1])) != g.page_size
         || u32::from_be_bytes([c0, c1, c2, c3]) as usize != g.capacity
     {
-        return Err(NvmError::NotFormatted);
+        return Err(SystemError::Nvm(NvmError::NotFormatted));
+    }
+    if version != LAYOUT_VERSION {
+        return Err(SystemError::LayoutVersion(version));
     }
     Ok(SystemArea {
         historical: HistoricalBytes::from_bytes(hist),

@@ -4,6 +4,7 @@
 use super::command::{KeyTarget, WriteData};
 use super::context::Ctx;
 use super::secure_messaging::{self, LineKey, MAX_PROTECTED_DATA};
+use super::Response;
 use crate::apdu::Sw;
 use crate::nvm::Nvm;
 use crate::security::keys::{self, KeyEntry, KeyRecord, KeyType};
@@ -13,17 +14,20 @@ use crate::security::keys::{self, KeyEntry, KeyRecord, KeyType};
 const MASTER_KEY_ID: u8 = 0x00;
 
 /// WRITE KEY.
+// Never inlined into the dispatch: its frame would sit under every command.
+#[inline(never)]
 pub(super) fn write_key<N: Nvm>(
     ctx: &mut Ctx<'_, N>,
     target: KeyTarget,
     key_id: u8,
     write: WriteData<'_>,
+    response: &mut Response<'_>,
 ) -> Result<(), Sw> {
     let key_file = ctx.key_file()?;
-    // A decrypted record holds a key: the buffer is wiped whatever the outcome.
-    let mut buf = [0u8; MAX_PROTECTED_DATA];
-    let result = store(ctx, &key_file, target, key_id, write, &mut buf);
-    buf.fill(0);
+    // A decrypted record holds a key: it goes to the (empty) response buffer, wiped whatever the
+    // outcome.
+    let result = store(ctx, &key_file, target, key_id, write, response.scratch()?);
+    response.wipe();
     result
 }
 

@@ -10,8 +10,7 @@
 //! * LD/T 32 social-security commands under a session key use [`Padding::Always`]: `80 00…` is
 //!   always appended, a whole block when aligned.
 
-use super::algorithm::Key;
-use super::cipher::BlockCipher;
+use super::cipher::{BlockCipher, CipherKey};
 use super::CryptoError;
 
 /// Where `80 00…` padding goes in line-protection encryption.
@@ -45,7 +44,16 @@ pub fn line_encrypted_len(data_len: usize, block_size: usize, padding: Padding) 
 /// [`line_encrypted_len`]). Data over 255 bytes gives [`CryptoError::InvalidLength`], a short
 /// `out` [`CryptoError::BufferTooSmall`].
 pub fn line_encrypt(
-    key: &Key,
+    key: &impl CipherKey,
+    data: &[u8],
+    padding: Padding,
+    out: &mut [u8],
+) -> Result<usize, CryptoError> {
+    key.with_cipher(|cipher| line_encrypt_under(cipher, data, padding, out))
+}
+
+fn line_encrypt_under(
+    key: &BlockCipher,
     data: &[u8],
     padding: Padding,
     out: &mut [u8],
@@ -68,7 +76,7 @@ pub fn line_encrypt(
         *marker = 0x80;
         zeros.fill(0x00);
     }
-    BlockCipher::new(key).encrypt_ecb(buffer)?;
+    key.encrypt_ecb(buffer)?;
     Ok(total)
 }
 
@@ -80,7 +88,16 @@ pub fn line_encrypt(
 /// ciphertext length, or padding that is not exactly `80 00…` (or present when `Padding` says it
 /// must not be), gives [`CryptoError::BadPadding`] and `out` is wiped.
 pub fn line_decrypt(
-    key: &Key,
+    key: &impl CipherKey,
+    ciphertext: &[u8],
+    padding: Padding,
+    out: &mut [u8],
+) -> Result<usize, CryptoError> {
+    key.with_cipher(|cipher| line_decrypt_under(cipher, ciphertext, padding, out))
+}
+
+fn line_decrypt_under(
+    key: &BlockCipher,
     ciphertext: &[u8],
     padding: Padding,
     out: &mut [u8],
@@ -95,7 +112,7 @@ pub fn line_decrypt(
     for (b, c) in buffer.iter_mut().zip(ciphertext) {
         *b = *c;
     }
-    BlockCipher::new(key).decrypt_ecb(buffer)?;
+    key.decrypt_ecb(buffer)?;
     match check_layout(buffer, block_size, padding) {
         Some(data_len) => {
             // Move the data over the LD byte, to the start of the buffer.
@@ -130,6 +147,7 @@ fn check_layout(plain: &[u8], block_size: usize, padding: Padding) -> Option<usi
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crypto::Key;
     use proptest::prelude::*;
 
     const KEYS: [Key; 4] = [

@@ -18,13 +18,13 @@
 //! `apdu-specs/crypto.md`).
 
 use aes::Aes128;
-use cipher::KeyInit;
+use cmac::digest::InnerInit;
 use cmac::Cmac;
 use cmac::Mac as _;
 
-use super::algorithm::{Algorithm, Key};
-use super::block::{first8, halves, leading, leading_mut, xor_into, zero_padded, MAX_BLOCK_SIZE};
-use super::cipher::{des_decrypt_block, des_key_schedule, BlockCipher};
+use super::algorithm::Algorithm;
+use super::block::{first8, leading, leading_mut, xor_into, zero_padded, MAX_BLOCK_SIZE};
+use super::cipher::{BlockCipher, CipherKey};
 use super::compare::ct_eq;
 use super::CryptoError;
 
@@ -70,81 +70,66 @@ impl MacScheme {
     }
 }
 
-/// A MAC computation in progress: [`Mac::update`] with each piece of data in order, then
-/// [`Mac::finalize`] (or [`Mac::verify`]).
+/// A MAC computation in progress under a borrowed key schedule ([`BlockCipher`]):
+/// [`Mac::update`] with each piece of data in order, then [`Mac::finalize`] (or [`Mac::verify`]).
+///
+/// The MAC holds the chaining state only (a few dozen bytes); the schedule stays where the caller
+/// built it, once for every MAC and cipher operation of a command under that key.
 #[derive(Clone)]
-pub struct Mac {
-    engine: Engine,
+pub struct Mac<'c> {
+    engine: Engine<'c>,
 }
 
-// The variants differ a lot in size on hosts (where the AES backend is picked at run time). The
-// card has no heap and holds one MAC at a time, so boxing is neither possible nor useful.
-#[allow(clippy::large_enum_variant)]
 #[derive(Clone)]
-enum Engine {
-    Cbc(CbcMac),
-    Cmac(Cmac<Aes128>),
+enum Engine<'c> {
+    Cbc(CbcMac<'c>),
+    Cmac(Cmac<&'c Aes128>),
 }
 
 /// CBC-MAC with method-2 padding. Full blocks are chained as soon as they are complete: the
 /// padding always adds at least one byte, so a complete block is never the last one.
 #[derive(Clone)]
-struct CbcMac {
-    cipher: BlockCipher,
+struct CbcMac<'c> {
+    cipher: &'c BlockCipher,
     output: CbcOutput,
     chain: [u8; MAX_BLOCK_SIZE],
     pending: [u8; MAX_BLOCK_SIZE],
     pending_len: usize,
 }
 
-#[derive(Clone)]
+#[derive(Clone, Copy)]
 enum CbcOutput {
     /// Leftmost 4 bytes of the last chain value.
     Leftmost,
-    /// ISO/IEC 9797-1 MAC algorithm 3 output transformation under `K_R`. The key bytes, not
-    /// its schedule: the schedule (128 bytes) is built only for the one final block, so the MAC
-    /// state carried through every frame of the command stays small (the chip's RAM goal).
-    Retail([u8; 8]),
+    /// ISO/IEC 9797-1 MAC algorithm 3 output transformation under `K_R` (the 3DES schedule's
+    /// right half).
+    Retail,
     /// XOR of the four 4-byte words of the last chain value.
     XorFold,
 }
 
-impl Mac {
-    /// A MAC under `key` starting from `iv`, with the scheme of the key's algorithm.
+impl<'c> Mac<'c> {
+    /// A MAC under `cipher`'s key starting from `iv`, with the scheme of the key's algorithm.
     ///
     /// Fails with [`CryptoError::InvalidLength`] when `iv` is longer than the block size.
-    pub fn new(key: &Key, iv: MacIv<'_>) -> Result<Mac, CryptoError> {
+    pub fn new(cipher: &'c BlockCipher, iv: MacIv<'_>) -> Result<Mac<'c>, CryptoError> {
         let iv_block = match iv {
             MacIv::Zero => None,
-            MacIv::Bytes(bytes) if bytes.len() <= key.block_size() => Some(zero_padded(bytes)),
+            MacIv::Bytes(bytes) if bytes.len() <= cipher.block_size() => Some(zero_padded(bytes)),
             MacIv::Bytes(_) => return Err(CryptoError::InvalidLength),
         };
-        let engine = match key {
+        let cbc = |output| Engine::Cbc(CbcMac::new(cipher, output, iv_block));
+        let engine = match cipher.algorithm() {
             // FMCOS 2.0 §11.3 (8-byte key), PBOC purse MAC: DES CBC.
-            Key::Des(_) => Engine::Cbc(CbcMac::new(
-                BlockCipher::new(key),
-                CbcOutput::Leftmost,
-                iv_block,
-            )),
+            Algorithm::Des => cbc(CbcOutput::Leftmost),
             // ISO/IEC 9797-1 MAC algorithm 3: the chain runs under K_L only.
-            Key::TripleDes(k) => {
-                let (left, right) = halves(k);
-                let output = CbcOutput::Retail(right);
-                Engine::Cbc(CbcMac::new(
-                    BlockCipher::new(&Key::Des(left)),
-                    output,
-                    iv_block,
-                ))
-            }
+            Algorithm::TripleDes => cbc(CbcOutput::Retail),
             // LD/T 32 part 4 §8.2.4.2: 16-byte-block CBC, XOR fold.
-            Key::Sm4(_) => Engine::Cbc(CbcMac::new(
-                BlockCipher::new(key),
-                CbcOutput::XorFold,
-                iv_block,
-            )),
+            Algorithm::Sm4 => cbc(CbcOutput::XorFold),
             // Ours: RFC 4493 AES-CMAC; an IV block, when given, is MAC'ed first.
-            Key::Aes128(k) => {
-                let mut cmac = Cmac::<Aes128>::new(k.into());
+            Algorithm::Aes128 => {
+                let aes = cipher.aes128().ok_or(CryptoError::WrongKeyType)?;
+                let mut cmac = Cmac::<&Aes128>::inner_init(aes);
                 if let Some(block) = iv_block {
                     cmac.update(&block);
                 }
@@ -157,31 +142,39 @@ impl Mac {
     /// The FMCOS line-protection MAC under the key named by the command: IV = the card's last
     /// challenge right-padded with zeros (`challenge4 ‖ 00000000` for DES keys, FMCOS 2.0 §11.3).
     /// The caller feeds `CLA INS P1 P2 Lc` (Lc counting the 4 MAC bytes) and then the data.
-    pub fn line_protection(key: &Key, challenge: &[u8]) -> Result<Mac, CryptoError> {
-        Mac::new(key, MacIv::Bytes(challenge))
+    pub fn line_protection(
+        cipher: &'c BlockCipher,
+        challenge: &[u8],
+    ) -> Result<Mac<'c>, CryptoError> {
+        Mac::new(cipher, MacIv::Bytes(challenge))
     }
 
     /// The MAC under a session key with a zero IV: the PBOC purse MAC1/MAC2/TAC (card-specs §3.2)
     /// and the LD/T 32 session-key MAC (part 4 §8.2.4). Session keys are single DES (8-byte-block
     /// algorithms) or SM4/AES, never 2-key 3DES; a 3DES key gives [`CryptoError::WrongKeyType`].
-    pub fn session(session_key: &Key) -> Result<Mac, CryptoError> {
-        match session_key {
-            Key::TripleDes(_) => Err(CryptoError::WrongKeyType),
-            Key::Des(_) | Key::Sm4(_) | Key::Aes128(_) => Mac::new(session_key, MacIv::Zero),
+    pub fn session(session_key: &'c BlockCipher) -> Result<Mac<'c>, CryptoError> {
+        match session_key.algorithm() {
+            Algorithm::TripleDes => Err(CryptoError::WrongKeyType),
+            Algorithm::Des | Algorithm::Sm4 | Algorithm::Aes128 => {
+                Mac::new(session_key, MacIv::Zero)
+            }
         }
     }
 
-    /// One-shot MAC over the concatenation of `parts`.
+    /// One-shot MAC over the concatenation of `parts`, under a [`Key`](super::Key) (its schedule
+    /// built for this MAC) or a [`BlockCipher`] built before.
     pub fn compute(
-        key: &Key,
+        key: &impl CipherKey,
         iv: MacIv<'_>,
         parts: &[&[u8]],
     ) -> Result<[u8; MAC_LEN], CryptoError> {
-        let mut mac = Mac::new(key, iv)?;
-        for part in parts {
-            mac.update(part);
-        }
-        Ok(mac.finalize())
+        key.with_cipher(|cipher| {
+            let mut mac = Mac::new(cipher, iv)?;
+            for part in parts {
+                mac.update(part);
+            }
+            Ok(mac.finalize())
+        })
     }
 
     /// The scheme this MAC runs.
@@ -189,7 +182,7 @@ impl Mac {
         match &self.engine {
             Engine::Cbc(cbc) => match cbc.output {
                 CbcOutput::Leftmost => MacScheme::DesCbc,
-                CbcOutput::Retail(_) => MacScheme::Retail,
+                CbcOutput::Retail => MacScheme::Retail,
                 CbcOutput::XorFold => MacScheme::CbcXorFold,
             },
             Engine::Cmac(_) => MacScheme::AesCmac,
@@ -207,7 +200,6 @@ impl Mac {
     /// Pads, finishes and returns the 4-byte MAC.
     pub fn finalize(self) -> [u8; MAC_LEN] {
         match self.engine {
-            // By reference: no second copy of the cipher state in a deeper frame.
             Engine::Cbc(mut cbc) => cbc.finalize(),
             Engine::Cmac(cmac) => {
                 let tag = cmac.finalize().into_bytes();
@@ -227,8 +219,12 @@ impl Mac {
     }
 }
 
-impl CbcMac {
-    fn new(cipher: BlockCipher, output: CbcOutput, iv: Option<[u8; MAX_BLOCK_SIZE]>) -> CbcMac {
+impl<'c> CbcMac<'c> {
+    fn new(
+        cipher: &'c BlockCipher,
+        output: CbcOutput,
+        iv: Option<[u8; MAX_BLOCK_SIZE]>,
+    ) -> CbcMac<'c> {
         CbcMac {
             cipher,
             output,
@@ -256,7 +252,7 @@ impl CbcMac {
         let block_size = self.cipher.block_size();
         let chain = leading_mut(&mut self.chain, block_size);
         xor_into(chain, leading(&self.pending, block_size));
-        self.cipher.encrypt_blocks(chain);
+        self.cipher.mac_chain_step(chain);
         self.pending_len = 0;
     }
 
@@ -269,13 +265,13 @@ impl CbcMac {
         self.chain_pending();
 
         let mut mac = [0u8; MAC_LEN];
-        match &self.output {
+        match self.output {
             CbcOutput::Leftmost => xor_into(&mut mac, &self.chain),
-            CbcOutput::Retail(right) => {
+            CbcOutput::Retail => {
                 // ISO/IEC 9797-1 MAC algorithm 3 output transformation: E(K_L, D(K_R, H_q)).
                 let mut last = first8(&self.chain);
-                des_decrypt_block(&des_key_schedule(right), &mut last);
-                self.cipher.encrypt_blocks(&mut last);
+                // A Retail MAC is only built over a 3DES schedule (Mac::new).
+                let _ = self.cipher.retail_output(&mut last);
                 xor_into(&mut mac, &last);
             }
             CbcOutput::XorFold => {
@@ -292,6 +288,7 @@ impl CbcMac {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crypto::Key;
 
     const KEYS: [Key; 4] = [
         Key::Des([0x11; 8]),
@@ -302,9 +299,11 @@ mod tests {
 
     #[test]
     fn scheme_follows_the_key() {
-        let schemes: [MacScheme; 4] = KEYS
-            .each_ref()
-            .map(|k| Mac::new(k, MacIv::Zero).unwrap().scheme());
+        let schemes: [MacScheme; 4] = KEYS.each_ref().map(|k| {
+            Mac::new(&BlockCipher::new(k), MacIv::Zero)
+                .unwrap()
+                .scheme()
+        });
         assert_eq!(
             schemes,
             [
@@ -317,7 +316,9 @@ mod tests {
         for key in &KEYS {
             assert_eq!(
                 MacScheme::for_algorithm(key.algorithm()),
-                Mac::new(key, MacIv::Zero).unwrap().scheme()
+                Mac::new(&BlockCipher::new(key), MacIv::Zero)
+                    .unwrap()
+                    .scheme()
             );
         }
     }
@@ -374,7 +375,11 @@ mod tests {
             assert_ne!(zero, challenged);
             let too_long = [0u8; 17];
             assert_eq!(
-                Mac::new(key, MacIv::Bytes(&too_long[..key.block_size() + 1])).err(),
+                Mac::new(
+                    &BlockCipher::new(key),
+                    MacIv::Bytes(&too_long[..key.block_size() + 1])
+                )
+                .err(),
                 Some(CryptoError::InvalidLength)
             );
         }
@@ -390,17 +395,18 @@ mod tests {
     #[test]
     fn session_mac_refuses_3des_keys() {
         assert!(matches!(
-            Mac::session(&KEYS[1]),
+            Mac::session(&BlockCipher::new(&KEYS[1])),
             Err(CryptoError::WrongKeyType)
         ));
-        assert!(Mac::session(&KEYS[0]).is_ok());
+        assert!(Mac::session(&BlockCipher::new(&KEYS[0])).is_ok());
     }
 
     #[test]
     fn verify_is_exact() {
         let key = Key::Des([0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88]);
+        let cipher = BlockCipher::new(&key);
         let fresh = || {
-            Mac::new(&key, MacIv::Zero).map(|mut m| {
+            Mac::new(&cipher, MacIv::Zero).map(|mut m| {
                 m.update(&[1, 2, 3, 4, 5, 6, 7, 8]);
                 m
             })

@@ -3,15 +3,18 @@
 //! diversification, constant-time comparison and the random-number source.
 //!
 //! Everything here is `no_std`, allocation-free and panic-free; the host reuses it so card and
-//! terminal cannot drift apart. The formulas, the algorithm ids, and which parts come from public
+//! terminal cannot drift apart. A key schedule is built once per key and operation group and
+//! borrowed, never moved: the functions take a [`Key`] (schedule built for the call) or a
+//! [`BlockCipher`] (built before, e.g. a purse session key that makes two MACs), through
+//! [`CipherKey`]; a [`Mac`] holds only its chaining state. The formulas, the algorithm ids, and which parts come from public
 //! specifications and which are this project's own choices are written down in
 //! `apdu-specs/crypto.md`; the known-answer tests live in `test-vectors/crypto/`.
 //!
 //! | file | what |
 //! |---|---|
 //! | [`algorithm`] | [`Algorithm`], the algorithm-id byte, [`Key`] |
-//! | [`cipher`] | [`BlockCipher`]: DES, 2-key 3DES, SM4, AES-128 in ECB |
-//! | [`mac`] | [`Mac`]: streaming DES CBC-MAC, ISO 9797-1 MAC algorithm 3, SM4 CBC-MAC with XOR fold, AES-CMAC |
+//! | [`cipher`] | [`BlockCipher`] (a key schedule: DES, 2-key 3DES, SM4, AES-128 in ECB), [`CipherKey`] (a key or a schedule built before) |
+//! | [`mac`] | [`Mac`]: streaming DES CBC-MAC, ISO 9797-1 MAC algorithm 3, SM4 CBC-MAC with XOR fold, AES-CMAC, over a borrowed schedule |
 //! | [`line`] | line-protection encryption `LD ‖ data ‖ 80 00…` and its inverse |
 //! | [`session`] | session keys, LD/T 32 authentication data, challenge cryptograms |
 //! | [`purse`] | PBOC ED/EP MAC1/MAC2/TAC and their session keys |
@@ -33,7 +36,7 @@ mod block;
 
 pub use algorithm::{Algorithm, Key};
 pub use block::{CipherBlock, MAX_BLOCK_SIZE};
-pub use cipher::BlockCipher;
+pub use cipher::{BlockCipher, CipherKey};
 pub use compare::ct_eq;
 pub use diversify::{diversify, diversify_path};
 pub use line::{line_decrypt, line_encrypt, line_encrypted_len, Padding};

@@ -18,7 +18,8 @@
 //! leaves the APDU header out (card-specs §5).
 
 use super::algorithm::Key;
-use super::mac::{Mac, MAC_LEN};
+use super::cipher::{BlockCipher, CipherKey};
+use super::mac::{Mac, MacIv, MAC_LEN};
 use super::session::session_key;
 use super::CryptoError;
 
@@ -34,6 +35,8 @@ pub const TYPE_ED_CASH_WITHDRAW: u8 = 0x04;
 pub const TYPE_ED_PURCHASE: u8 = 0x05;
 /// Transaction type byte of an EP purchase.
 pub const TYPE_EP_PURCHASE: u8 = 0x06;
+/// Transaction type byte of an ED overdraft-limit update (FMCOS 2.0 §8.12.1.4).
+pub const TYPE_ED_OVERDRAFT: u8 = 0x07;
 /// Transaction type byte of a composite-application (CAPP) purchase.
 pub const TYPE_CAPP_PURCHASE: u8 = 0x09;
 
@@ -114,46 +117,63 @@ pub fn tac_key(dtk: &Key) -> Key {
 
 /// Load MAC1 (returned by INITIALIZE FOR LOAD):
 /// `MAC(SESLK, oldBalance4 ‖ amount4 ‖ type1 ‖ terminalId6)`.
-pub fn load_mac1(seslk: &Key, old_balance: u32, load: &Load) -> Result<[u8; MAC_LEN], CryptoError> {
-    let mut mac = Mac::session(seslk)?;
-    mac.update(&old_balance.to_be_bytes());
-    mac.update(&load.amount.to_be_bytes());
-    mac.update(&[load.txn_type]);
-    mac.update(&load.terminal_id);
-    Ok(mac.finalize())
+pub fn load_mac1(
+    seslk: &impl CipherKey,
+    old_balance: u32,
+    load: &Load,
+) -> Result<[u8; MAC_LEN], CryptoError> {
+    session_mac(
+        seslk,
+        &[
+            &old_balance.to_be_bytes(),
+            &load.amount.to_be_bytes(),
+            &[load.txn_type],
+            &load.terminal_id,
+        ],
+    )
 }
 
 /// Load MAC2 (checked in CREDIT FOR LOAD):
 /// `MAC(SESLK, amount4 ‖ type1 ‖ terminalId6 ‖ date4 ‖ time3)`.
-pub fn load_mac2(seslk: &Key, load: &Load, at: &HostTime) -> Result<[u8; MAC_LEN], CryptoError> {
-    let mut mac = Mac::session(seslk)?;
-    mac.update(&load.amount.to_be_bytes());
-    mac.update(&[load.txn_type]);
-    mac.update(&load.terminal_id);
-    mac.update(&at.date);
-    mac.update(&at.time);
-    Ok(mac.finalize())
+pub fn load_mac2(
+    seslk: &impl CipherKey,
+    load: &Load,
+    at: &HostTime,
+) -> Result<[u8; MAC_LEN], CryptoError> {
+    session_mac(
+        seslk,
+        &[
+            &load.amount.to_be_bytes(),
+            &[load.txn_type],
+            &load.terminal_id,
+            &at.date,
+            &at.time,
+        ],
+    )
 }
 
 /// Load TAC (returned by CREDIT FOR LOAD), under [`tac_key`]:
 /// `MAC(DTK', newBalance4 ‖ onlineCounter2 ‖ amount4 ‖ type1 ‖ terminalId6 ‖ date4 ‖ time3)`, with
 /// the online counter before its increment.
 pub fn load_tac(
-    tac_key: &Key,
+    tac_key: &impl CipherKey,
     new_balance: u32,
     online_counter: u16,
     load: &Load,
     at: &HostTime,
 ) -> Result<[u8; MAC_LEN], CryptoError> {
-    let mut mac = Mac::session(tac_key)?;
-    mac.update(&new_balance.to_be_bytes());
-    mac.update(&online_counter.to_be_bytes());
-    mac.update(&load.amount.to_be_bytes());
-    mac.update(&[load.txn_type]);
-    mac.update(&load.terminal_id);
-    mac.update(&at.date);
-    mac.update(&at.time);
-    Ok(mac.finalize())
+    session_mac(
+        tac_key,
+        &[
+            &new_balance.to_be_bytes(),
+            &online_counter.to_be_bytes(),
+            &load.amount.to_be_bytes(),
+            &[load.txn_type],
+            &load.terminal_id,
+            &at.date,
+            &at.time,
+        ],
+    )
 }
 
 /// Unload MAC3 (returned by CREDIT FOR UNLOAD, FMCOS 2.0 §8.10.2.4): the fields of the load TAC,
@@ -161,7 +181,7 @@ pub fn load_tac(
 /// under the unload **session key** (an unload has no TAC). MAC1 and MAC2 of an unload are
 /// [`load_mac1`] and [`load_mac2`] with the unload session key and type `03`.
 pub fn unload_mac3(
-    sesulk: &Key,
+    sesulk: &impl CipherKey,
     new_balance: u32,
     online_counter: u16,
     unload: &Load,
@@ -170,35 +190,133 @@ pub fn unload_mac3(
     load_tac(sesulk, new_balance, online_counter, unload, at)
 }
 
+/// The 3 bytes of an overdraft limit (its low 24 bits; limits are at most `FFFFFF`).
+fn limit3(limit: u32) -> [u8; 3] {
+    let [_, l0, l1, l2] = limit.to_be_bytes();
+    [l0, l1, l2]
+}
+
+/// Overdraft-update MAC1 (returned by INITIALIZE FOR UPDATE, FMCOS 2.0 §8.12.1.4):
+/// `MAC(SESK, balance4 ‖ oldLimit3 ‖ 07 ‖ terminalId6)`. The session key is
+/// [`load_session_key`] with the overdraft key (`3C`): `random4 ‖ onlineCounter2 ‖ 80 00`.
+pub fn overdraft_mac1(
+    sesk: &impl CipherKey,
+    balance: u32,
+    old_limit: u32,
+    terminal_id: &[u8; 6],
+) -> Result<[u8; MAC_LEN], CryptoError> {
+    session_mac(
+        sesk,
+        &[
+            &balance.to_be_bytes(),
+            &limit3(old_limit),
+            &[TYPE_ED_OVERDRAFT],
+            terminal_id,
+        ],
+    )
+}
+
+/// Overdraft-update MAC2 (checked in UPDATE OVERDRAW LIMIT, FMCOS 2.0 §8.12.2.3):
+/// `MAC(SESK, newLimit3 ‖ 07 ‖ terminalId6 ‖ date4 ‖ time3)`.
+pub fn overdraft_mac2(
+    sesk: &impl CipherKey,
+    new_limit: u32,
+    terminal_id: &[u8; 6],
+    at: &HostTime,
+) -> Result<[u8; MAC_LEN], CryptoError> {
+    session_mac(
+        sesk,
+        &[
+            &limit3(new_limit),
+            &[TYPE_ED_OVERDRAFT],
+            terminal_id,
+            &at.date,
+            &at.time,
+        ],
+    )
+}
+
+/// Overdraft-update TAC (returned by UPDATE OVERDRAW LIMIT, FMCOS 2.0 §8.12.2.4):
+/// `MAC(DTK, newBalance4 ‖ onlineCounter2 ‖ newLimit3 ‖ 07 ‖ terminalId6 ‖ date4 ‖ time3)`, the
+/// online counter before its increment. Unlike every other TAC it is computed with DTK
+/// **itself** ("用内部密钥DTK 直接"), not with `DTK_L ⊕ DTK_R`: for a 3DES DTK that is the 16-byte
+/// key's MAC, ISO/IEC 9797-1 algorithm 3 (the FMCOS MAC of 16-byte keys, §11.3); for DES, SM4 and
+/// AES DTKs it is the same as [`tac_key`]'s.
+pub fn overdraft_tac(
+    dtk: &impl CipherKey,
+    new_balance: u32,
+    online_counter: u16,
+    new_limit: u32,
+    terminal_id: &[u8; 6],
+    at: &HostTime,
+) -> Result<[u8; MAC_LEN], CryptoError> {
+    Mac::compute(
+        dtk,
+        MacIv::Zero,
+        &[
+            &new_balance.to_be_bytes(),
+            &online_counter.to_be_bytes(),
+            &limit3(new_limit),
+            &[TYPE_ED_OVERDRAFT],
+            terminal_id,
+            &at.date,
+            &at.time,
+        ],
+    )
+}
+
 /// Purchase MAC1 (checked in DEBIT FOR PURCHASE):
 /// `MAC(SESPK, amount4 ‖ type1 ‖ terminalId6 ‖ date4 ‖ time3)`.
-pub fn purchase_mac1(sespk: &Key, purchase: &Purchase) -> Result<[u8; MAC_LEN], CryptoError> {
-    let mut mac = Mac::session(sespk)?;
-    mac.update(&purchase.amount.to_be_bytes());
-    mac.update(&[purchase.txn_type]);
-    mac.update(&purchase.terminal_id);
-    mac.update(&purchase.at.date);
-    mac.update(&purchase.at.time);
-    Ok(mac.finalize())
+pub fn purchase_mac1(
+    sespk: &impl CipherKey,
+    purchase: &Purchase,
+) -> Result<[u8; MAC_LEN], CryptoError> {
+    session_mac(
+        sespk,
+        &[
+            &purchase.amount.to_be_bytes(),
+            &[purchase.txn_type],
+            &purchase.terminal_id,
+            &purchase.at.date,
+            &purchase.at.time,
+        ],
+    )
 }
 
 /// Purchase MAC2 (returned by DEBIT FOR PURCHASE): `MAC(SESPK, amount4)`.
-pub fn purchase_mac2(sespk: &Key, amount: u32) -> Result<[u8; MAC_LEN], CryptoError> {
-    let mut mac = Mac::session(sespk)?;
-    mac.update(&amount.to_be_bytes());
-    Ok(mac.finalize())
+pub fn purchase_mac2(sespk: &impl CipherKey, amount: u32) -> Result<[u8; MAC_LEN], CryptoError> {
+    session_mac(sespk, &[&amount.to_be_bytes()])
 }
 
 /// Purchase TAC (returned by DEBIT FOR PURCHASE), under [`tac_key`]:
 /// `MAC(DTK', amount4 ‖ type1 ‖ terminalId6 ‖ terminalSeq4 ‖ date4 ‖ time3)`.
-pub fn purchase_tac(tac_key: &Key, purchase: &Purchase) -> Result<[u8; MAC_LEN], CryptoError> {
-    let mut mac = Mac::session(tac_key)?;
-    mac.update(&purchase.amount.to_be_bytes());
-    mac.update(&[purchase.txn_type]);
-    mac.update(&purchase.terminal_id);
-    mac.update(&purchase.terminal_seq);
-    mac.update(&purchase.at.date);
-    mac.update(&purchase.at.time);
+pub fn purchase_tac(
+    tac_key: &impl CipherKey,
+    purchase: &Purchase,
+) -> Result<[u8; MAC_LEN], CryptoError> {
+    session_mac(
+        tac_key,
+        &[
+            &purchase.amount.to_be_bytes(),
+            &[purchase.txn_type],
+            &purchase.terminal_id,
+            &purchase.terminal_seq,
+            &purchase.at.date,
+            &purchase.at.time,
+        ],
+    )
+}
+
+/// `MAC(key, parts…)` with a zero IV ([`Mac::session`]), under a key or a schedule built before.
+fn session_mac(key: &impl CipherKey, parts: &[&[u8]]) -> Result<[u8; MAC_LEN], CryptoError> {
+    key.with_cipher(|cipher| session_mac_under(cipher, parts))
+}
+
+fn session_mac_under(cipher: &BlockCipher, parts: &[&[u8]]) -> Result<[u8; MAC_LEN], CryptoError> {
+    let mut mac = Mac::session(cipher)?;
+    for part in parts {
+        mac.update(part);
+    }
     Ok(mac.finalize())
 }
 

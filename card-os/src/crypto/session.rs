@@ -3,7 +3,7 @@
 
 use super::algorithm::{Algorithm, Key};
 use super::block::{halves, join, leading_mut, zero_padded, CipherBlock, MAX_BLOCK_SIZE};
-use super::cipher::BlockCipher;
+use super::cipher::{BlockCipher, CipherKey};
 use super::CryptoError;
 
 /// The session key derived from `key` and `input` (a random, or the purse's
@@ -15,13 +15,13 @@ use super::CryptoError;
 ///   §8.4.2 for SM4; the same rule for AES is ours).
 ///
 /// An empty input, or one longer than the block, gives [`CryptoError::InvalidLength`].
-pub fn session_key(key: &Key, input: &[u8]) -> Result<Key, CryptoError> {
+pub fn session_key(key: &impl CipherKey, input: &[u8]) -> Result<Key, CryptoError> {
     let block_size = key.block_size();
     if input.is_empty() || input.len() > block_size {
         return Err(CryptoError::InvalidLength);
     }
     let mut block = zero_padded(input);
-    BlockCipher::new(key).encrypt_blocks(leading_mut(&mut block, block_size));
+    key.with_cipher(|cipher| cipher.encrypt_blocks(leading_mut(&mut block, block_size)));
     Ok(Key::from_block(session_algorithm(key.algorithm()), &block))
 }
 
@@ -43,9 +43,12 @@ pub const fn session_algorithm(algorithm: Algorithm) -> Algorithm {
 ///
 /// INTERNAL AUTHENTICATE returns it (session input and original from the terminal); EXTERNAL
 /// AUTHENTICATE checks it (session input = the card's challenge, original from the terminal).
-pub fn authentication_data(session_key: &Key, original: &[u8; 8]) -> [u8; 8] {
-    let cipher = BlockCipher::new(session_key);
-    match session_key.block_size() {
+pub fn authentication_data(session_key: &impl CipherKey, original: &[u8; 8]) -> [u8; 8] {
+    session_key.with_cipher(|cipher| authentication_data_under(cipher, original))
+}
+
+fn authentication_data_under(cipher: &BlockCipher, original: &[u8; 8]) -> [u8; 8] {
+    match cipher.block_size() {
         8 => {
             let mut block = *original;
             cipher.encrypt_blocks(&mut block);
@@ -68,13 +71,16 @@ pub fn authentication_data(session_key: &Key, original: &[u8; 8]) -> [u8; 8] {
 /// block, as in the 3rd-generation PIN cryptogram, card-specs TV-9). The result has the block size
 /// of the key. A challenge that is empty or longer than a block gives
 /// [`CryptoError::InvalidLength`].
-pub fn challenge_cryptogram(key: &Key, challenge: &[u8]) -> Result<CipherBlock, CryptoError> {
+pub fn challenge_cryptogram(
+    key: &impl CipherKey,
+    challenge: &[u8],
+) -> Result<CipherBlock, CryptoError> {
     let block_size = key.block_size();
     if challenge.is_empty() || challenge.len() > block_size {
         return Err(CryptoError::InvalidLength);
     }
     let mut block: [u8; MAX_BLOCK_SIZE] = zero_padded(challenge);
-    BlockCipher::new(key).encrypt_blocks(leading_mut(&mut block, block_size));
+    key.with_cipher(|cipher| cipher.encrypt_blocks(leading_mut(&mut block, block_size)));
     Ok(CipherBlock::new(block, block_size))
 }
 

@@ -19,8 +19,10 @@ use crate::apdu::Sw;
 /// Length of every file header.
 pub const HEADER_LEN: usize = 11;
 
-/// Body of a purse file (FMCOS 2.0 §4.2: "电子钱包和电子存折文件主体空间=22 字节").
-pub const PURSE_BODY_LEN: usize = 22;
+/// Body of a purse file: FMCOS 2.0 §4.2's 22 bytes ("电子钱包和电子存折文件主体空间=22 字节") and
+/// the 2 more this card needs to keep the overdraft limit (§8.12) beside its own maximum balance
+/// (NVM layout version 2, apdu-specs/memory.md).
+pub const PURSE_BODY_LEN: usize = 24;
 
 /// Longest DF name (FMCOS 2.0 §7.13: 5 to 16 bytes).
 pub const MAX_DF_NAME: usize = 16;
@@ -170,7 +172,7 @@ impl Header {
         )
     }
 
-    /// Binary EF: its size; key file and DF: their declared space; purse: 22.
+    /// Binary EF: its size; key file and DF: their declared space; purse: 24.
     pub fn size(&self) -> usize {
         match self.kind {
             FileKind::Binary | FileKind::KeyFile | FileKind::Df => {

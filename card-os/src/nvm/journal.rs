@@ -67,25 +67,48 @@ impl<N: Nvm> Storage<N> {
     /// Fails with [`NvmError::PowerLost`] when the power is cut during recovery (the next power-up
     /// recovers again).
     pub fn open(nvm: N) -> Result<Self, (N, NvmError)> {
+        let mut storage = Storage::closed(nvm);
+        match storage.reopen() {
+            Ok(()) => Ok(storage),
+            Err(e) => Err((storage.nvm, e)),
+        }
+    }
+
+    /// A store over `nvm` that is not open: nothing read, nothing pending. [`Storage::reopen`]
+    /// opens it where it is.
+    pub fn closed(nvm: N) -> Self {
         let geometry = Geometry {
             capacity: nvm.capacity(),
             page_size: nvm.page_size(),
         };
-        if !geometry.is_valid() {
-            return Err((nvm, NvmError::NotFormatted));
-        }
-        let mut storage = Storage {
+        Storage {
             nvm,
             geometry,
             next_seq: 1,
             next_pos: 0,
             pending: [0; TXN_CAPACITY],
             pending_len: 0,
-        };
-        match storage.recover() {
-            Ok(()) => Ok(storage),
-            Err(e) => Err((storage.nvm, e)),
         }
+    }
+
+    /// Opens the store again in place, as at power-up: pending writes dropped, the geometry read
+    /// from the NVM, the newest committed journal record found and replayed. For a chip that keeps
+    /// its one card where it is across power cycles (nothing the size of the store moves).
+    ///
+    /// Fails with [`NvmError::NotFormatted`] for an NVM whose geometry cannot be a card's, and with
+    /// [`NvmError::PowerLost`] when the power is cut during recovery.
+    pub fn reopen(&mut self) -> Result<(), NvmError> {
+        self.geometry = Geometry {
+            capacity: self.nvm.capacity(),
+            page_size: self.nvm.page_size(),
+        };
+        self.next_seq = 1;
+        self.next_pos = 0;
+        self.pending_len = 0;
+        if !self.geometry.is_valid() {
+            return Err(NvmError::NotFormatted);
+        }
+        self.recover()
     }
 
     /// The NVM, for the simulator (saving images, counters) and for power-cut tests.

@@ -377,16 +377,67 @@ pub fn set_counter<N: Nvm>(
     Ok(())
 }
 
-/// Queues a new PIN value: `pin` padded with `FF` to the record's length (the record keeps the
-/// length WRITE KEY gave it). A PIN longer than the record has room for gives `6A80`.
-pub fn set_pin<N: Nvm>(storage: &mut Storage<N>, entry: &KeyEntry, pin: &[u8]) -> Result<(), Sw> {
-    let mut padded = [0xFF; 8];
-    let room = padded
-        .get_mut(..entry.value_len())
-        .ok_or(Sw::MEMORY_FAILURE)?;
-    if pin.len() > room.len() || !PIN_LEN.contains(&pin.len()) {
+/// The most key-file bytes after a PIN that a longer PIN may move: with the PIN, its length
+/// byte, the byte count and the tries they fit the command's transaction buffer (600 bytes).
+pub const MAX_PIN_TAIL: usize = 448;
+
+/// Bytes moved per write when a PIN grows (a stack buffer).
+const PIN_SHIFT_CHUNK: usize = 32;
+
+/// Whether `entry`'s PIN can become `len` bytes long: 2 to 8 bytes; a longer PIN than the record
+/// holds moves the records after it (FMCOS 2.0 §8.6.1: "新密钥的长度可以与原口令密钥的长度不同"),
+/// so the key file needs the room (`6A84`) and the bytes to move must fit one transaction
+/// ([`MAX_PIN_TAIL`], `6A84`). Checked before a command spends a try.
+pub fn pin_fits(key_file: &FileRef, entry: &KeyEntry, len: usize) -> Result<(), Sw> {
+    if !PIN_LEN.contains(&len) {
         return Err(Sw::WRONG_DATA);
     }
+    let Some(growth) = len.checked_sub(entry.value_len()).filter(|&g| g > 0) else {
+        return Ok(());
+    };
+    let used = key_file.header.used();
+    let tail = (key_file.body() + used).saturating_sub(entry.value_addr() + entry.value_len());
+    if used + growth > key_file.header.size() || tail > MAX_PIN_TAIL {
+        return Err(Sw::NOT_ENOUGH_SPACE);
+    }
+    Ok(())
+}
+
+/// Queues `pin` as `entry`'s new PIN. A shorter PIN than the record holds is padded with `FF`; a
+/// longer one grows the record: the records after it move up by the difference (copied from the
+/// end down, so no byte is overwritten before it is read), and the record's length byte and the
+/// key file's byte count follow, all in the command's one transaction.
+pub fn set_pin<N: Nvm>(
+    storage: &mut Storage<N>,
+    key_file: &FileRef,
+    entry: &KeyEntry,
+    pin: &[u8],
+) -> Result<(), Sw> {
+    pin_fits(key_file, entry, pin.len())?;
+    let old_len = entry.value_len();
+    if pin.len() > old_len {
+        let growth = pin.len() - old_len;
+        let tail_start = entry.value_addr() + old_len;
+        let end = key_file.body() + key_file.header.used();
+        let mut chunk = [0u8; PIN_SHIFT_CHUNK];
+        let mut dst_end = end + growth;
+        while dst_end > tail_start + growth {
+            let n = (dst_end - (tail_start + growth)).min(PIN_SHIFT_CHUNK);
+            let buf = chunk.get_mut(..n).ok_or(Sw::MEMORY_FAILURE)?;
+            storage.read(dst_end - n - growth, buf)?;
+            storage.write(dst_end - n, buf)?;
+            dst_end -= n;
+        }
+        let new_used =
+            u16::try_from(key_file.header.used() + growth).map_err(|_| Sw::NOT_ENOUGH_SPACE)?;
+        storage.write_u16(key_file.addr + field::KEY_FILE_USED, new_used)?;
+        let len_byte = u8::try_from(pin.len()).map_err(|_| Sw::WRONG_DATA)?;
+        storage.write_u8(entry.addr + AT_LEN, len_byte)?;
+        storage.write(entry.value_addr(), pin)?;
+        return Ok(());
+    }
+    let mut padded = [0xFF; 8];
+    let room = padded.get_mut(..old_len).ok_or(Sw::MEMORY_FAILURE)?;
     room.get_mut(..pin.len())
         .ok_or(Sw::WRONG_DATA)?
         .copy_from_slice(pin);

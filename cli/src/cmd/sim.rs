@@ -270,8 +270,9 @@ fn open_card(path: &Path, live: bool) -> Result<(image::ImageHeader, SimCard), F
     let (header, nvm) = loaded.map_err(|e| Failure::usage(anyhow!("{}: {e}", path.display())))?;
     let card = SimCard::from_nvm(nvm).map_err(|(_, e)| {
         Failure::card(anyhow!(
-            "{}: the card does not power up: {e:?}",
-            path.display()
+            "{}: the card does not power up: {}",
+            path.display(),
+            host_lib::transport::sim::power_up_failure(e)
         ))
     })?;
     Ok((header, card))

@@ -137,9 +137,15 @@ fn line_mac(
                 data.len()
             ))
         })?;
+    let cipher = match messaging {
+        SecureMessaging::Fmcos { .. } => BlockCipher::new(key.key()),
+        SecureMessaging::Ldt32 { challenge } => {
+            BlockCipher::new(session(key, name, challenge)?.key())
+        }
+    };
     let mut mac = match messaging {
-        SecureMessaging::Fmcos { challenge } => Mac::line_protection(key.key(), challenge),
-        SecureMessaging::Ldt32 { challenge } => Mac::session(session(key, name, challenge)?.key()),
+        SecureMessaging::Fmcos { challenge } => Mac::line_protection(&cipher, challenge),
+        SecureMessaging::Ldt32 { .. } => Mac::session(&cipher),
     }
     .map_err(|e| KeyError::crypto(name, "line-protection MAC", e))?;
     mac.update(&header);

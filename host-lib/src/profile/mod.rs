@@ -41,8 +41,8 @@ pub const HEADER_LEN: usize = 11;
 pub const KEY_RECORD_OVERHEAD: usize = 8;
 /// Bytes of the card information EF this project writes (apdu-specs/layout.md).
 pub const CARD_INFO_LEN: usize = 64;
-/// Bytes of a purse file's body.
-pub const PURSE_BODY_LEN: usize = 22;
+/// Bytes of a purse file's body (NVM layout 2: FMCOS's 22 and the overdraft limit's room).
+pub const PURSE_BODY_LEN: usize = card_os::fs::header::PURSE_BODY_LEN;
 /// The most bytes of a DF's FCI file the card puts in its FCI.
 pub const MAX_FCI_DATA: usize = 64;
 

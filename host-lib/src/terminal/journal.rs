@@ -209,7 +209,8 @@ impl Pending {
         }
     }
 
-    /// The INITIALIZE FOR PURCHASE answer, rebuilt (no overdraft: the card has none).
+    /// The INITIALIZE FOR PURCHASE answer, rebuilt. The overdraft limit is not journaled: no MAC
+    /// covers it, and this terminal's profiles never give an ED a limit (no overdraft key `3C`).
     pub fn purchase_init(&self) -> PurchaseInit {
         PurchaseInit {
             balance: self.balance_before,

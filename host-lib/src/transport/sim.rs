@@ -48,12 +48,16 @@ pub enum SimError {
     },
 }
 
-fn describe(e: PowerUpError) -> String {
+/// Why a simulated card did not power up, in words for an operator.
+pub fn power_up_failure(e: PowerUpError) -> String {
     match e {
-        PowerUpError::NotFormatted => {
-            "its memory is not a card of this OS's layout (not formatted, or another version)"
-                .into()
-        }
+        PowerUpError::NotFormatted => "its memory is not a formatted card".into(),
+        PowerUpError::LayoutVersion(found) => format!(
+            "its memory has card layout version {found}, this card OS reads version {} only \
+             (version 2 made room for the ED's overdraft limit in the purse file); create the card \
+             again with `citizencard sim new` and personalize it",
+            card_os::card::system::LAYOUT_VERSION
+        ),
         PowerUpError::Memory(m) => format!("memory error during recovery: {m:?}"),
     }
 }
@@ -82,7 +86,7 @@ impl SimTransport {
         })?;
         let card = SimCard::from_nvm(nvm).map_err(|(_, e)| SimError::PowerUp {
             path: path.to_path_buf(),
-            reason: describe(e),
+            reason: power_up_failure(e),
         })?;
         Ok(SimTransport {
             card,
@@ -96,7 +100,7 @@ impl SimTransport {
     pub fn blank(geometry: Geometry, historical: &HistoricalBytes) -> Result<Self, SimError> {
         let card = SimCard::blank(geometry, historical).map_err(|e| SimError::PowerUp {
             path: PathBuf::from("<blank>"),
-            reason: describe(e),
+            reason: power_up_failure(e),
         })?;
         Ok(SimTransport::from_card(
             card,
@@ -135,7 +139,10 @@ impl Transport for SimTransport {
         if !self.card.is_on() {
             self.card.power_on().map_err(|e| Error::Protocol {
                 reader: self.name.clone(),
-                detail: format!("the simulated card does not power up: {}", describe(e)),
+                detail: format!(
+                    "the simulated card does not power up: {}",
+                    power_up_failure(e)
+                ),
             })?;
         }
         let response = self.card.transmit(command);
@@ -154,7 +161,10 @@ impl Transport for SimTransport {
         } else {
             self.card.power_on().map_err(|e| Error::Protocol {
                 reader: self.name.clone(),
-                detail: format!("the simulated card does not power up: {}", describe(e)),
+                detail: format!(
+                    "the simulated card does not power up: {}",
+                    power_up_failure(e)
+                ),
             })?;
         }
         Ok(self.card.atr().to_vec())
@@ -166,7 +176,10 @@ impl Transport for SimTransport {
         self.card.power_off();
         self.card.power_on().map_err(|e| Error::Protocol {
             reader: self.name.clone(),
-            detail: format!("the simulated card does not power up: {}", describe(e)),
+            detail: format!(
+                "the simulated card does not power up: {}",
+                power_up_failure(e)
+            ),
         })?;
         Ok(self.card.atr().to_vec())
     }
@@ -188,6 +201,30 @@ impl Transport for SimTransport {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_image_of_an_older_card_layout_is_refused_with_its_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.img");
+        let mut card =
+            SimCard::blank(Geometry::DEFAULT, &HistoricalBytes::wenzhou([0, 0, 0, 7])).unwrap();
+        // A command after the format, so that power-up's journal replay is not the format's.
+        let create_key_file = [0x80, 0xE0, 0, 0, 7, 0x3F, 0, 0x90, 1, 0xF0, 0xFF, 0xFF];
+        assert_eq!(card.transmit(&create_key_file), [0x90, 0x00]);
+        let mut bytes = card.nvm().bytes().to_vec();
+        // System area byte 4: the layout version (apdu-specs/memory.md); 1 had 22-byte purses.
+        bytes[4] = 1;
+        let old = card_os::sim::MemoryNvm::from_bytes(bytes, Geometry::DEFAULT.page_size);
+        let header =
+            image::ImageHeader::new(Geometry::DEFAULT.capacity, Geometry::DEFAULT.page_size, 0);
+        image::save(&path, &header, &old).unwrap();
+        let e = SimTransport::open_image(&path).err().expect("refused");
+        let text = e.to_string();
+        assert!(
+            text.contains("layout version 1") && text.contains("reads version 2"),
+            "{text}"
+        );
+    }
 
     #[test]
     fn a_blank_card_answers_and_an_image_keeps_its_writes() {
