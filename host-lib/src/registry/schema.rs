@@ -649,12 +649,19 @@ pub fn version(conn: &Conn<'_>) -> Result<u32, RegistryError> {
     let v: i64 = match conn.dialect() {
         Dialect::Sqlite => conn.query_row("PRAGMA user_version", [], |r| r.get(0))?,
         Dialect::Postgres => {
-            let table: Option<String> = conn.query_row(
-                &format!("SELECT to_regclass('{PG_VERSION_TABLE}')::text"),
+            // pg_tables, read with the statement's snapshot, not to_regclass: the latter looks in
+            // the backend's catalog cache, which a wait on the migration's advisory lock does not
+            // refresh, so a station that waited while another created the schema would still see
+            // no table and run the first migration again.
+            let tables: i64 = conn.query_row(
+                &format!(
+                    "SELECT count(*) FROM pg_catalog.pg_tables \
+                     WHERE schemaname = current_schema() AND tablename = '{PG_VERSION_TABLE}'"
+                ),
                 [],
                 |r| r.get(0),
             )?;
-            if table.is_none() {
+            if tables == 0 {
                 0
             } else {
                 conn.query_row(

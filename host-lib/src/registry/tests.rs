@@ -1577,6 +1577,32 @@ fn newer_postgres_database_is_refused_on_open() {
 }
 
 #[test]
+fn stations_opening_an_empty_postgres_database_at_once_migrate_it_once() {
+    // Stations that waited on the migration lock while another created the schema must see the
+    // schema (a catalog lookup through the backend's cache did not, and ran step 1 again).
+    if !testing::pg_enabled("stations_opening_an_empty_postgres_database_at_once_migrate_it_once") {
+        return;
+    }
+    for _round in 0..3 {
+        let db = testing::PgTestDb::create();
+        let url = db.url().to_owned();
+        let opened: Vec<_> = (0..8)
+            .map(|_| {
+                let url = url.clone();
+                std::thread::spawn(move || {
+                    Registry::open_postgres(&url, RegistryConfig::default())
+                        .map(|reg| reg.schema_version().unwrap())
+                        .map_err(|e| e.to_string())
+                })
+            })
+            .collect();
+        for station in opened {
+            assert_eq!(station.join().unwrap(), Ok(super::schema::latest_version()));
+        }
+    }
+}
+
+#[test]
 fn an_unreachable_server_is_named_as_such() {
     // Nothing listens on port 1: refused at once.
     let e = Registry::open_postgres(
