@@ -517,7 +517,8 @@ fn replace(global: &Global, reg: &mut Registry, args: ReplaceArgs) -> Result<(),
         }
     };
     let state_dir = global.terminal_state_dir()?;
-    let station = host_lib::registry::Station::this_process();
+    // The lease's station is the one the registry records in the audit records.
+    let station = reg.station().clone();
     let desk = IssueDesk {
         operator: &op,
         station: &station,

@@ -263,6 +263,8 @@ fn demo(args: DemoArgs) -> anyhow::Result<()> {
         .into_iter()
         .find(|t| t.name == "public")
         .ok_or_else(|| anyhow!("no public-services application"))?;
+    // Leases name the station the registry records in every audit record.
+    let station = reg.station().clone();
     let mut d = Demo {
         dir: dir.clone(),
         keys,
@@ -271,7 +273,7 @@ fn demo(args: DemoArgs) -> anyhow::Result<()> {
         clock: clock.clone(),
         purse_aid: purse.df_name.clone(),
         op: "demo-clerk".into(),
-        station: Station::this_process(),
+        station,
     };
     let tick = DemoClock(clock.clone());
     let mut n = 0;

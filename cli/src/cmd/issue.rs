@@ -195,8 +195,9 @@ pub fn run(global: &Global, args: IssueArgs) -> Result<(), Failure> {
     }
     let mut reg = global.open_registry()?;
     let operator = global.operator();
-    // This run is one station: the cards it reserves are leased to it until it completes them.
-    let station = host_lib::registry::Station::this_process();
+    // This run is one station: the cards it reserves are leased to it until it completes them,
+    // under the id its registry handle records in every audit record.
+    let station = reg.station().clone();
     let desk = IssueDesk {
         operator: &operator,
         station: &station,
@@ -644,7 +645,7 @@ fn show_plan(
     };
     let mut reg = Registry::open_in_memory(config, std::sync::Arc::new(registry::SystemClock))
         .map_err(Failure::card)?;
-    let station = host_lib::registry::Station::this_process();
+    let station = reg.station().clone();
     let desk = IssueDesk {
         operator: "plan",
         station: &station,
