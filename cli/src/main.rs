@@ -91,6 +91,10 @@ pub struct Global {
     /// Who is at the counter: recorded with every change in the registry's audit log.
     #[arg(long, global = true, value_name = "NAME", env = "CITIZENCARD_OPERATOR")]
     pub operator: Option<String>,
+    /// This service point's name (e.g. `lucheng-centre/desk-2`): recorded with every change in
+    /// the registry's audit log, before the host, process and run that tell two runs apart.
+    #[arg(long, global = true, value_name = "NAME", env = "CITIZENCARD_STATION")]
+    pub station: Option<String>,
 }
 
 impl Global {
@@ -165,7 +169,21 @@ impl Global {
             Some(l) => l,
             None => Location::Sqlite(default_path().map_err(Failure::card)?),
         };
-        Registry::open_location(&location, config, Arc::new(SystemClock)).map_err(Failure::card)
+        let mut reg = Registry::open_location(&location, config, Arc::new(SystemClock))
+            .map_err(Failure::card)?;
+        if let Some(name) = &self.station {
+            let name = name.trim();
+            if name.is_empty() || name.len() > 64 || name.chars().any(char::is_control) {
+                return Err(Failure::usage(anyhow::anyhow!(
+                    "--station: a station name is 1 to 64 printable characters, got {name:?}"
+                )));
+            }
+            // The name leads; host/pid/run keep two runs of one desk apart (leases are per run).
+            let mut station = reg.station().clone();
+            station.id = format!("{name}@{}", station.id);
+            reg.set_station(station);
+        }
+        Ok(reg)
     }
 
     /// The registry `--registry` / `CITIZENCARD_REGISTRY` names: a `postgres://` address is

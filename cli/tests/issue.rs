@@ -393,3 +393,62 @@ fn an_issued_card_works_with_the_purse_terminal() {
         "{t}"
     );
 }
+
+#[test]
+fn a_named_station_is_recorded_with_every_change_it_makes() {
+    let dir = tempfile::tempdir().unwrap();
+    let cards = dir.path().join("cards");
+    let reg = dir.path().join("registry.db");
+    let sample = std::fs::read_to_string(vectors().join("applicants/sample.csv")).unwrap();
+    let batch = dir.path().join("two.csv");
+    std::fs::write(
+        &batch,
+        sample.lines().take(3).collect::<Vec<_>>().join("\n") + "\n",
+    )
+    .unwrap();
+    // The rows name their photos relative to the batch file.
+    std::os::unix::fs::symlink(
+        vectors().join("applicants/photos"),
+        dir.path().join("photos"),
+    )
+    .unwrap();
+    let named = |extra: &[&str]| {
+        let mut args = vec!["--station", "lucheng-centre/desk-2", "--registry", s(&reg)];
+        args.extend_from_slice(extra);
+        citizencard(&args)
+    };
+    let out = named(&["issue", "--batch", s(&batch), "--sim-dir", s(&cards)]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = named(&["registry", "audit", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let records: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let by_station: Vec<&str> = records
+        .iter()
+        .filter(|r| r["action"].as_str().is_some_and(|a| a.contains("issue")))
+        .map(|r| r["station"].as_str().unwrap_or(""))
+        .collect();
+    assert!(by_station.len() >= 4, "{records:?}");
+    assert!(
+        by_station
+            .iter()
+            .all(|s| s.starts_with("lucheng-centre/desk-2@")),
+        "{by_station:?}"
+    );
+    let out = citizencard(&[
+        "--station",
+        "desk\u{7}",
+        "--registry",
+        s(&reg),
+        "registry",
+        "list",
+    ]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        text(&out.stderr).contains("a station name is 1 to 64 printable characters"),
+        "{}",
+        text(&out.stderr)
+    );
+}
