@@ -1,6 +1,7 @@
 //! Chaos at the host seams (issue 9), with the real `citizencard` binary:
 //!
-//! * stations issuing the same and different batches at once, on one registry;
+//! * stations issuing the same and different batches at once, on one registry (SQLite, and
+//!   PostgreSQL with `CITIZENCARD_PG=1`: the `_on_postgres` variants, as for purchases at once);
 //! * a station killed while another issues the same applicants, then run again (the cards it wrote
 //!   that the other finished must be reported as void);
 //! * purchases at once on one card image (one terminal state, and two);
@@ -65,19 +66,52 @@ impl Rng {
     }
 }
 
+thread_local! {
+    /// The registry backend of the worlds this test thread makes: SQLite unless a `::postgres`
+    /// variant of a test switched it (each test runs on its own thread).
+    static ON_POSTGRES: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `test` with its worlds' registries on PostgreSQL (a database of their own each), when
+/// the PostgreSQL tier is on (`CITIZENCARD_PG=1`, see `scripts/test.sh`).
+fn on_postgres(name: &str, test: fn()) {
+    if !host_lib::registry::testing::pg_enabled(name) {
+        return;
+    }
+    ON_POSTGRES.with(|p| p.set(true));
+    test();
+}
+
 /// One registry, its card images and its terminal state.
 struct World {
     dir: tempfile::TempDir,
+    /// The PostgreSQL database of this world's registry (dropped with it), if on PostgreSQL.
+    pg: Option<host_lib::registry::testing::PgTestDb>,
 }
 
 impl World {
     fn new() -> World {
         World {
             dir: tempfile::tempdir().unwrap(),
+            pg: ON_POSTGRES
+                .with(|p| p.get())
+                .then(host_lib::registry::testing::PgTestDb::create),
         }
     }
-    fn db(&self) -> PathBuf {
-        self.dir.path().join("registry.db")
+    /// The registry as `--registry` takes it: the SQLite file or the PostgreSQL address.
+    fn db(&self) -> String {
+        match &self.pg {
+            Some(pg) => pg.url().to_owned(),
+            None => self.dir.path().join("registry.db").display().to_string(),
+        }
+    }
+    fn open_registry(&self) -> Registry {
+        Registry::open_location(
+            &host_lib::registry::Location::parse(&self.db()),
+            RegistryConfig::default(),
+            std::sync::Arc::new(host_lib::registry::SystemClock),
+        )
+        .unwrap()
     }
     fn cards(&self, station: usize) -> PathBuf {
         self.dir.path().join(format!("cards-{station}"))
@@ -87,7 +121,7 @@ impl World {
     }
     fn command(&self, args: &[String]) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_citizencard"));
-        c.args(["--registry", self.db().to_str().unwrap(), "--operator", OP])
+        c.args(["--registry", self.db().as_str(), "--operator", OP])
             .args(args)
             .env("CITIZENCARD_TERMINAL_STATE", self.state())
             .env_remove("CITIZENCARD_KEYS")
@@ -122,7 +156,7 @@ impl World {
             .unwrap()
     }
     fn invariants(&self, stations: usize) -> InvariantReport {
-        let reg = Registry::open(&self.db(), RegistryConfig::default()).unwrap();
+        let reg = self.open_registry();
         let dirs: Vec<PathBuf> = (0..stations).map(|s| self.cards(s)).collect();
         invariants::check(&reg, &dirs, &[self.state()], &dev_keys(), &DEFAULT_AID)
     }
@@ -157,6 +191,14 @@ fn batch(dir: &Path, name: &str, rows: impl Fn(usize) -> bool) -> PathBuf {
 /// Four stations at once on one registry, each with its own cards: two with the same whole
 /// batch, two with its halves. Every applicant ends with one card, no card number is on two
 /// cards, and a station that met an applicant another station was personalizing said so.
+#[test]
+fn chaos_stations_issuing_the_same_and_different_batches_at_once_on_postgres() {
+    on_postgres(
+        "chaos_stations_issuing_the_same_and_different_batches_at_once_on_postgres",
+        chaos_stations_issuing_the_same_and_different_batches_at_once,
+    );
+}
+
 #[test]
 fn chaos_stations_issuing_the_same_and_different_batches_at_once() {
     let (mut issued, mut refused_leased, mut checks, mut runs) = (0u64, 0u64, 0u64, 0u64);
@@ -208,7 +250,7 @@ fn chaos_stations_issuing_the_same_and_different_batches_at_once() {
         assert_clean(&r, &format!("round {round}"));
         checks += r.checks;
         // Every valid applicant of the batch holds exactly one card.
-        let reg = Registry::open(&w.db(), RegistryConfig::default()).unwrap();
+        let reg = w.open_registry();
         let active = reg
             .list_cards(&host_lib::registry::CardFilter {
                 status: Some(host_lib::registry::CardStatus::Active),
@@ -339,6 +381,14 @@ fn chaos_a_station_killed_while_another_issues_the_same_batch() {
 /// terminals); every purchase reported done is on the card once, in the ledger once, with its own
 /// offline counter and terminal transaction number.
 #[test]
+fn chaos_purchases_at_once_on_one_card_on_postgres() {
+    on_postgres(
+        "chaos_purchases_at_once_on_one_card_on_postgres",
+        chaos_purchases_at_once_on_one_card,
+    );
+}
+
+#[test]
 fn chaos_purchases_at_once_on_one_card() {
     let w = World::new();
     let applicant = root().join("test-vectors/applicants/one.toml");
@@ -384,7 +434,7 @@ fn chaos_purchases_at_once_on_one_card() {
     }
     let r = w.invariants(1);
     assert_clean(&r, "purchases at once");
-    let reg = Registry::open(&w.db(), RegistryConfig::default()).unwrap();
+    let reg = w.open_registry();
     let card =
         host_lib::holder::items::CardNumber::parse(image.file_stem().unwrap().to_str().unwrap())
             .unwrap();
@@ -432,7 +482,28 @@ const LIFE: [Step; 6] = [
     Step::Cancel,
 ];
 
+/// The first card of the life and its replacement, as the registry knows them (placeholders
+/// before they exist). On PostgreSQL a kill can cost a card number (a sequence value is spent
+/// even when the transaction that drew it never commits), so the numbers are looked up.
+fn life_cards(w: &World) -> (String, String) {
+    use host_lib::registry::{CardFilter, CardStatus};
+    let cards = w
+        .open_registry()
+        .list_cards(&CardFilter::default())
+        .unwrap();
+    let live = || cards.iter().filter(|c| c.status != CardStatus::Aborted);
+    let first = live()
+        .find(|c| c.replaces.is_none())
+        .map_or_else(|| "W00000018".to_owned(), |c| c.card_number.clone());
+    let second = live()
+        .find(|c| c.replaces.as_deref() == Some(first.as_str()))
+        .map_or_else(|| "W00000026".to_owned(), |c| c.card_number.clone());
+    (first, second)
+}
+
 fn step_args(w: &World, step: Step) -> Vec<String> {
+    let (first, second) = life_cards(w);
+    let (first, second) = (first.as_str(), second.as_str());
     let cards = w.cards(0);
     let dir = cards.to_str().unwrap().to_owned();
     let image = |n: &str| cards.join(format!("{n}.img")).to_str().unwrap().to_owned();
@@ -445,29 +516,21 @@ fn step_args(w: &World, step: Step) -> Vec<String> {
             "--sim-dir",
             &dir,
         ]),
-        Step::Load => args(&[
-            "--sim",
-            &image("W00000018"),
-            "purse",
-            "--aid",
-            AID,
-            "load",
-            "50",
-        ]),
+        Step::Load => args(&["--sim", &image(first), "purse", "--aid", AID, "load", "50"]),
         Step::Purchase => args(&[
             "--sim",
-            &image("W00000018"),
+            &image(first),
             "purse",
             "--aid",
             AID,
             "purchase",
             "2.5",
         ]),
-        Step::ReportLoss => args(&["card", "report-loss", "W00000018"]),
+        Step::ReportLoss => args(&["card", "report-loss", first]),
         Step::Replace => args(&[
             "card",
             "replace",
-            "W00000018",
+            first,
             "--reason",
             "lost",
             "--sim-dir",
@@ -475,10 +538,10 @@ fn step_args(w: &World, step: Step) -> Vec<String> {
         ]),
         Step::Cancel => args(&[
             "--sim",
-            &image("W00000026"),
+            &image(second),
             "card",
             "cancel",
-            "W00000026",
+            second,
             "--reason",
             "moved-away",
         ]),
@@ -488,7 +551,8 @@ fn step_args(w: &World, step: Step) -> Vec<String> {
 /// What the operator does after a step was killed: the same command again, or for a purse
 /// operation the next command with the card (never a second load or purchase).
 fn recovery_args(w: &World, step: Step) -> Vec<String> {
-    let image = w.cards(0).join("W00000018.img");
+    let (first, _) = life_cards(w);
+    let image = w.cards(0).join(format!("{first}.img"));
     match step {
         Step::Load | Step::Purchase => args(&[
             "--sim",
@@ -498,7 +562,7 @@ fn recovery_args(w: &World, step: Step) -> Vec<String> {
             AID,
             "balance",
         ]),
-        Step::ReportLoss => args(&["card", "status", "W00000018"]),
+        Step::ReportLoss => args(&["card", "status", first.as_str()]),
         other => step_args(w, other),
     }
 }
@@ -506,6 +570,14 @@ fn recovery_args(w: &World, step: Step) -> Vec<String> {
 /// `kill -9` at a random instant of a random step of a card's life (issue, load, purchase,
 /// replace with its carry-over, cancel), 60 times; after each the operator's re-run, and the
 /// invariants after every step.
+#[test]
+fn chaos_kill_9_at_random_points_on_postgres() {
+    on_postgres(
+        "chaos_kill_9_at_random_points_on_postgres",
+        chaos_kill_9_at_random_points,
+    );
+}
+
 #[test]
 fn chaos_kill_9_at_random_points() {
     let mut rng = Rng::from_env();
@@ -573,8 +645,9 @@ fn chaos_kill_9_at_random_points() {
                 // A load or purchase the kill stopped before CREDIT/DEBIT is simply not made;
                 // the operator makes it again, as a new transaction.
                 if matches!(step, Step::Load | Step::Purchase) {
-                    let reg = Registry::open(&w.db(), RegistryConfig::default()).unwrap();
-                    let card = host_lib::holder::items::CardNumber::parse("W00000018").unwrap();
+                    let reg = w.open_registry();
+                    let card =
+                        host_lib::holder::items::CardNumber::parse(&life_cards(&w).0).unwrap();
                     let kind = if step == Step::Load {
                         "load"
                     } else {
