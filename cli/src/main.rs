@@ -169,15 +169,25 @@ impl Global {
             Some(l) => l,
             None => Location::Sqlite(default_path().map_err(Failure::card)?),
         };
+        // A bad name is refused before the registry is opened (or created).
+        let name = match &self.station {
+            Some(name) => {
+                let name = name.trim();
+                if name.is_empty()
+                    || name.chars().count() > 64
+                    || name.chars().any(char::is_control)
+                {
+                    return Err(Failure::usage(anyhow::anyhow!(
+                        "--station: a station name is 1 to 64 printable characters, got {name:?}"
+                    )));
+                }
+                Some(name)
+            }
+            None => None,
+        };
         let mut reg = Registry::open_location(&location, config, Arc::new(SystemClock))
             .map_err(Failure::card)?;
-        if let Some(name) = &self.station {
-            let name = name.trim();
-            if name.is_empty() || name.len() > 64 || name.chars().any(char::is_control) {
-                return Err(Failure::usage(anyhow::anyhow!(
-                    "--station: a station name is 1 to 64 printable characters, got {name:?}"
-                )));
-            }
+        if let Some(name) = name {
             // The name leads; host/pid/run keep two runs of one desk apart (leases are per run).
             let mut station = reg.station().clone();
             station.id = format!("{name}@{}", station.id);

@@ -437,14 +437,19 @@ fn a_named_station_is_recorded_with_every_change_it_makes() {
             .all(|s| s.starts_with("lucheng-centre/desk-2@")),
         "{by_station:?}"
     );
+    let untouched = dir.path().join("untouched.db");
     let out = citizencard(&[
         "--station",
         "desk\u{7}",
         "--registry",
-        s(&reg),
+        s(&untouched),
         "registry",
         "list",
     ]);
+    assert!(
+        !untouched.exists(),
+        "a refused name must not create the registry"
+    );
     assert_ne!(out.status.code(), Some(0));
     assert!(
         text(&out.stderr).contains("a station name is 1 to 64 printable characters"),
