@@ -67,7 +67,7 @@ impl Rng {
 }
 
 thread_local! {
-    /// The registry backend of the worlds this test thread makes: SQLite unless a `::postgres`
+    /// The registry backend of the worlds this test thread makes: SQLite unless an `_on_postgres`
     /// variant of a test switched it (each test runs on its own thread).
     static ON_POSTGRES: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
