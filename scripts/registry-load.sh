@@ -92,7 +92,7 @@ for backend in $backends; do
     PIDS=()
     for ((s = 0; s < stations; s++)); do
         "$bin" --registry "$registry" --operator load bench registry-station \
-            --station "$s" --cards "$cards" --dir "$RUN_DIR" \
+            --station-number "$s" --cards "$cards" --dir "$RUN_DIR" \
             --photo test-vectors/applicants/photos/p01.jpg \
             --apdu-ms "$apdu_ms" --byte-us "$byte_us" \
             >"$RUN_DIR/station-$s.log" 2>&1 &

@@ -47,7 +47,12 @@ fn run_load(registry: &str, dir: &Path) -> serde_json::Value {
     let stations: Vec<_> = (0..STATIONS)
         .map(|s| {
             citizencard(registry)
-                .args(["bench", "registry-station", "--station", &s.to_string()])
+                .args([
+                    "bench",
+                    "registry-station",
+                    "--station-number",
+                    &s.to_string(),
+                ])
                 .args([
                     "--cards",
                     &CARDS.to_string(),

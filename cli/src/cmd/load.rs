@@ -55,9 +55,10 @@ use crate::Global;
 /// Arguments of `bench registry-station`.
 #[derive(Args, Debug)]
 pub struct StationArgs {
-    /// This station's number (0, 1, …): it picks the station's applicants, card images and files.
+    /// This station's number (0, 1, …): it picks the station's applicants, card images and files
+    /// (not the global `--station NAME`, which names a service point in the audit log).
     #[arg(long)]
-    pub station: u32,
+    pub station_number: u32,
     /// Cards to issue.
     #[arg(long, default_value_t = 200)]
     pub cards: u32,
@@ -299,7 +300,7 @@ fn shop(
             .open_registry()
             .map_err(|f| f.error.unwrap_or_else(|| anyhow!("registry")))?;
         let state = TerminalState::open(
-            &args.dir.join(format!("terminal-{}", args.station)),
+            &args.dir.join(format!("terminal-{}", args.station_number)),
             "registry load shop",
             Duration::from_secs(10),
         )?;
@@ -397,7 +398,7 @@ fn shop(
 
 /// Runs `bench registry-station`.
 pub fn station(global: &Global, args: StationArgs) -> Result<(), Failure> {
-    if args.cards > 9_999 || args.station > 99 {
+    if args.cards > 9_999 || args.station_number > 99 {
         return Err(Failure::usage(anyhow!(
             "at most 9999 cards per station and stations 0 to 99"
         )));
@@ -412,13 +413,13 @@ pub fn station(global: &Global, args: StationArgs) -> Result<(), Failure> {
         ),
         None => None,
     };
-    let cards_dir = args.dir.join(format!("cards-{}", args.station));
+    let cards_dir = args.dir.join(format!("cards-{}", args.station_number));
     host_lib::private_fs::create_private_dir_all(&cards_dir)
         .with_context(|| format!("creating {}", cards_dir.display()))
         .map_err(Failure::usage)?;
-    let progress = station_file(&args.dir, args.station, "progress");
+    let progress = station_file(&args.dir, args.station_number, "progress");
     let mut reg = global.open_registry()?;
-    let operator = format!("{}-{}", global.operator(), args.station);
+    let operator = format!("{}-{}", global.operator(), args.station_number);
     // The station the registry records with every change holds the leases too.
     let station = reg.station().clone();
     let desk = IssueDesk {
@@ -439,13 +440,14 @@ pub fn station(global: &Global, args: StationArgs) -> Result<(), Failure> {
         let (tx, rx) = mpsc::channel();
         let shop = scope.spawn(|| shop(global, &args, &operator, rx));
         for index in 0..args.cards {
-            let applicant = match applicant(&validator, args.station, index, photo.as_deref()) {
-                Ok(a) => a,
-                Err(e) => {
-                    failures.push(format!("applicant {index}: {e:#}"));
-                    continue;
-                }
-            };
+            let applicant =
+                match applicant(&validator, args.station_number, index, photo.as_deref()) {
+                    Ok(a) => a,
+                    Err(e) => {
+                        failures.push(format!("applicant {index}: {e:#}"));
+                        continue;
+                    }
+                };
             let result = issue_one(
                 &mut reg,
                 &desk,
@@ -487,7 +489,7 @@ pub fn station(global: &Global, args: StationArgs) -> Result<(), Failure> {
     });
     let shop = shop_result.map_err(|_| Failure::card(anyhow!("the shop thread panicked")))?;
     let report = StationReport {
-        station: args.station,
+        station: args.station_number,
         station_id: station.id.clone(),
         cards_asked: args.cards,
         apdu_ms: args.apdu_ms,
@@ -503,12 +505,13 @@ pub fn station(global: &Global, args: StationArgs) -> Result<(), Failure> {
         shop_failures: shop.failures,
     };
     let text = serde_json::to_string(&report).map_err(Failure::card)?;
-    write_whole(&station_file(&args.dir, args.station, "json"), &text).map_err(Failure::card)?;
+    write_whole(&station_file(&args.dir, args.station_number, "json"), &text)
+        .map_err(Failure::card)?;
     if report.failures.is_empty() && report.shop_failures.is_empty() {
         Ok(())
     } else {
         for f in report.failures.iter().chain(&report.shop_failures) {
-            eprintln!("station {}: {f}", args.station);
+            eprintln!("station {}: {f}", args.station_number);
         }
         Err(Failure::unmet())
     }
